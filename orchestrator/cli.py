@@ -1,0 +1,178 @@
+"""The `sluice` command: thin; it parses, calls services and presents."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import redis
+import typer
+from rich.console import Console
+
+from . import presenting
+from .config import DEFAULT_CONFIG, load_config
+from .errors import ConfigError, SluiceError
+from .services import Services
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Sluice: continuous deployment from Git (and more) to atomic releases.")
+out = Console()
+err = Console(stderr=True)
+
+
+@cli.callback()
+def _options(ctx: typer.Context,
+             config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                                   help="config file [default: $SLUICE_CONFIG or config/sluice.yaml]"),
+             log_level: str = typer.Option("INFO", help="log level for services")):
+    path = config or Path(os.environ.get("SLUICE_CONFIG") or DEFAULT_CONFIG)
+    ctx.obj = path.resolve()
+    os.environ["SLUICE_CONFIG"] = str(ctx.obj)     # child processes read the same file
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _services(ctx: typer.Context) -> Services:
+    return Services.build(load_config(ctx.obj))
+
+
+def _app_name(services: Services, app: str) -> str:
+    if app not in services.config.apps:
+        known = ", ".join(services.config.apps) or "none"
+        raise ConfigError(f"unknown app {app!r} (configured: {known})")
+    return app
+
+
+@cli.command("check-config")
+def check_config(ctx: typer.Context):
+    """Validate the configuration without starting anything."""
+    config = load_config(ctx.obj)
+    out.print(f"{ctx.obj}: OK, {len(config.apps)} app(s), data_dir {config.data_dir}")
+    for name, app in config.apps.items():
+        out.print(f"  {name}: {app.source.describe()} -> {app.target}")
+
+
+@cli.command()
+def up(ctx: typer.Context):
+    """Run everything: embedded Redis (unless redis_url is set), a worker and a poller."""
+    from .supervisor import Supervisor
+    config = load_config(ctx.obj)
+    for name, app in config.apps.items():
+        out.print(f"watching {name}: {app.source.describe()} every "
+                  f"{app.source.poll_interval:g}s -> {app.target}")
+    raise typer.Exit(Supervisor(config, ctx.obj, say=out.print).run())
+
+
+@cli.command()
+def worker(ctx: typer.Context, concurrency: int = typer.Option(1, help="parallel deployments")):
+    """Run a deploy worker (a Celery worker on the `deploy` queue)."""
+    from workers.celery_app import celery_for
+    services = _services(ctx)
+    celery_for(services.redis_url).worker_main(
+        ["worker", "-Q", "deploy", f"--concurrency={concurrency}", "--loglevel=INFO",
+         "--without-gossip", "--without-mingle", f"--hostname=sluice-{os.getpid()}@%h"])
+
+
+@cli.command()
+def poller(ctx: typer.Context, concurrency: int = typer.Option(16, help="head checks at once")):
+    """Run the poller: head checks of due sources, deployments on change."""
+    import signal
+    from .poller import Poller
+    services = _services(ctx)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.getLogger("sluice.poller").info("polling %d app(s)", len(services.config.apps))
+    Poller(services, concurrency=concurrency).run(stop)
+
+
+@cli.command()
+def apps(ctx: typer.Context):
+    """The configured apps and what is live."""
+    services = _services(ctx)
+    views = {name: services.projections.app(name) for name in services.config.apps}
+    out.print(presenting.apps_table(services.config, views))
+
+
+@cli.command()
+def deployments(ctx: typer.Context, app: str,
+                as_json: bool = typer.Option(False, "--json", help="a JSON array, newest first")):
+    """An app's deployment history, newest first."""
+    services = _services(ctx)
+    view = services.projections.app(_app_name(services, app))
+    if as_json:
+        print(json.dumps([presenting.deployment_json(view, d) for d in view.history()], indent=2))
+    else:
+        out.print(presenting.deployments_table(view))
+
+
+@cli.command()
+def events(ctx: typer.Context, app: Optional[str] = typer.Argument(None),
+           follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new events"),
+           as_json: bool = typer.Option(False, "--json", help="one JSON object per line")):
+    """Print the event history (of one app, or of all), and follow it."""
+    services = _services(ctx)
+    show = presenting.event_json if as_json else presenting.event_line
+    feed_start = services.store.feed_last_id()
+    names = [app] if app else services.store.apps()
+    history = sorted((r for n in names for r in services.store.read(n)), key=lambda r: r.id)
+    for r in history:
+        print(show(r), flush=True)
+    if follow:
+        for r in services.store.follow(after_id=feed_start, app=app):
+            if r is not None:
+                print(show(r), flush=True)
+
+
+@cli.command()
+def sync(ctx: typer.Context, app: str,
+         wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end"),
+         timeout: float = typer.Option(600, help="seconds to wait with --wait")):
+    """Check the app's source now and deploy its head (the portal's Sync button)."""
+    from .poller import sync_now
+    services = _services(ctx)
+    queued = sync_now(services, _app_name(services, app))
+    verb = "queued" if queued.new else "already queued"
+    out.print(f"{app}: deployment {queued.deployment_id} of {queued.revision[:12]} {verb}")
+    if wait:
+        d = _wait_for_end(services, app, queued.deployment_id, timeout)
+        out.print(f"{app}: deployment {d.id} {d.status}: {d.message}")
+        raise typer.Exit(0 if d.status in ("success", "skipped") else 1)
+
+
+def _wait_for_end(services: Services, app: str, deployment_id: str, timeout: float):
+    deadline = time.monotonic() + timeout
+    while True:
+        d = services.projections.app(app).deployments[deployment_id]
+        if d.terminal:
+            return d
+        if time.monotonic() > deadline:
+            raise SluiceError(f"deployment {deployment_id} still {d.status} after {timeout:g}s")
+        time.sleep(0.1)
+
+
+def _fail(label: str, message: str, code: int) -> None:
+    err.print(f"{label}:", style="bold red", end=" ")
+    err.print(message, markup=False, highlight=False)
+    sys.exit(code)
+
+
+def main() -> None:
+    try:
+        cli()
+    except ConfigError as exc:
+        _fail("config error", str(exc), 2)
+    except SluiceError as exc:
+        _fail("error", str(exc), 1)
+    except redis.ConnectionError as exc:
+        _fail("error", f"cannot reach Redis: {exc}", 1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

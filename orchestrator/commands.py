@@ -1,0 +1,30 @@
+"""Run a decision against an app's current view and append its events, optimistically.
+
+`decide(view)` returns the events to append (or none); if another writer appended first,
+the view is reloaded and `decide` asked again, so every decision is made on fresh state.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from .errors import ConcurrencyError
+from .events import Event
+from .projections import AppView, Projections
+
+ATTEMPTS = 20
+
+
+def execute(projections: Projections, app: str,
+            decide: Callable[[AppView], Sequence[Event]]) -> tuple[AppView, list[Event]]:
+    """Returns the view the decision was made on and the events appended."""
+    for _ in range(ATTEMPTS):
+        view = projections.app(app)
+        events = list(decide(view))
+        if not events:
+            return view, []
+        try:
+            projections.store.append(app, events, expected_version=view.version)
+            return view, events
+        except ConcurrencyError:
+            continue
+    raise ConcurrencyError(f"app {app!r}: gave up after {ATTEMPTS} conflicting appends")

@@ -1,0 +1,189 @@
+"""Load and validate the configuration: config/sluice.yaml (or --config / SLUICE_CONFIG).
+
+Strings may say ${NAME} to take an environment variable. Relative paths (and local
+repository paths) resolve against the working directory. Every problem becomes one
+ConfigError naming the file and the key.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+from .urls import sanitize_url
+
+DEFAULT_CONFIG = Path("config/sluice.yaml")
+APP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """'30s', '5m', '1h', '500ms' or a number of seconds -> seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(f"invalid duration {value!r} (use e.g. 500ms, 30s, 5m, 1h)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GitSourceConfig(_Strict):
+    type: Literal["git"]
+    url: str = Field(min_length=1)
+    branch: str = "master"
+    path: str = ""
+    poll_interval: Duration = 30.0
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, value: str) -> str:
+        parts = [p for p in value.strip("/").split("/") if p]
+        if any(p in (".", "..") for p in parts):
+            raise ValueError(f"path {value!r} must be a plain subfolder (no '.' or '..')")
+        return "/".join(parts)
+
+    def describe(self) -> str:
+        path = f" /{self.path}" if self.path else ""
+        return f"git {sanitize_url(self.url)} @ {self.branch}{path}"
+
+    @field_validator("url")
+    @classmethod
+    def _absolute_local_url(cls, value: str) -> str:
+        return value if _looks_remote(value) else str(Path(value).expanduser().resolve())
+
+
+SourceConfig = Annotated[GitSourceConfig, Field(discriminator="type")]
+SOURCE_TYPES = ("git",)
+
+
+class RetryPolicy(_Strict):
+    attempts: int = Field(default=5, ge=1, le=100)
+    base: Duration = 2.0
+    max: Duration = 60.0
+
+
+class AppConfig(_Strict):
+    layout: Literal["functions", "site"] = "functions"
+    target: Path
+    source: SourceConfig
+    retry: RetryPolicy = RetryPolicy()
+
+
+class SluiceConfig(_Strict):
+    data_dir: Path = Path("./var")
+    redis_url: str | None = None
+    apps: dict[str, AppConfig] = Field(default_factory=dict)
+
+    @field_validator("apps")
+    @classmethod
+    def _app_names(cls, apps: dict[str, AppConfig]) -> dict[str, AppConfig]:
+        for name in apps:
+            if not APP_NAME.match(name):
+                raise ValueError(f"app name {name!r} must match [a-z0-9][a-z0-9-]*")
+        return apps
+
+
+def _looks_remote(url: str) -> bool:
+    return "://" in url or re.match(r"^[\w.-]+@[\w.-]+:", url) is not None
+
+
+def load_config(path: str | os.PathLike | None = None, env: dict | None = None) -> SluiceConfig:
+    """Read, expand and validate the config; raises ConfigError with a readable message."""
+    env = os.environ if env is None else env
+    path = Path(path or env.get("SLUICE_CONFIG") or DEFAULT_CONFIG)
+    raw = _read_yaml(path)
+    raw = _expand(raw, env, path, ())
+    if env.get("SLUICE_REDIS_URL"):
+        raw["redis_url"] = env["SLUICE_REDIS_URL"]
+    if env.get("SLUICE_DATA_DIR"):
+        raw["data_dir"] = env["SLUICE_DATA_DIR"]
+    try:
+        config = SluiceConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc)) from None
+    return _resolved(config, path)
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys (data_dir, apps, ...)")
+    return raw
+
+
+def _expand(value: Any, env, path: Path, where: tuple) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, env, path, where + (str(k),)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, path, where + (str(i),)) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        def sub(m: re.Match) -> str:
+            if m.group(1) not in env:
+                raise ConfigError(f"{path}: {'.'.join(where)}: environment variable "
+                                  f"{m.group(1)} is not set")
+            return env[m.group(1)]
+        return _ENV_REF.sub(sub, value)
+    return value
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    lines = [f"{_location(err['loc']) or '(top level)'}: {_message(err)}" for err in exc.errors()]
+    return f"{path}: " + (lines[0] if len(lines) == 1 else "\n  " + "\n  ".join(lines))
+
+
+def _location(loc: tuple) -> str:
+    # pydantic puts the discriminator's value (e.g. "git") into the path of a tagged union.
+    parts = [str(p) for i, p in enumerate(loc) if not (i and loc[i - 1] == "source")
+             or p not in SOURCE_TYPES]
+    return ".".join(p for p in parts if not p.startswith("function-"))
+
+
+def _message(err: dict) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    if err["type"] == "union_tag_invalid":
+        return f"unknown source type {err['ctx']['tag']!r} (expected one of: {', '.join(SOURCE_TYPES)})"
+    if err["type"] == "union_tag_not_found":
+        return f"required key 'type' is missing (one of: {', '.join(SOURCE_TYPES)})"
+    return err["msg"].removeprefix("Value error, ")
+
+
+def _resolved(config: SluiceConfig, path: Path) -> SluiceConfig:
+    apps = {name: app.model_copy(update={"target": _absolute(app.target)})
+            for name, app in config.apps.items()}
+    seen: dict[Path, str] = {}
+    for name, app in apps.items():
+        if app.target in seen:
+            raise ConfigError(f"{path}: apps.{name}.target: {app.target} is also the target of "
+                              f"app {seen[app.target]!r}; each app needs its own target")
+        seen[app.target] = name
+    return config.model_copy(update={"data_dir": _absolute(config.data_dir), "apps": apps})
+
+
+def _absolute(p: Path) -> Path:
+    return Path(os.path.abspath(p.expanduser()))

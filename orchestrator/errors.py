@@ -1,0 +1,37 @@
+"""The error tree, grouped by what should happen next (see DESIGN.md)."""
+
+
+class SluiceError(Exception):
+    """Base of every error Sluice raises on purpose; its message is meant for people."""
+
+
+class ConfigError(SluiceError):
+    """Bad configuration: refuse to start, saying which key and why."""
+
+
+class TransientError(SluiceError):
+    """Worth retrying with backoff: network trouble, 5xx, 429, a busy lease."""
+
+
+class PermanentError(SluiceError):
+    """Retrying cannot help; the deployment fails with this message."""
+
+
+class AuthenticationFailed(PermanentError):
+    pass
+
+
+class RevisionNotFound(PermanentError):
+    pass
+
+
+class InvalidAppLayout(PermanentError):
+    pass
+
+
+class StoreError(SluiceError):
+    pass
+
+
+class ConcurrencyError(StoreError):
+    """Someone appended first: reload and retry the command."""

@@ -1,0 +1,38 @@
+"""Every Redis key Sluice uses, in one place.
+
+Events (the source of truth):
+  sluice:apps                    set of app names that have a stream
+  sluice:app:{app}:events        stream of the app's events; entry field `n` is its version
+  sluice:feed                    capped stream mirroring every event, for followers
+
+Caches and coordination (safe to delete; rebuilt or re-derived):
+  sluice:proj:app:{app}          JSON of the app's folded projection, with its version
+  sluice:poll:due                sorted set: app -> unix time its next head check is due
+  sluice:poll:cursor             hash: app -> "{source fingerprint} {cursor}" of the last head seen
+  sluice:poll:failures           hash: app -> consecutive failed head checks (for backoff)
+  sluice:lease:{app}             the app's deployment lease: "{fencing token}:{holder}", with a TTL
+  sluice:lease:{app}:fence       counter handing out fencing tokens
+"""
+
+PREFIX = "sluice:"
+APPS = PREFIX + "apps"
+FEED = PREFIX + "feed"
+POLL_DUE = PREFIX + "poll:due"
+POLL_CURSOR = PREFIX + "poll:cursor"
+POLL_FAILURES = PREFIX + "poll:failures"
+
+
+def app_events(app: str) -> str:
+    return f"{PREFIX}app:{app}:events"
+
+
+def app_projection(app: str) -> str:
+    return f"{PREFIX}proj:app:{app}"
+
+
+def lease(app: str) -> str:
+    return f"{PREFIX}lease:{app}"
+
+
+def lease_fence(app: str) -> str:
+    return f"{PREFIX}lease:{app}:fence"

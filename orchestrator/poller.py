@@ -1,0 +1,147 @@
+"""The `sluice poller` service: cheap head checks of due sources, deployments on change.
+
+Due times live in one Redis sorted set (app -> unix time). A poller claims due apps with
+one Lua script that pushes their score ahead by a claim timeout, so several pollers can run
+at once without checking the same source twice; a poller that dies mid-check simply lets
+the claim time out.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from . import keys
+from .backoff import backoff_delay
+from .config import AppConfig
+from .dispatch import Queued, request_deployment
+from .errors import SluiceError
+from .services import Services
+from .sources import source_for
+
+log = logging.getLogger("sluice.poller")
+
+_CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, app in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[3], app) end
+return due
+"""
+CLAIM_TIMEOUT = 120.0
+MAX_FAILURE_BACKOFF = 600.0
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    app: str
+    queued: Queued | None = None
+    error: str | None = None
+
+
+def fingerprint(app: AppConfig) -> str:
+    """Changes when the source a cursor belongs to changes, so a stale cursor is ignored."""
+    return hashlib.sha256(app.source.model_dump_json().encode()).hexdigest()[:16]
+
+
+def read_cursor(services: Services, name: str) -> str | None:
+    raw = services.redis.hget(keys.POLL_CURSOR, name)
+    if raw:
+        mark, _, cursor = raw.decode().partition(" ")
+        if mark == fingerprint(services.config.apps[name]):
+            return cursor
+    return services.projections.app(name).last_revision
+
+
+def write_cursor(services: Services, name: str, cursor: str) -> None:
+    services.redis.hset(keys.POLL_CURSOR, name,
+                        f"{fingerprint(services.config.apps[name])} {cursor}")
+
+
+def sync_now(services: Services, name: str, trigger: str = "manual") -> Queued:
+    """The portal's Sync button: take the source's head now and deploy it (a deployment
+    of what is already live ends as skipped)."""
+    change = source_for(services.config.apps[name], services.config.data_dir).latest(None)
+    queued = request_deployment(services, name, change.revision, trigger)
+    write_cursor(services, name, change.cursor)
+    return queued
+
+
+class Poller:
+    def __init__(self, services: Services, concurrency: int = 16, rng: random.Random | None = None):
+        self.services = services
+        self.concurrency = concurrency
+        self.rng = rng or random.Random()
+        self._claim = services.redis.register_script(_CLAIM)
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="head-check")
+
+    def register(self) -> None:
+        """Schedule every configured app (now, unless already scheduled); drop removed apps."""
+        configured = self.services.config.apps
+        scheduled = {m.decode() for m in self.services.redis.zrange(keys.POLL_DUE, 0, -1)}
+        if stale := scheduled - configured.keys():
+            self.services.redis.zrem(keys.POLL_DUE, *stale)
+        now = self.services.clock.now()
+        if configured:
+            self.services.redis.zadd(keys.POLL_DUE, {name: now for name in configured}, nx=True)
+
+    def tick(self) -> list[CheckResult]:
+        """Claim every due source and check them concurrently."""
+        now = self.services.clock.now()
+        claimed = self._claim(keys=[keys.POLL_DUE],
+                              args=[now, self.concurrency * 4, now + CLAIM_TIMEOUT])
+        apps = [a.decode() for a in claimed]
+        return list(self._pool.map(self.check, apps))
+
+    def check(self, name: str) -> CheckResult:
+        app = self.services.config.apps.get(name)
+        if app is None:
+            self.services.redis.zrem(keys.POLL_DUE, name)
+            return CheckResult(name, error="no longer configured")
+        try:
+            queued = self._check(name)
+        except SluiceError as exc:
+            return self._failed(name, app, str(exc))
+        self.services.redis.hdel(keys.POLL_FAILURES, name)
+        self._schedule(name, app.source.poll_interval * self.rng.uniform(0.9, 1.1))
+        return CheckResult(name, queued=queued)
+
+    def _check(self, name: str) -> Queued | None:
+        app = self.services.config.apps[name]
+        change = source_for(app, self.services.config.data_dir).latest(read_cursor(self.services, name))
+        if change is None:
+            return None
+        queued = request_deployment(self.services, name, change.revision, "poll")
+        write_cursor(self.services, name, change.cursor)
+        log.info("%s: change to %s, deployment %s queued", name, change.revision[:12],
+                 queued.deployment_id)
+        return queued
+
+    def _failed(self, name: str, app: AppConfig, error: str) -> CheckResult:
+        failures = self.services.redis.hincrby(keys.POLL_FAILURES, name, 1)
+        delay = max(app.source.poll_interval,
+                    backoff_delay(failures, app.source.poll_interval, MAX_FAILURE_BACKOFF, self.rng))
+        log.warning("%s: head check failed (%d in a row, next in %.0fs): %s",
+                    name, failures, delay, error)
+        self._schedule(name, delay)
+        return CheckResult(name, error=error)
+
+    def _schedule(self, name: str, delay: float) -> None:
+        self.services.redis.zadd(keys.POLL_DUE, {name: self.services.clock.now() + delay})
+
+    def seconds_until_due(self) -> float:
+        head = self.services.redis.zrange(keys.POLL_DUE, 0, 0, withscores=True)
+        return max(0.0, head[0][1] - self.services.clock.now()) if head else 60.0
+
+    def run(self, stop: threading.Event, max_wait: float = 1.0) -> None:
+        self.register()
+        while not stop.is_set():
+            try:
+                self.tick()
+                wait = min(max_wait, self.seconds_until_due())
+            except Exception:       # Redis away, say: keep serving, try again shortly
+                log.exception("poll round failed")
+                wait = max_wait
+            stop.wait(wait)
+        self._pool.shutdown(wait=True)

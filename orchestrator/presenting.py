@@ -1,0 +1,70 @@
+"""How views and events are shown to people (Rich) and to programs (JSON)."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+
+from rich.table import Table
+
+from .config import SluiceConfig
+from .projections import AppView, DeploymentView
+from .store import RecordedEvent
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def deployment_json(view: AppView, d: DeploymentView) -> dict:
+    return {"id": d.id, "app": view.name, "status": d.status, "revision": d.revision,
+            "snapshot": d.snapshot, "active": d.id == view.active_deployment,
+            "trigger": d.trigger, "message": d.message, "attempts": d.attempts,
+            "received_at": iso(d.received_at), "started_at": iso(d.started_at),
+            "ended_at": iso(d.ended_at)}
+
+
+def deployments_table(view: AppView) -> Table:
+    table = Table("id", "status", "revision", "trigger", "received", "took", "message",
+                  title=f"deployments of {view.name}")
+    for d in view.history():
+        took = f"{d.ended_at - d.started_at:.2f}s" if d.ended_at and d.started_at else ""
+        mark = " *" if d.id == view.active_deployment else ""
+        table.add_row(d.id + mark, d.status, d.revision[:12], d.trigger,
+                      _local(d.received_at), took, d.message)
+    return table
+
+
+def apps_table(config: SluiceConfig, views: dict[str, AppView]) -> Table:
+    table = Table("app", "layout", "source", "target", "active", "last deployment")
+    for name, app in config.apps.items():
+        view = views[name]
+        active = view.active
+        last = next(iter(view.history()), None)
+        table.add_row(name, app.layout, app.source.describe(), str(app.target),
+                      f"{active.id} ({active.revision[:12]})" if active else "-",
+                      f"{last.status} {last.id}" if last else "-")
+    return table
+
+
+def event_line(r: RecordedEvent) -> str:
+    e = r.event
+    fields = {k: v for k, v in vars(e).items() if k not in ("app", "at")}
+    detail = " ".join(f"{k}={_short(v)}" for k, v in fields.items() if v not in (None, ""))
+    return f"{_local(e.at)}  {e.app:<16} #{r.version:<5} {e.type:<20} {detail}"
+
+
+def event_json(r: RecordedEvent) -> str:
+    return json.dumps({"version": r.version, "id": r.id, "type": r.event.type,
+                       **vars(r.event), "at": iso(r.event.at)})
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text[:12] if len(text) == 40 or len(text) == 64 else text
+
+
+def _local(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""

@@ -1,0 +1,125 @@
+"""App status and deployment history, folded from an app's events.
+
+`fold` is pure. `Projections` keeps the folded view in Redis as a cache together with the
+stream id it has seen, and catches up from there; deleting the cache and replaying gives
+the same view (tests check this).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from . import events as ev
+from . import keys
+from .store import EventStore, RecordedEvent
+
+PENDING, BUILDING, DEPLOYING = "pending", "building", "deploying"
+SUCCESS, FAILED, SKIPPED, SUPERSEDED = "success", "failed", "skipped", "superseded"
+TERMINAL_STATUSES = (SUCCESS, FAILED, SKIPPED, SUPERSEDED)
+
+
+@dataclass
+class DeploymentView:
+    id: str
+    revision: str
+    trigger: str
+    received_at: float
+    status: str = PENDING
+    snapshot: str | None = None
+    release: str | None = None
+    message: str = ""
+    started_at: float | None = None
+    ended_at: float | None = None
+    attempts: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass
+class AppView:
+    name: str
+    version: int = 0
+    last_id: str | None = None
+    last_revision: str | None = None
+    active_deployment: str | None = None
+    deployments: dict[str, DeploymentView] = field(default_factory=dict)
+
+    @property
+    def active(self) -> DeploymentView | None:
+        return self.deployments.get(self.active_deployment) if self.active_deployment else None
+
+    def history(self) -> list[DeploymentView]:
+        """Deployments newest first."""
+        return list(reversed(self.deployments.values()))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str) -> "AppView":
+        data = json.loads(text)
+        data["deployments"] = {k: DeploymentView(**v) for k, v in data["deployments"].items()}
+        return AppView(**data)
+
+
+def fold(view: AppView, recorded: RecordedEvent) -> AppView:
+    e = recorded.event
+    view.version, view.last_id = recorded.version, recorded.id
+    if isinstance(e, ev.ChangeDetected):
+        view.last_revision = e.revision
+    elif isinstance(e, ev.DeploymentQueued):
+        view.deployments[e.deployment_id] = DeploymentView(
+            id=e.deployment_id, revision=e.revision, trigger=e.trigger, received_at=e.at)
+    elif d := view.deployments.get(getattr(e, "deployment_id", "")):
+        _fold_deployment(view, d, e)
+    return view
+
+
+def _fold_deployment(view: AppView, d: DeploymentView, e: ev.Event) -> None:
+    if isinstance(e, ev.DeploymentStarted):
+        d.status, d.attempts = BUILDING, e.attempt
+        d.started_at = d.started_at or e.at
+    elif isinstance(e, ev.SnapshotBuilt):
+        d.status, d.snapshot = DEPLOYING, e.snapshot
+        d.message = f"snapshot of {e.files} files ({e.blobs_added} new blobs)"
+    elif isinstance(e, ev.DeploymentRetrying):
+        d.status = PENDING
+        d.message = f"attempt {e.attempt} failed, retrying in {e.retry_in:.1f}s: {e.reason}"
+    elif isinstance(e, ev.DeploymentSucceeded):
+        d.status, d.snapshot, d.release, d.ended_at = SUCCESS, e.snapshot, e.release, e.at
+        d.message = "live"
+        view.active_deployment = d.id
+    elif isinstance(e, ev.DeploymentSkipped):
+        d.status, d.snapshot, d.ended_at, d.message = SKIPPED, e.snapshot, e.at, e.reason
+    elif isinstance(e, ev.DeploymentFailed):
+        d.status, d.ended_at, d.message = FAILED, e.at, e.reason
+
+
+def replay(name: str, recorded: list[RecordedEvent]) -> AppView:
+    view = AppView(name=name)
+    for r in recorded:
+        fold(view, r)
+    return view
+
+
+class Projections:
+    def __init__(self, store: EventStore):
+        self.store = store
+
+    def app(self, name: str) -> AppView:
+        """The app's view, caught up with its stream."""
+        cached = self.store.redis.get(keys.app_projection(name))
+        view = AppView.from_json(cached) if cached else AppView(name=name)
+        new = self.store.read(name, after_id=view.last_id)
+        for r in new:
+            fold(view, r)
+        if new:
+            self.store.redis.set(keys.app_projection(name), view.to_json())
+        return view
+
+    def rebuild(self, name: str) -> AppView:
+        self.store.redis.delete(keys.app_projection(name))
+        return self.app(name)

@@ -1,0 +1,119 @@
+"""External Git repositories: `ls-remote` head checks, a cached bare mirror, git blob ids
+as aliases so files already in the store are neither read nor hashed again."""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import git
+from gitdb.util import hex_to_bin
+
+from ..config import GitSourceConfig
+from ..errors import RevisionNotFound, TransientError
+from ..urls import sanitize_url
+from .base import Change, SnapshotWriter, strip_prefix
+
+ALIAS_KIND = "git-blob"
+
+
+class GitSource:
+    def __init__(self, config: GitSourceConfig, cache_dir: Path):
+        self.config = config
+        self.mirror = Path(cache_dir) / (hashlib.sha256(config.url.encode()).hexdigest()[:24] + ".git")
+
+    def describe(self) -> str:
+        return self.config.describe()
+
+    def head(self) -> str:
+        ref = f"refs/heads/{self.config.branch}"
+        out = self._git(git.cmd.Git(), "ls_remote", self.config.url, ref)
+        for line in out.splitlines():
+            sha, _, name = line.partition("\t")
+            if name == ref:
+                return sha
+        raise RevisionNotFound(f"branch {self.config.branch!r} not found in "
+                               f"{sanitize_url(self.config.url)}")
+
+    def latest(self, cursor: str | None) -> Change | None:
+        sha = self.head()
+        return None if sha == cursor else Change(revision=sha, cursor=sha)
+
+    def fetch(self, revision: str, into: SnapshotWriter) -> None:
+        with self._locked_mirror() as repo:
+            if not _has_commit(repo, revision):
+                self._git(repo.git, "fetch", "--prune", "--quiet", "origin")
+            if not _has_commit(repo, revision):
+                raise RevisionNotFound(f"revision {revision} not found in "
+                                       f"{sanitize_url(self.config.url)}")
+            self._write_tree(repo, revision, into)
+
+    def _write_tree(self, repo: git.Repo, revision: str, into: SnapshotWriter) -> None:
+        entries = _ls_tree(repo, revision, self.config.path)
+        if not entries and self.config.path:
+            raise RevisionNotFound(f"folder {self.config.path!r} does not exist at "
+                                   f"revision {revision[:12]}")
+        known = into.known(ALIAS_KIND, {e[2] for e in entries if e[0] != "120000"})
+        for mode, path, blob_id in entries:
+            if mode == "120000":
+                into.add_symlink(path, repo.odb.stream(hex_to_bin(blob_id)).read().decode())
+            elif blob_id in known:
+                into.add_known(path, known[blob_id], executable=mode == "100755")
+            else:
+                into.add_stream(path, repo.odb.stream(hex_to_bin(blob_id)),
+                                executable=mode == "100755", alias=(ALIAS_KIND, blob_id))
+
+    @contextmanager
+    def _locked_mirror(self):
+        self.mirror.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.mirror.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (self.mirror / "HEAD").exists():
+                self._clone_mirror()
+            repo = git.Repo(self.mirror)
+            try:
+                yield repo
+            finally:
+                repo.close()
+
+    def _clone_mirror(self) -> None:
+        shutil.rmtree(self.mirror, ignore_errors=True)
+        tmp = self.mirror.with_suffix(".cloning")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self._git(git.cmd.Git(), "clone", "--mirror", "--quiet", self.config.url, str(tmp))
+        tmp.rename(self.mirror)
+
+    def _git(self, runner, command: str, *args) -> str:
+        try:
+            return getattr(runner, command)(*args)
+        except git.GitCommandError as exc:
+            detail = sanitize_url((exc.stderr or "").strip().splitlines()[-1:][0]
+                                  if exc.stderr and exc.stderr.strip() else str(exc.status))
+            raise TransientError(f"git {command.replace('_', '-')} "
+                                 f"{sanitize_url(self.config.url)} failed: {detail}") from None
+
+
+def _has_commit(repo: git.Repo, revision: str) -> bool:
+    try:
+        repo.git.cat_file("-e", f"{revision}^{{commit}}")
+        return True
+    except git.GitCommandError:
+        return False
+
+
+def _ls_tree(repo: git.Repo, revision: str, subfolder: str) -> list[tuple[str, str, str]]:
+    """(mode, path relative to the subfolder, blob id) of every file and symlink."""
+    args = ["-r", "-z", "--full-tree", revision]
+    if subfolder:
+        args += ["--", subfolder + "/"]
+    out = repo.git.ls_tree(*args, strip_newline_in_stdout=False)
+    entries = []
+    for record in filter(None, out.split("\0")):
+        meta, _, path = record.partition("\t")
+        mode, kind, blob_id = meta.split(" ")
+        relative = strip_prefix(path, subfolder)
+        if kind == "blob" and relative:
+            entries.append((mode, relative, blob_id))
+    return entries

@@ -1,0 +1,79 @@
+"""Session-wide real infrastructure: a redis-server on a free loopback port and a Celery
+worker process. Nothing of our own infrastructure is mocked."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from orchestrator.config import load_config
+from orchestrator.embedded_redis import start_redis
+from orchestrator.processes import terminate
+from orchestrator.services import Services
+from tests.helpers import GIT_ENV, GitRepo, wait_for, write_config
+
+os.environ.update(GIT_ENV)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    proc, url = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    terminate(proc)
+
+
+@pytest.fixture(scope="session")
+def worker_config_path(tmp_path_factory) -> Path:
+    """The one config file the session's worker reads; each test writes its apps into it."""
+    return tmp_path_factory.mktemp("config") / "sluice.yaml"
+
+
+@pytest.fixture(scope="session")
+def celery_worker(redis_url, worker_config_path, tmp_path_factory):
+    write_config(worker_config_path, tmp_path_factory.mktemp("idle"), {}, redis_url)
+    log = open(tmp_path_factory.mktemp("worker") / "worker.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "--config", str(worker_config_path),
+         "worker", "--concurrency", "2"],
+        env={**os.environ, "SLUICE_REDIS_URL": redis_url}, stdout=log, stderr=subprocess.STDOUT)
+    wait_for(lambda: "ready." in Path(log.name).read_text() or proc.poll() is not None,
+             timeout=60, what="the Celery worker to start")
+    assert proc.poll() is None, Path(log.name).read_text()
+    yield proc
+    terminate(proc)
+    log.close()
+
+
+@pytest.fixture
+def clean_redis(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter("sluice:*"):
+        client.delete(key)
+    return client
+
+
+class Workspace:
+    """One test's world: repositories, a data dir, a config the worker also reads."""
+
+    def __init__(self, root: Path, config_path: Path, redis_url: str):
+        self.root, self.config_path, self.redis_url = root, config_path, redis_url
+        self.data_dir = root / "var"
+
+    def repo(self, name: str = "repo", branch: str = "master") -> GitRepo:
+        return GitRepo(self.root / name, branch)
+
+    def configure(self, apps: dict) -> Services:
+        write_config(self.config_path, self.data_dir, apps, self.redis_url)
+        return Services.build(load_config(self.config_path))
+
+    def target(self, app: str) -> Path:
+        return self.root / "sites" / app
+
+
+@pytest.fixture
+def workspace(tmp_path, worker_config_path, redis_url, clean_redis, celery_worker) -> Workspace:
+    return Workspace(tmp_path, worker_config_path, redis_url)

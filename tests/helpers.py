@@ -1,0 +1,77 @@
+"""Test helpers: real git repositories, waiting, config files."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@localhost",
+           "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@localhost"}
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True, env={**os.environ, **GIT_ENV}).stdout.strip()
+
+
+class GitRepo:
+    """A real working repository that tests commit to."""
+
+    def __init__(self, path: Path, branch: str = "master"):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        git(self.path, "init", "--quiet", f"--initial-branch={branch}")
+
+    def commit(self, files: dict[str, str | bytes | None], message: str = "change") -> str:
+        """Write (or, for None, delete) files and commit them; returns the commit id."""
+        for name, content in files.items():
+            target = self.path / name
+            if content is None:
+                target.unlink()
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content if isinstance(content, bytes) else content.encode())
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "--quiet", "--allow-empty", "-m", message)
+        return self.head()
+
+    def head(self) -> str:
+        return git(self.path, "rev-parse", "HEAD")
+
+    def checkout(self, branch: str, create: bool = False) -> None:
+        git(self.path, "checkout", "--quiet", *(["-b"] if create else []), branch)
+
+
+FUNCTION_APP = {
+    "host.json": '{"version": "2.0"}',
+    "HttpHello/function.json": '{"bindings": [{"type": "httpTrigger", "direction": "in", "name": "req"}]}',
+    "HttpHello/__init__.py": "def main(req):\n    return 'v1'\n",
+}
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def write_config(path: Path, data_dir: Path, apps: dict, redis_url: str | None = None) -> Path:
+    doc = {"data_dir": str(data_dir), "apps": apps}
+    if redis_url:
+        doc["redis_url"] = redis_url
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def git_app(repo: GitRepo, target: Path, **source) -> dict:
+    return {"layout": source.pop("layout", "functions"), "target": str(target),
+            **({"retry": source.pop("retry")} if "retry" in source else {}),
+            "source": {"type": "git", "url": str(repo.path), "poll_interval": "1s", **source}}
