@@ -88,14 +88,6 @@ class SluiceConfig(_Strict):
     redis_url: str | None = None
     apps: dict[str, AppConfig] = Field(default_factory=dict)
 
-    @field_validator("apps")
-    @classmethod
-    def _app_names(cls, apps: dict[str, AppConfig]) -> dict[str, AppConfig]:
-        for name in apps:
-            if not APP_NAME.match(name):
-                raise ValueError(f"app name {name!r} must match [a-z0-9][a-z0-9-]*")
-        return apps
-
 
 def _looks_remote(url: str) -> bool:
     return "://" in url or re.match(r"^[\w.-]+@[\w.-]+:", url) is not None
@@ -107,6 +99,7 @@ def load_config(path: str | os.PathLike | None = None, env: dict | None = None) 
     path = Path(path or env.get("SLUICE_CONFIG") or DEFAULT_CONFIG)
     raw = _read_yaml(path)
     raw = _expand(raw, env, path, ())
+    _check_app_names(raw, path)
     if env.get("SLUICE_REDIS_URL"):
         raw["redis_url"] = env["SLUICE_REDIS_URL"]
     if env.get("SLUICE_DATA_DIR"):
@@ -132,6 +125,13 @@ def _read_yaml(path: Path) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys (data_dir, apps, ...)")
     return raw
+
+
+def _check_app_names(raw: dict, path: Path) -> None:
+    for name in raw.get("apps") or {}:
+        if not APP_NAME.match(str(name)):
+            raise ConfigError(f"{path}: apps.{name}: app name {str(name)!r} must match "
+                              "[a-z0-9][a-z0-9-]* (lower-case letters, digits, hyphens)")
 
 
 def _expand(value: Any, env, path: Path, where: tuple) -> Any:

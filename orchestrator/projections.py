@@ -56,12 +56,14 @@ class AppView:
         return list(reversed(self.deployments.values()))
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        data = dataclasses.asdict(self)
+        data["deployments"] = list(data["deployments"].values())    # a list keeps queue order
+        return json.dumps(data)
 
     @staticmethod
     def from_json(text: str) -> "AppView":
         data = json.loads(text)
-        data["deployments"] = {k: DeploymentView(**v) for k, v in data["deployments"].items()}
+        data["deployments"] = {d["id"]: DeploymentView(**d) for d in data["deployments"]}
         return AppView(**data)
 
 
@@ -111,14 +113,20 @@ class Projections:
 
     def app(self, name: str) -> AppView:
         """The app's view, caught up with its stream."""
-        cached = self.store.redis.get(keys.app_projection(name))
-        view = AppView.from_json(cached) if cached else AppView(name=name)
+        view = self._cached(name) or AppView(name=name)
         new = self.store.read(name, after_id=view.last_id)
         for r in new:
             fold(view, r)
         if new:
             self.store.redis.set(keys.app_projection(name), view.to_json())
         return view
+
+    def _cached(self, name: str) -> AppView | None:
+        cached = self.store.redis.get(keys.app_projection(name))
+        try:
+            return AppView.from_json(cached) if cached else None
+        except (ValueError, TypeError, KeyError):
+            return None     # written by another version of Sluice: replay instead
 
     def rebuild(self, name: str) -> AppView:
         self.store.redis.delete(keys.app_projection(name))

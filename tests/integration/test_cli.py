@@ -1,0 +1,140 @@
+"""The `sluice` command as users run it: a real process, real exit codes, real output."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import FUNCTION_APP, git_app, wait_for, write_config
+from tests.integration.flow import sync_and_wait
+
+
+def sluice(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+BAD_CONFIGS = {
+    "unknown key": ("apps:\n  hello:\n    target: ./t\n    tagret: 1\n"
+                    "    source: {type: git, url: ./r}\n", "apps.hello.tagret: unknown key"),
+    "bad duration": ("apps:\n  hello:\n    target: ./t\n"
+                     "    source: {type: git, url: ./r, poll_interval: often}\n",
+                     "apps.hello.source.poll_interval: invalid duration 'often'"),
+    "missing field": ("apps:\n  hello:\n    source: {type: git, url: ./r}\n",
+                      "apps.hello.target: required key is missing"),
+    "duplicate target": ("apps:\n  a:\n    target: ./t\n    source: {type: git, url: ./r}\n"
+                         "  b:\n    target: ./t/\n    source: {type: git, url: ./r}\n",
+                         "apps.b.target:"),
+    "bad app name": ("apps:\n  Hello_World:\n    target: ./t\n    source: {type: git, url: ./r}\n",
+                     "app name 'Hello_World' must match"),
+    "unknown source type": ("apps:\n  a:\n    target: ./t\n    source: {type: svn, url: ./r}\n",
+                            "apps.a.source: unknown source type 'svn'"),
+    "unset variable": ("redis_url: ${SLUICE_TEST_UNSET}\n",
+                       "redis_url: environment variable SLUICE_TEST_UNSET is not set"),
+    "not yaml": ("apps: [\n", "not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CONFIGS)
+def test_a_bad_config_names_the_key_and_exits_2_without_a_traceback(tmp_path, case):
+    text, expected = BAD_CONFIGS[case]
+    (tmp_path / "bad.yaml").write_text(text)
+
+    result = sluice("--config", str(tmp_path / "bad.yaml"), "check-config")
+
+    assert result.returncode == 2
+    assert expected in result.stderr and "Traceback" not in result.stderr + result.stdout
+    assert "bad.yaml" in result.stderr
+
+
+def test_check_config_accepts_a_good_file_and_expands_environment_variables(tmp_path):
+    (tmp_path / "ok.yaml").write_text(
+        "data_dir: ${SLUICE_TEST_DIR}/var\napps:\n  hello:\n    target: ./t\n"
+        "    source: {type: git, url: 'https://user:s3cret@example.invalid/r.git'}\n")
+
+    result = sluice("--config", str(tmp_path / "ok.yaml"), "check-config",
+                    env={"SLUICE_TEST_DIR": str(tmp_path)})
+
+    assert result.returncode == 0, result.stderr
+    assert f"data_dir {tmp_path}/var" in result.stdout and "1 app(s)" in result.stdout
+    assert "s3cret" not in result.stdout
+
+
+def test_deployments_json_lists_newest_first_with_the_documented_fields(workspace):
+    repo = workspace.repo()
+    repo.commit(FUNCTION_APP)
+    services = workspace.configure({"hello": git_app(repo, workspace.target("hello"))})
+    first = sync_and_wait(services, "hello")
+    second = sync_and_wait(services, "hello")
+
+    result = sluice("--config", str(workspace.config_path), "deployments", "hello", "--json")
+
+    rows = json.loads(result.stdout)
+    assert [r["id"] for r in rows] == [second.id, first.id]
+    assert {"id", "status", "revision", "snapshot", "active", "trigger", "message",
+            "received_at", "started_at", "ended_at"} <= rows[0].keys()
+    assert [(r["status"], r["active"], r["trigger"]) for r in rows] == [
+        ("skipped", False, "manual"), ("success", True, "manual")]
+    assert rows[1]["ended_at"].endswith("Z")
+
+
+def test_events_json_prints_one_object_per_event_in_order(workspace):
+    repo = workspace.repo()
+    repo.commit(FUNCTION_APP)
+    services = workspace.configure({"hello": git_app(repo, workspace.target("hello"))})
+    sync_and_wait(services, "hello")
+
+    result = sluice("--config", str(workspace.config_path), "events", "hello", "--json")
+
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["version"] for e in lines] == [1, 2, 3, 4, 5]
+    assert lines[-1]["type"] == "DeploymentSucceeded" and lines[-1]["app"] == "hello"
+
+
+def test_sync_of_an_unknown_app_says_which_apps_exist(workspace):
+    workspace.configure({})
+
+    result = sluice("--config", str(workspace.config_path), "sync", "nope")
+
+    assert result.returncode == 2 and "unknown app 'nope'" in result.stderr
+
+
+def test_commands_without_a_running_redis_say_how_to_start_one(tmp_path):
+    app = {"target": str(tmp_path / "t"), "source": {"type": "git", "url": str(tmp_path)}}
+    write_config(tmp_path / "c.yaml", tmp_path / "var", {"hello": app})
+
+    result = sluice("--config", str(tmp_path / "c.yaml"), "apps")
+
+    assert result.returncode == 2 and "sluice up" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_up_runs_embedded_redis_worker_and_poller_and_a_commit_goes_live(tmp_path):
+    from tests.helpers import GitRepo
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit(FUNCTION_APP)
+    target = tmp_path / "sites" / "hello"
+    config = write_config(tmp_path / "sluice.yaml", tmp_path / "var",
+                          {"hello": git_app(repo, target)})
+    env = {k: v for k, v in os.environ.items() if k not in ("SLUICE_REDIS_URL", "SLUICE_CONFIG")}
+    log = open(tmp_path / "up.log", "w")
+    up = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "--config", str(config), "up"],
+                          stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for(lambda: (target / "host.json").exists(), timeout=60, what="the first deployment")
+        repo.commit({"host.json": '{"version": "2.0", "n": 2}'})
+        wait_for(lambda: '"n": 2' in (target / "host.json").read_text(), timeout=30,
+                 what="the commit to go live")
+        listed = sluice("--config", str(config), "deployments", "hello", "--json", env=env)
+        assert [d["status"] for d in json.loads(listed.stdout)] == ["success", "success"]
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(60)
+        log.close()
+    assert code == 0, Path(log.name).read_text()
+    assert not (tmp_path / "var" / "redis" / "url").exists()

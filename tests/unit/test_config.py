@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import load_config, parse_duration
+from orchestrator.errors import ConfigError
+
+
+@pytest.mark.parametrize("text,seconds", [("30s", 30), ("5m", 300), ("1h", 3600), ("500ms", 0.5),
+                                          ("2d", 172800), (45, 45), ("1.5s", 1.5), ("10", 10)])
+def test_durations_accept_units_and_plain_seconds(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "-1s", "5 minutes", "", True, None])
+def test_bad_durations_are_refused_with_an_example(text):
+    with pytest.raises(ValueError, match="use e.g. 500ms, 30s"):
+        parse_duration(text)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "c.yaml").write_text(text)
+    return tmp_path / "c.yaml"
+
+
+def test_relative_paths_and_local_urls_resolve_against_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(write(tmp_path, "data_dir: ./var\napps:\n  a:\n    target: ./t\n"
+                                         "    source: {type: git, url: ./repo}\n"), env={})
+    assert config.data_dir == tmp_path / "var"
+    assert config.apps["a"].target == tmp_path / "t"
+    assert config.apps["a"].source.url == str(tmp_path / "repo")
+
+
+def test_remote_urls_are_kept_as_written(tmp_path):
+    for url in ("https://example.invalid/r.git", "git@example.invalid:org/r.git",
+                "ssh://git@example.invalid/r.git"):
+        config = load_config(write(tmp_path, f"apps:\n  a:\n    target: ./t\n"
+                                             f"    source: {{type: git, url: '{url}'}}\n"), env={})
+        assert config.apps["a"].source.url == url
+
+
+def test_defaults_fill_what_the_file_leaves_out(tmp_path):
+    config = load_config(write(tmp_path, "apps:\n  a:\n    target: ./t\n"
+                                         "    source: {type: git, url: ./r}\n"), env={})
+    app = config.apps["a"]
+    assert (app.layout, app.source.branch, app.source.path, app.source.poll_interval) == (
+        "functions", "master", "", 30.0)
+    assert (app.retry.attempts, app.retry.base, app.retry.max) == (5, 2.0, 60.0)
+    assert config.redis_url is None
+
+
+def test_environment_variables_are_expanded_inside_strings(tmp_path):
+    config = load_config(write(tmp_path, "redis_url: redis://${HOST}:${PORT}/0\n"),
+                         env={"HOST": "127.0.0.1", "PORT": "6400"})
+    assert config.redis_url == "redis://127.0.0.1:6400/0"
+
+
+def test_sluice_environment_overrides_the_file(tmp_path):
+    config = load_config(write(tmp_path, "redis_url: redis://a/0\n"),
+                         env={"SLUICE_REDIS_URL": "redis://b/1", "SLUICE_DATA_DIR": str(tmp_path)})
+    assert (config.redis_url, config.data_dir) == ("redis://b/1", tmp_path)
+
+
+def test_a_subfolder_path_may_not_climb_out_of_the_repository(tmp_path):
+    with pytest.raises(ConfigError, match=r"apps.a.source.path: path '../x' must be a plain subfolder"):
+        load_config(write(tmp_path, "apps:\n  a:\n    target: ./t\n"
+                                    "    source: {type: git, url: ./r, path: ../x}\n"), env={})
+
+
+def test_several_problems_are_reported_together(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "apps:\n  a:\n    target: ./t\n    colour: red\n"
+                                    "    source: {type: git, url: ./r, poll_interval: x}\n"), env={})
+    assert "apps.a.colour: unknown key" in str(caught.value)
+    assert "apps.a.source.poll_interval: invalid duration" in str(caught.value)
+
+
+def test_a_missing_file_is_a_config_error_naming_it(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: cannot read config"):
+        load_config(tmp_path / "nope.yaml", env={})

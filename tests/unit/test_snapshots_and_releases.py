@@ -1,0 +1,121 @@
+import io
+import os
+
+import pytest
+
+from orchestrator.errors import InvalidAppLayout, PermanentError
+from workers.deploy import live_release, materialise, remove_tree, switch
+from workers.snapshots import SnapshotStore, safe_path
+
+
+@pytest.fixture
+def store(tmp_path):
+    return SnapshotStore(tmp_path / "store")
+
+
+def snapshot(store, files: dict[str, bytes], links: dict[str, str] | None = None):
+    writer = store.writer()
+    for path, data in files.items():
+        writer.add_stream(path, io.BytesIO(data), alias=("test", path + str(hash(data))))
+    for path, target in (links or {}).items():
+        writer.add_symlink(path, target)
+    return writer.seal()
+
+
+def test_the_snapshot_id_depends_only_on_the_content(store):
+    a = snapshot(store, {"x.txt": b"1", "d/y.txt": b"2"})
+    b = snapshot(store, {"d/y.txt": b"2", "x.txt": b"1"})
+    c = snapshot(store, {"x.txt": b"1", "d/y.txt": b"3"})
+    assert a.id == b.id != c.id
+
+
+def test_identical_contents_are_stored_once_and_read_only(store):
+    snap = snapshot(store, {"a.txt": b"same", "b.txt": b"same"})
+    blob = store.blob_path(snap.manifest.files["a.txt"].sha256)
+    assert snap.manifest.files["a.txt"] == snap.manifest.files["b.txt"]
+    assert oct(os.stat(blob).st_mode & 0o777) == "0o444"
+
+
+def test_aliases_let_a_source_skip_content_it_already_stored(store):
+    writer = store.writer()
+    entry = writer.add_stream("a.txt", io.BytesIO(b"hello"), alias=("git-blob", "abc123"))
+    assert store.lookup("git-blob", ["abc123", "other"]) == {"abc123": entry}
+
+
+@pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "a/../../b", "a//b", "a\0b",
+                                  "./a", "a\\..\\b", ""])
+def test_names_that_could_escape_or_corrupt_a_release_are_refused(name):
+    with pytest.raises(InvalidAppLayout, match="unsafe file name"):
+        safe_path(name)
+
+
+def test_a_file_named_like_a_folder_it_collides_with_is_refused(store):
+    with pytest.raises(InvalidAppLayout, match="collides with the file 'a'"):
+        snapshot(store, {"a": b"file", "a/b": b"inside"})
+
+
+@pytest.mark.parametrize("target", ["../outside", "/etc", "d/../../x"])
+def test_symlinks_pointing_outside_the_tree_are_refused(store, target):
+    with pytest.raises(InvalidAppLayout, match="points outside the app"):
+        snapshot(store, {"a.txt": b"1"}, {"link": target})
+
+
+def test_symlinks_within_the_tree_are_kept(store, tmp_path):
+    snap = snapshot(store, {"d/a.txt": b"1"}, {"d/b.txt": "a.txt", "top": "d"})
+    release = materialise(store, snap.manifest, tmp_path / "releases" / "r1")
+    assert (release / "top" / "b.txt").read_text() == "1"
+
+
+def test_a_release_is_hardlinked_read_only_and_switched_atomically(store, tmp_path):
+    snap = snapshot(store, {"host.json": b"{}", "f/function.json": b"{}"})
+    release = materialise(store, snap.manifest, tmp_path / "releases" / "r1")
+    target = tmp_path / "site"
+
+    switch(target, release)
+
+    assert live_release(target) == release and (target / "host.json").read_text() == "{}"
+    blob = store.blob_path(snap.manifest.files["host.json"].sha256)
+    assert os.stat(release / "host.json").st_ino == os.stat(blob).st_ino
+    assert oct(os.stat(release / "f").st_mode & 0o777) == "0o555"
+    assert not (tmp_path / "releases" / "r1.building").exists()
+
+
+def test_executables_get_their_own_copy_so_the_shared_blob_stays_read_only(store, tmp_path):
+    writer = store.writer()
+    writer.add_stream("run.sh", io.BytesIO(b"#!/bin/sh\n"), executable=True)
+    writer.add_stream("copy.txt", io.BytesIO(b"#!/bin/sh\n"))
+    release = materialise(store, writer.seal().manifest, tmp_path / "r")
+    assert oct(os.stat(release / "run.sh").st_mode & 0o777) == "0o555"
+    assert oct(os.stat(release / "copy.txt").st_mode & 0o777) == "0o444"
+
+
+def test_an_interrupted_build_is_discarded_and_rebuilt(store, tmp_path):
+    snap = snapshot(store, {"a.txt": b"1"})
+    half = tmp_path / "r1.building"
+    half.mkdir()
+    (half / "junk").write_text("left by a crash")
+    release = materialise(store, snap.manifest, tmp_path / "r1")
+    assert sorted(os.listdir(release)) == ["a.txt"]
+
+
+def test_switching_replaces_an_earlier_release(store, tmp_path):
+    one = materialise(store, snapshot(store, {"v": b"1"}).manifest, tmp_path / "r1")
+    two = materialise(store, snapshot(store, {"v": b"2"}).manifest, tmp_path / "r2")
+    switch(tmp_path / "site", one)
+    switch(tmp_path / "site", two)
+    assert (tmp_path / "site" / "v").read_text() == "2"
+
+
+def test_a_target_holding_files_not_made_by_sluice_is_left_alone(store, tmp_path):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("hand-made")
+    release = materialise(store, snapshot(store, {"v": b"1"}).manifest, tmp_path / "r1")
+    with pytest.raises(PermanentError, match="is not a Sluice symlink"):
+        switch(tmp_path / "site", release)
+    assert (tmp_path / "site" / "index.html").read_text() == "hand-made"
+
+
+def test_read_only_releases_can_still_be_removed(store, tmp_path):
+    release = materialise(store, snapshot(store, {"d/e/f.txt": b"1"}).manifest, tmp_path / "r1")
+    remove_tree(release)
+    assert not release.exists()
