@@ -58,11 +58,13 @@ def rel_path(i: int) -> str:
 def make_repo(repo: Path, files: dict[str, bytes]) -> str:
     repo.mkdir(parents=True)
     git(repo, "init", "--quiet", "--initial-branch=master")
+    git(repo, "config", "gc.auto", "0")     # no background auto-gc during the measurements
     for name, data in files.items():
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_bytes(data)
     git(repo, "add", "-A")
     git(repo, "commit", "--quiet", "-m", "initial")
+    git(repo, "gc", "--quiet")              # packed, as a clone of a remote would be
     return git(repo, "rev-parse", "HEAD")
 
 

@@ -7,11 +7,12 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 
+import redis
 from celery import shared_task
 
 from orchestrator.config import load_config
 from orchestrator.dispatch import DEPLOY_TASK
-from orchestrator.errors import TransientError
+from orchestrator.errors import ConfigError, TransientError
 from orchestrator.services import Services
 from . import runner
 from .snapshots import SnapshotStore
@@ -19,19 +20,35 @@ from .snapshots import SnapshotStore
 log = logging.getLogger("sluice.worker")
 
 
-@shared_task(name=DEPLOY_TASK, acks_late=True, reject_on_worker_lost=True)
-def deploy(app: str, deployment_id: str, attempt: int = 1) -> str:
-    ctx = context()
+# Not our retries (those are events with a policy): Celery's own, for when the deployment
+# cannot even be recorded — config unreadable, Redis unreachable — so nothing is left stuck.
+INFRA_RETRY_DELAY = 5.0
+
+
+@shared_task(name=DEPLOY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
+             max_retries=None)
+def deploy(self, app: str, deployment_id: str, attempt: int = 1) -> str:
     try:
-        outcome = runner.run(ctx, app, deployment_id, attempt)
-    except TransientError as exc:
-        outcome = runner.retry_or_fail(ctx, app, deployment_id, attempt, str(exc))
-    except Exception as exc:  # a bug or the machine: end the deployment, keep the trace in the log
-        log.exception("deployment %s of %s crashed", deployment_id, app)
-        outcome = runner.retry_or_fail(ctx, app, deployment_id, attempt,
-                                       f"unexpected {type(exc).__name__}: {exc}")
+        ctx = context()
+        outcome = _run(ctx, app, deployment_id, attempt)
+    except (ConfigError, redis.RedisError) as exc:
+        log.error("deployment %s of %s cannot run yet: %s", deployment_id, app, exc)
+        raise self.retry(exc=exc, countdown=INFRA_RETRY_DELAY)
     log.info("deployment %s of %s: %s", deployment_id, app, outcome)
     return outcome
+
+
+def _run(ctx: runner.WorkerContext, app: str, deployment_id: str, attempt: int) -> str:
+    try:
+        return runner.run(ctx, app, deployment_id, attempt)
+    except (ConfigError, redis.RedisError):
+        raise
+    except TransientError as exc:
+        return runner.retry_or_fail(ctx, app, deployment_id, attempt, str(exc))
+    except Exception as exc:  # a bug or the machine: end the deployment, keep the trace in the log
+        log.exception("deployment %s of %s crashed", deployment_id, app)
+        return runner.retry_or_fail(ctx, app, deployment_id, attempt,
+                                    f"unexpected {type(exc).__name__}: {exc}")
 
 
 def context() -> runner.WorkerContext:

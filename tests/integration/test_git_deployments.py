@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 from orchestrator.dispatch import request_deployment
 from orchestrator.poller import Poller
@@ -207,3 +208,18 @@ def test_an_unreachable_source_is_retried_then_fails_and_the_site_stays_as_it_wa
     assert d.status == "failed" and "gave up after 3 attempts" in d.message, d.message
     assert event_types(services, "hello").count("DeploymentRetrying") == 2
     assert os.readlink(workspace.target("hello")) == good.release
+
+
+def test_a_deployment_queued_while_the_config_is_broken_runs_once_it_is_fixed(workspace):
+    repo = workspace.repo()
+    revision = repo.commit(FUNCTION_APP)
+    good_config = {"hello": git_app(repo, workspace.target("hello"))}
+    services = workspace.configure(good_config)
+    workspace.config_path.write_text("apps: {hello: {target: 1, colour: red}}\n")
+
+    queued = request_deployment(services, "hello", revision, "manual")
+    time.sleep(1)
+    assert services.projections.app("hello").deployments[queued.deployment_id].status == "pending"
+    workspace.configure(good_config)
+
+    assert wait_until_ended(services, "hello", queued.deployment_id).status == "success"
