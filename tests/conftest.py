@@ -14,7 +14,7 @@ from orchestrator.config import load_config
 from orchestrator.embedded_redis import start_redis
 from orchestrator.processes import terminate
 from orchestrator.services import Services
-from tests.helpers import GIT_ENV, GitRepo, wait_for, write_config
+from tests.helpers import GIT_ENV, GitRepo, git_app, wait_for, write_config
 
 os.environ.update(GIT_ENV)
 
@@ -72,6 +72,12 @@ class Workspace:
 
     def target(self, app: str) -> Path:
         return self.root / "sites" / app
+
+    def app_with(self, files: dict, name: str = "hello", **source) -> tuple[GitRepo, Services]:
+        """A repository holding `files` and one app deploying it (source options as given)."""
+        repo = self.repo()
+        repo.commit(files)
+        return repo, self.configure({name: git_app(repo, self.target(name), **source)})
 
 
 @pytest.fixture

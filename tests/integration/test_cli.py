@@ -66,9 +66,7 @@ def test_check_config_accepts_a_good_file_and_expands_environment_variables(tmp_
 
 
 def test_deployments_json_lists_newest_first_with_the_documented_fields(workspace):
-    repo = workspace.repo()
-    repo.commit(FUNCTION_APP)
-    services = workspace.configure({"hello": git_app(repo, workspace.target("hello"))})
+    repo, services = workspace.app_with(FUNCTION_APP)
     first = sync_and_wait(services, "hello")
     second = sync_and_wait(services, "hello")
 
@@ -84,9 +82,7 @@ def test_deployments_json_lists_newest_first_with_the_documented_fields(workspac
 
 
 def test_events_json_prints_one_object_per_event_in_order(workspace):
-    repo = workspace.repo()
-    repo.commit(FUNCTION_APP)
-    services = workspace.configure({"hello": git_app(repo, workspace.target("hello"))})
+    repo, services = workspace.app_with(FUNCTION_APP)
     sync_and_wait(services, "hello")
 
     result = sluice("--config", str(workspace.config_path), "events", "hello", "--json")

@@ -89,9 +89,7 @@ def test_every_event_is_mirrored_to_the_feed_with_its_app(store):
 
 
 def test_replaying_the_streams_rebuilds_the_same_projections(workspace):
-    repo = workspace.repo()
-    repo.commit(FUNCTION_APP)
-    services = workspace.configure({"hello": git_app(repo, workspace.target("hello"))})
+    repo, services = workspace.app_with(FUNCTION_APP)
     sync_and_wait(services, "hello")
     repo.commit({"HttpHello/function.json": "broken"})
     sync_and_wait(services, "hello")

@@ -28,9 +28,7 @@ def test_first_deployment_makes_the_target_a_symlink_to_a_release_holding_the_co
 
 
 def test_a_second_commit_deploys_a_new_release_and_leaves_the_old_one_intact(workspace):
-    repo = workspace.repo()
-    repo.commit(FUNCTION_APP)
-    services = workspace.configure({"hello": git_app(repo, workspace.target("hello"))})
+    repo, services = workspace.app_with(FUNCTION_APP)
     first = sync_and_wait(services, "hello")
     repo.commit({"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n", "extra.txt": "new"})
 
@@ -44,9 +42,8 @@ def test_a_second_commit_deploys_a_new_release_and_leaves_the_old_one_intact(wor
 
 
 def test_only_the_changed_file_is_read_into_the_store_on_the_second_deployment(workspace):
-    repo = workspace.repo()
-    repo.commit({**FUNCTION_APP, **{f"static/{i}.txt": f"file {i}" for i in range(50)}})
-    services = workspace.configure({"hello": git_app(repo, workspace.target("hello"))})
+    static = {f"static/{i}.txt": f"file {i}" for i in range(50)}
+    repo, services = workspace.app_with({**FUNCTION_APP, **static})
     sync_and_wait(services, "hello")
     repo.commit({"static/7.txt": "changed"})
 
@@ -57,9 +54,7 @@ def test_only_the_changed_file_is_read_into_the_store_on_the_second_deployment(w
 
 
 def test_syncing_without_a_change_is_recorded_as_skipped_and_keeps_the_live_release(workspace):
-    repo = workspace.repo()
-    repo.commit(FUNCTION_APP)
-    services = workspace.configure({"hello": git_app(repo, workspace.target("hello"))})
+    repo, services = workspace.app_with(FUNCTION_APP)
     first = sync_and_wait(services, "hello")
 
     again = sync_and_wait(services, "hello")
@@ -70,9 +65,7 @@ def test_syncing_without_a_change_is_recorded_as_skipped_and_keeps_the_live_rele
 
 
 def test_commits_to_a_branch_other_than_the_tracked_one_are_not_deployed(workspace, clean_redis):
-    repo = workspace.repo()
-    repo.commit(FUNCTION_APP)
-    services = workspace.configure({"hello": git_app(repo, workspace.target("hello"))})
+    repo, services = workspace.app_with(FUNCTION_APP)
     poller = Poller(services)
     poller.register()
     first = poller.tick()[0].queued
@@ -88,9 +81,7 @@ def test_commits_to_a_branch_other_than_the_tracked_one_are_not_deployed(workspa
 
 
 def test_a_poll_that_finds_a_new_commit_queues_and_deploys_it(workspace, clean_redis):
-    repo = workspace.repo()
-    repo.commit(FUNCTION_APP)
-    services = workspace.configure({"hello": git_app(repo, workspace.target("hello"))})
+    repo, services = workspace.app_with(FUNCTION_APP)
     poller = Poller(services)
     poller.register()
     wait_until_ended(services, "hello", poller.tick()[0].queued.deployment_id)
@@ -145,9 +136,7 @@ def test_local_settings_git_folders_and_funcignore_patterns_are_never_deployed(w
 
 
 def test_released_files_and_folders_are_read_only(workspace):
-    repo = workspace.repo()
-    repo.commit(FUNCTION_APP)
-    services = workspace.configure({"hello": git_app(repo, workspace.target("hello"))})
+    repo, services = workspace.app_with(FUNCTION_APP)
 
     release = sync_and_wait(services, "hello").release
 
@@ -158,9 +147,7 @@ def test_released_files_and_folders_are_read_only(workspace):
 
 
 def test_an_invalid_function_app_fails_naming_the_file_and_the_live_site_is_untouched(workspace):
-    repo = workspace.repo()
-    repo.commit(FUNCTION_APP)
-    services = workspace.configure({"hello": git_app(repo, workspace.target("hello"))})
+    repo, services = workspace.app_with(FUNCTION_APP)
     good = sync_and_wait(services, "hello")
     repo.commit({"HttpHello/function.json": "{not json"})
 
@@ -185,9 +172,7 @@ def test_a_symlink_leaving_the_tree_fails_the_deployment_and_writes_nothing(work
 
 
 def test_a_site_layout_deploys_without_function_app_checks(workspace):
-    repo = workspace.repo()
-    repo.commit({"index.html": "<h1>hi</h1>"})
-    services = workspace.configure({"site": git_app(repo, workspace.target("site"), layout="site")})
+    _, services = workspace.app_with({"index.html": "<h1>hi</h1>"}, name="site", layout="site")
 
     assert sync_and_wait(services, "site").status == "success"
     assert tree(workspace.target("site")) == {"index.html": "<h1>hi</h1>"}
