@@ -26,22 +26,19 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator.config import GitSourceConfig, load_config
+from orchestrator.embedded_redis import start_redis
+from orchestrator.poller import Poller, sync_now
+from orchestrator.processes import die_with_parent, terminate
+from orchestrator.services import Services
+from orchestrator.sources.git import GitSource
+from workers.deploy import Previous, materialise, release_dir, remove_tree, switch
+from workers.snapshots import Base, Manifest, SnapshotStore
+from workers.validate import validate
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from orchestrator.config import GitSourceConfig, load_config  # noqa: E402
-from orchestrator.embedded_redis import start_redis  # noqa: E402
-from orchestrator.poller import Poller, sync_now  # noqa: E402
-from orchestrator.processes import die_with_parent, terminate  # noqa: E402
-from orchestrator.services import Services  # noqa: E402
-from orchestrator.sources.git import GitSource  # noqa: E402
-from workers.deploy import materialise, release_dir, remove_tree, switch  # noqa: E402
-from workers.snapshots import SnapshotStore  # noqa: E402
-from workers.validate import validate  # noqa: E402
-
 GIT_ENV = {"GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
            "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
-PER_FOLDER = 100
 STAGES = ("fetch", "seal", "validate", "materialise", "switch")
 console = Console(width=140)
 
@@ -52,7 +49,7 @@ def git(repo: Path, *args: str) -> str:
 
 
 def rel_path(i: int) -> str:
-    return f"d{i // PER_FOLDER:04d}/f{i % PER_FOLDER:03d}.bin"
+    return f"d{i // 100:04d}/f{i % 100:03d}.bin"
 
 
 def make_repo(repo: Path, files: dict[str, bytes]) -> str:
@@ -70,8 +67,7 @@ def make_repo(repo: Path, files: dict[str, bytes]) -> str:
 
 def commit_change(repo: Path, name: str, data: bytes) -> str:
     (repo / name).write_bytes(data)
-    git(repo, "add", name)
-    git(repo, "commit", "--quiet", "-m", f"change {name}")
+    git(repo, "commit", "--quiet", "-m", f"change {name}", "--", name)
     return git(repo, "rev-parse", "HEAD")
 
 
@@ -81,22 +77,21 @@ def timed(fn, *args):
     return time.perf_counter() - t0, result
 
 
-def baselines(tree: Path, scratch: Path, runs: int) -> tuple[float, float | None]:
-    """Median seconds of `cp -al SRC DST` and of `rsync -a SRC/ DST/` into an empty DST."""
-    def once(cmd: list[str], dst: Path) -> float:
+def baselines(tree: Path, dst: Path, runs: int) -> tuple[float, float | None]:
+    """Medians of `cp -al SRC DST` and of `rsync -a SRC/ DST/` into a fresh empty DST."""
+    def fresh(cmd: list[str], mkdir: bool = False) -> float:
+        if mkdir:
+            dst.mkdir()
+        os.sync()                           # every measurement starts with no dirty pages
         seconds, done = timed(subprocess.run, cmd)
         done.check_returncode()
         shutil.rmtree(dst)
         return seconds
-    cp = [once(["cp", "-al", str(tree), str(scratch / f"cp{i}")], scratch / f"cp{i}")
-          for i in range(runs)]
+    cp = statistics.median(fresh(["cp", "-al", str(tree), str(dst)]) for _ in range(runs))
     if not shutil.which("rsync"):
-        return statistics.median(cp), None
-    rs = []
-    for i in range(runs):
-        (scratch / f"rs{i}").mkdir()
-        rs.append(once(["rsync", "-a", f"{tree}/", f"{scratch / f'rs{i}'}/"], scratch / f"rs{i}"))
-    return statistics.median(cp), statistics.median(rs)
+        return cp, None
+    return cp, statistics.median(fresh(["rsync", "-a", f"{tree}/", f"{dst}/"], mkdir=True)
+                                 for _ in range(runs))
 
 
 class InProcess:
@@ -107,17 +102,22 @@ class InProcess:
         self.store = SnapshotStore(data_dir / "store")
         self.src = GitSource(GitSourceConfig(type="git", url=str(repo), branch="master"),
                              data_dir / "cache" / "git")
+        self.live: tuple[str, Manifest, Path] | None = None     # revision, manifest, release
 
-    def deploy(self, revision: str, tag: str) -> dict[str, float]:
-        t, writer = {}, self.store.writer()
+    def deploy(self, revision: str, tag: str) -> tuple[dict[str, float], int]:
+        """The runner's steps: start from the live snapshot, patch the live release."""
+        t = {}
+        base = Base(self.live[0], self.live[1]) if self.live else None
+        previous = Previous(self.live[1], self.live[2]) if self.live else None
+        writer = self.store.writer(base)
         t["fetch"] = timed(self.src.fetch, revision, writer)[0]
         t["seal"], snap = timed(writer.seal)
         t["validate"] = timed(validate, "site", snap.manifest, self.store)[0]
         t["materialise"], rel = timed(materialise, self.store, snap.manifest,
-                                      release_dir(self.data_dir, "bench", tag))
+                                      release_dir(self.data_dir, "bench", tag), previous)
         t["switch"] = timed(switch, self.target, rel)[0]
-        t["blobs_added"] = snap.blobs_added
-        return t
+        self.live = (revision, snap.manifest, rel)
+        return t, snap.blobs_added
 
 
 def write_config(cfg: Path, base: Path, url: str, repos: dict[str, Path]) -> None:
@@ -129,61 +129,64 @@ def write_config(cfg: Path, base: Path, url: str, repos: dict[str, Path]) -> Non
 
 
 def start_worker(cfg: Path, url: str, log: Path) -> subprocess.Popen:
-    out = open(log, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "--config", str(cfg),
-                             "worker"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                            env={**os.environ, **GIT_ENV, "SLUICE_REDIS_URL": url},
-                            preexec_fn=die_with_parent)
-    out.close()
-    deadline = time.monotonic() + 60
-    while "ready." not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("worker did not start:\n" + log.read_text(errors="replace")[-3000:])
-        time.sleep(0.05)
-    return proc
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "--config", str(cfg),
+                                 "worker"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, **GIT_ENV, "SLUICE_REDIS_URL": url},
+                                preexec_fn=die_with_parent)
+
+
+def worker_ready(proc: subprocess.Popen, log: Path) -> bool:
+    if proc.poll() is not None:
+        raise RuntimeError("worker exited:\n" + log.read_text(errors="replace")[-3000:])
+    return "ready." in log.read_text(errors="replace")
+
+
+def wait(predicate, interval: float, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+    return value
+
+
+def ended(services: Services, app: str, deployment_id: str):
+    d = services.projections.app(app).deployments.get(deployment_id)
+    return d if d is not None and d.terminal else None
 
 
 def deploy_e2e(services: Services, app: str) -> tuple[float, float]:
     """(worker seconds started->ended, wall seconds sync->ended) of one sync_now."""
     t0 = time.monotonic()
     q = sync_now(services, app)
-    while True:
-        d = services.projections.app(app).deployments.get(q.deployment_id)
-        if d is not None and d.terminal:
-            break
-        time.sleep(0.01)
+    d = wait(lambda: ended(services, app, q.deployment_id), 0.01, 300, q.deployment_id)
     wall = time.monotonic() - t0
     if d.status != "success":
         raise RuntimeError(f"deployment {d.id}: {d.status}: {d.message}")
     return d.ended_at - d.started_at, wall
 
 
-def wait_content(path: Path, expected: bytes, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if path.read_bytes() == expected:
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{path} did not get the new content within {timeout:.0f}s")
-        time.sleep(0.005)
+def read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
-def latency(services: Services, repo: Path, target: Path, runs: int) -> list[float]:
-    """Commit to a polled repo; seconds until the live release shows it."""
+def latency(services: Services, repo: Path, live: Path, runs: int) -> list[float]:
+    """Commit to a polled repo; seconds until the live release shows the change."""
     stop = threading.Event()
     thread = threading.Thread(target=Poller(services).run, args=(stop,), daemon=True)
     thread.start()
     try:
-        wait_content(target / "index.html", b"v0")
+        wait(lambda: read_or_none(live) == b"v0", 0.005, 60, "the first release")
         samples = []
         for i in range(1, runs + 1):
-            time.sleep(random.uniform(0, 1.0))      # commit at a random phase of the poll
-            commit_change(repo, "index.html", f"v{i}".encode())
+            time.sleep(random.uniform(0, 1.0))      # commit at a random phase of the polls
+            commit_change(repo, live.name, b"v%d" % i)
             t0 = time.monotonic()
-            wait_content(target / "index.html", f"v{i}".encode())
+            wait(lambda: read_or_none(live) == b"v%d" % i, 0.005, 60, f"change {i} to go live")
             samples.append(time.monotonic() - t0)
         return samples
     finally:
@@ -191,9 +194,59 @@ def latency(services: Services, repo: Path, target: Path, runs: int) -> list[flo
         thread.join(10)
 
 
+def one_file_changes(inproc: InProcess, services: Services, repo: Path, args) -> dict:
+    """--runs commits of one different file each, deployed in-process and end to end."""
+    samples = []
+    for i in range(args.runs):
+        rev = commit_change(repo, rel_path((i * 7919 + 1) % args.files), os.urandom(1024))
+        os.sync()
+        stages, added = inproc.deploy(rev, f"run{i}")
+        if added != 1:
+            raise RuntimeError(f"a one-file change added {added} blobs")
+        os.sync()
+        samples.append((stages, *deploy_e2e(services, "bench")))
+        console.print(f"run {i + 1}: worker {ms(samples[-1][1])}, wall {ms(samples[-1][2])}, "
+                      f"in-process {ms(sum(stages.values()))}")
+    return {"stages": {s: statistics.median(x[0][s] for x in samples) for s in STAGES},
+            "worker": statistics.median(x[1] for x in samples),
+            "wall": statistics.median(x[2] for x in samples)}
+
+
+def bench(base: Path, args) -> dict:
+    repo, small = base / "repos" / "bench", base / "repos" / "latency"
+    console.print(f"creating {args.files} files in {repo} ...")
+    rev = make_repo(repo, {rel_path(i): os.urandom(1024) for i in range(args.files)})
+    make_repo(small, {"index.html": b"v0", **{f"p{i}.html": b"<p>%d</p>" % i for i in range(9)}})
+    redis_proc = worker = None
+    try:
+        redis_proc, url = start_redis(base / "redis")
+        cfg = base / "sluice.yaml"
+        write_config(cfg, base, url, {"bench": repo, "latency": small})
+        worker = start_worker(cfg, url, base / "worker.log")
+        wait(lambda: worker_ready(worker, base / "worker.log"), 0.05, 60, "the worker")
+        services = Services.build(load_config(cfg))
+        inproc = InProcess(base / "inproc", repo)
+        r = {"runs": args.runs, "first_stages": inproc.deploy(rev, "first")[0],
+             "first": deploy_e2e(services, "bench")}
+        r.update(one_file_changes(inproc, services, repo, args))
+        shutil.copytree(repo, base / "tree", ignore=shutil.ignore_patterns(".git"))
+        r["cp"], r["rsync"] = baselines(base / "tree", base / "dst", max(args.runs, 5))
+        console.print(f"change-to-live latency, {args.latency_runs} commits ...")
+        r["latency"] = latency(services, small, base / "sites" / "latency" / "index.html",
+                               args.latency_runs)
+        return r
+    finally:
+        terminate(worker)
+        terminate(redis_proc)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def ms(s: float) -> str:
+    return f"{s * 1000:.1f} ms" if s < 0.1 else f"{s * 1000:.0f} ms"
 
 
 def verdict(ok: bool) -> str:
@@ -201,77 +254,30 @@ def verdict(ok: bool) -> str:
 
 
 def report(n: int, r: dict) -> None:
-    ms = lambda s: f"{s * 1000:.1f} ms" if s < 0.1 else f"{s * 1000:.0f} ms"  # noqa: E731
+    cp, rs, w, st, lat = r["cp"], r["rsync"], r["worker"], r["stages"], r["latency"]
+    total, p50, cp_s = sum(st.values()), pct(lat, .5), f"cp -al {ms(cp)}"
+    rows = [("first deploy, worker (wall)", f"{ms(r['first'][0])} ({ms(r['first'][1])})",
+             cp_s, f"{r['first'][0] / cp:.1f}x"),
+            ("1-file change, worker", ms(w), cp_s, f"{w / cp:.2f}x", "<= 2x cp -al",
+             verdict(w <= 2 * cp)),
+            ("1-file change, worker", ms(w), "rsync: not installed", "", ">= 20x faster", "n/a")
+            if rs is None else
+            ("1-file change, worker", ms(w), f"rsync -a {ms(rs)}", f"{rs / w:.2f}x faster",
+             ">= 20x faster", verdict(rs >= 20 * w)),
+            ("1-file change, wall (sync -> live)", ms(r["wall"]), cp_s, f"{r['wall'] / cp:.2f}x"),
+            ("in-process first deploy", ms(sum(r["first_stages"].values()))),
+            ("in-process 1-file change, total", ms(total), cp_s, f"{total / cp:.2f}x"),
+            ("  fetch+snapshot (fetch / seal)",
+             f"{ms(st['fetch'] + st['seal'])} ({ms(st['fetch'])} / {ms(st['seal'])})"),
+            *[(f"  {s}", ms(st[s])) for s in ("validate", "materialise", "switch")],
+            ("change-to-live p50 (poll 1s)", f"{p50:.2f} s", "", "", "<= 1.5 s", verdict(p50 <= 1.5)),
+            (f"change-to-live p90 / max ({len(lat)} runs)", f"{pct(lat, .9):.2f} / {max(lat):.2f} s")]
     t = Table(title=f"Sluice deployment benchmark: {n} files x 1 KiB, {r['runs']} runs (medians)")
     for col in ("measure", "sluice", "baseline", "ratio", "target", "verdict"):
         t.add_column(col, justify="left" if col == "measure" else "right")
-    cp, rs, w, wall = r["cp"], r["rsync"], r["worker"], r["wall"]
-    t.add_row("first deploy, worker (wall)", f"{ms(r['first'][0])} ({ms(r['first'][1])})",
-              f"cp -al {ms(cp)}", f"{r['first'][0] / cp:.1f}x", "", "")
-    t.add_row("1-file change, worker", ms(w), f"cp -al {ms(cp)}", f"{w / cp:.2f}x",
-              "<= 2x cp -al", verdict(w <= 2 * cp))
-    if rs is None:
-        t.add_row("1-file change, worker", ms(w), "rsync: not installed", "", ">= 20x faster", "n/a")
-    else:
-        t.add_row("1-file change, worker", ms(w), f"rsync -a {ms(rs)}", f"{rs / w:.1f}x faster",
-                  ">= 20x faster", verdict(rs >= 20 * w))
-    t.add_row("1-file change, wall (sync -> live)", ms(wall), f"cp -al {ms(cp)}",
-              f"{wall / cp:.2f}x", "", "")
-    stages = r["stages"]
-    t.add_row("in-process first deploy", ms(sum(r["first_stages"][s] for s in STAGES)), "", "", "", "")
-    t.add_row("in-process 1-file change, total", ms(sum(stages.values())), f"cp -al {ms(cp)}",
-              f"{sum(stages.values()) / cp:.2f}x", "", "")
-    t.add_row("  fetch+snapshot (fetch / seal)",
-              f"{ms(stages['fetch'] + stages['seal'])} ({ms(stages['fetch'])} / {ms(stages['seal'])})",
-              "", "", "", "")
-    for s in ("validate", "materialise", "switch"):
-        t.add_row(f"  {s}", ms(stages[s]), "", "", "", "")
-    lat = r["latency"]
-    t.add_row("change-to-live p50 (poll 1s)", f"{pct(lat, .5):.2f} s", "", "", "<= 1.5 s",
-              verdict(pct(lat, .5) <= 1.5))
-    t.add_row(f"change-to-live p90 / max ({len(lat)} runs)",
-              f"{pct(lat, .9):.2f} / {max(lat):.2f} s", "", "", "", "")
+    for row in rows:
+        t.add_row(*row)
     console.print(t)
-
-
-def bench(base: Path, args) -> dict:
-    r: dict = {"runs": args.runs}
-    repo, small = base / "repos" / "bench", base / "repos" / "latency"
-    console.print(f"creating {args.files} files in {repo} ...")
-    rev = make_repo(repo, {rel_path(i): os.urandom(1024) for i in range(args.files)})
-    make_repo(small, {"index.html": b"v0", **{f"page{i}.html": b"<p>%d</p>" % i for i in range(9)}})
-    redis_proc = worker = None
-    try:
-        redis_proc, url = start_redis(base / "redis")
-        cfg = base / "sluice.yaml"
-        write_config(cfg, base, url, {"bench": repo, "latency": small})
-        worker = start_worker(cfg, url, base / "worker.log")
-        services = Services.build(load_config(cfg))
-        inproc = InProcess(base / "inproc", repo)
-        r["first_stages"] = inproc.deploy(rev, "first")
-        r["first"] = deploy_e2e(services, "bench")
-        samples = []
-        for i in range(args.runs):
-            rev = commit_change(repo, rel_path((i * 7919 + 1) % args.files), os.urandom(1024))
-            stages = inproc.deploy(rev, f"run{i}")
-            if stages.pop("blobs_added") != 1:
-                raise RuntimeError("a one-file change should add exactly one blob")
-            samples.append((stages, deploy_e2e(services, "bench")))
-            console.print(f"run {i + 1}: worker {samples[-1][1][0] * 1000:.0f} ms, "
-                          f"in-process {sum(stages.values()) * 1000:.0f} ms")
-        r["stages"] = {s: statistics.median(x[0][s] for x in samples) for s in STAGES}
-        r["worker"] = statistics.median(x[1][0] for x in samples)
-        r["wall"] = statistics.median(x[1][1] for x in samples)
-        tree = base / "tree"
-        shutil.copytree(repo, tree, ignore=shutil.ignore_patterns(".git"))
-        (base / "scratch").mkdir()
-        r["cp"], r["rsync"] = baselines(tree, base / "scratch", args.runs)
-        console.print(f"change-to-live latency, {args.latency_runs} commits ...")
-        r["latency"] = latency(services, small, base / "sites" / "latency", args.latency_runs)
-        return r
-    finally:
-        terminate(worker)
-        terminate(redis_proc)
 
 
 def main() -> None:

@@ -80,6 +80,8 @@ class SnapshotBuilt(Event):
     bytes: int
     blobs_added: int
     blobs_reused: int
+    source: str = ""            # fingerprint of the source settings it was built under
+    incremental: bool = False   # built from the live snapshot plus the source's changes
 
 
 @dataclass(frozen=True)

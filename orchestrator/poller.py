@@ -7,7 +7,6 @@ the claim time out.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import threading
@@ -20,7 +19,7 @@ from .config import AppConfig
 from .dispatch import Queued, request_deployment
 from .errors import SluiceError
 from .services import Services
-from .sources import source_for
+from .sources import fingerprint, source_for
 
 log = logging.getLogger("sluice.poller")
 
@@ -38,11 +37,6 @@ class CheckResult:
     app: str
     queued: Queued | None = None
     error: str | None = None
-
-
-def fingerprint(app: AppConfig) -> str:
-    """Changes when the source a cursor belongs to changes, so a stale cursor is ignored."""
-    return hashlib.sha256(app.source.model_dump_json().encode()).hexdigest()[:16]
 
 
 def read_cursor(services: Services, name: str) -> str | None:

@@ -27,6 +27,7 @@ class DeploymentView:
     received_at: float
     status: str = PENDING
     snapshot: str | None = None
+    source: str | None = None
     release: str | None = None
     message: str = ""
     started_at: float | None = None
@@ -85,7 +86,7 @@ def _fold_deployment(view: AppView, d: DeploymentView, e: ev.Event) -> None:
         d.status, d.attempts = BUILDING, e.attempt
         d.started_at = d.started_at or e.at
     elif isinstance(e, ev.SnapshotBuilt):
-        d.status, d.snapshot = DEPLOYING, e.snapshot
+        d.status, d.snapshot, d.source = DEPLOYING, e.snapshot, e.source
         d.message = f"snapshot of {e.files} files ({e.blobs_added} new blobs)"
     elif isinstance(e, ev.DeploymentRetrying):
         d.status = PENDING

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from orchestrator import events as ev
 from orchestrator.backoff import backoff_delay
@@ -15,11 +16,11 @@ from orchestrator.config import AppConfig
 from orchestrator.dispatch import enqueue
 from orchestrator.errors import PermanentError
 from orchestrator.lease import Lease
-from orchestrator.projections import AppView
+from orchestrator.projections import AppView, DeploymentView
 from orchestrator.services import Services
-from orchestrator.sources import source_for
-from .deploy import live_release, materialise, release_dir, switch
-from .snapshots import Snapshot, SnapshotStore
+from orchestrator.sources import fingerprint, source_for
+from .deploy import Previous, live_release, materialise, release_dir, switch
+from .snapshots import Base, Snapshot, SnapshotStore
 from .validate import validate
 
 log = logging.getLogger("sluice.worker")
@@ -55,33 +56,42 @@ def run(ctx: WorkerContext, app: str, deployment_id: str, attempt: int) -> str:
 def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
             lease: Lease) -> str:
     view = ctx.services.projections.app(app)
-    snapshot = _build_snapshot(ctx, config, view.deployments[deployment_id].revision)
+    live = _live(view, config)
+    snapshot = _build_snapshot(ctx, config, view.deployments[deployment_id].revision, live)
     _record(ctx, app, deployment_id, ev.SnapshotBuilt, snapshot=snapshot.id,
             files=snapshot.files, bytes=snapshot.bytes,
-            blobs_added=snapshot.blobs_added, blobs_reused=snapshot.blobs_reused)
-    if _is_live(view, snapshot.id, config):
+            blobs_added=snapshot.blobs_added, blobs_reused=snapshot.blobs_reused,
+            source=fingerprint(config), incremental=snapshot.incremental)
+    if live and live.snapshot == snapshot.id:
         return _record_end(ctx, app, deployment_id, ev.DeploymentSkipped, snapshot=snapshot.id,
                            reason=f"snapshot {snapshot.id[:12]} is already live "
                                   f"(deployment {view.active_deployment})")
     validate(config.layout, snapshot.manifest, ctx.store)
+    previous = Previous(ctx.store.manifest(live.snapshot), Path(live.release)) if live else None
     release = materialise(ctx.store, snapshot.manifest,
-                          release_dir(ctx.services.config.data_dir, app, deployment_id))
+                          release_dir(ctx.services.config.data_dir, app, deployment_id), previous)
     lease.check()
     switch(config.target, release)
     return _record_end(ctx, app, deployment_id, ev.DeploymentSucceeded,
                        snapshot=snapshot.id, release=str(release))
 
 
-def _build_snapshot(ctx: WorkerContext, config: AppConfig, revision: str) -> Snapshot:
-    writer = ctx.store.writer()
+def _build_snapshot(ctx: WorkerContext, config: AppConfig, revision: str,
+                    live: DeploymentView | None) -> Snapshot:
+    base = None
+    if live and live.source == fingerprint(config):
+        base = Base(live.revision, ctx.store.manifest(live.snapshot))
+    writer = ctx.store.writer(base)
     source_for(config, ctx.services.config.data_dir).fetch(revision, writer)
     return writer.seal()
 
 
-def _is_live(view: AppView, snapshot_id: str, config: AppConfig) -> bool:
+def _live(view: AppView, config: AppConfig) -> DeploymentView | None:
+    """The active deployment, if the target really shows its release."""
     active = view.active
-    return (active is not None and active.snapshot == snapshot_id
-            and str(live_release(config.target)) == active.release)
+    if active and active.snapshot and str(live_release(config.target)) == active.release:
+        return active
+    return None
 
 
 def retry_or_fail(ctx: WorkerContext, app: str, deployment_id: str, attempt: int,

@@ -4,26 +4,34 @@
   manifests/<id>.json      canonical JSON of a snapshot; <id> is the sha256 of those bytes
   aliases.sqlite           source hash -> sha256 (git blob ids, Dropbox content_hash, ...),
                            so adapters skip downloading or reading what is already here
+
+A writer may start from a base snapshot (the live one): a source that can tell what changed
+since the base's revision then touches only those files, so a one-file change costs one
+file's work.
 """
 from __future__ import annotations
 
 import hashlib
-import json
+import itertools
 import os
 import sqlite3
-import tempfile
+import threading
 from dataclasses import dataclass
+from collections import OrderedDict
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO, Iterable, NamedTuple
+
+import orjson
 
 from orchestrator.errors import InvalidAppLayout
 from .ignore import IgnoreRules
 
 CHUNK = 1 << 20
+RECENT_MANIFESTS = 16
+FUNCIGNORE = ".funcignore"
 
 
-@dataclass(frozen=True)
-class FileEntry:
+class FileEntry(NamedTuple):
     sha256: str
     size: int
     executable: bool = False
@@ -35,16 +43,22 @@ class Manifest:
     links: dict[str, str]
 
     def canonical(self) -> bytes:
-        doc = {"version": 1,
-               "files": {p: [e.sha256, e.size, int(e.executable)] for p, e in self.files.items()},
-               "links": self.links}
-        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        doc = {"version": 1, "links": self.links,
+               "files": {p: [e.sha256, e.size, int(e.executable)] for p, e in self.files.items()}}
+        return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
     @staticmethod
     def parse(data: bytes) -> "Manifest":
-        doc = json.loads(data)
+        doc = orjson.loads(data)
         files = {p: FileEntry(s, n, bool(x)) for p, (s, n, x) in doc["files"].items()}
         return Manifest(files, doc["links"])
+
+
+@dataclass(frozen=True)
+class Base:
+    """What a writer starts from: a snapshot and the source revision it was built from."""
+    revision: str
+    manifest: Manifest
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,7 @@ class Snapshot:
     manifest: Manifest
     blobs_added: int
     blobs_reused: int
+    incremental: bool = False
 
     @property
     def files(self) -> int:
@@ -67,31 +82,45 @@ def safe_path(path: str) -> str:
     """A release-relative path, or InvalidAppLayout if it could escape or corrupt the tree."""
     if "\0" in path or path.startswith("/") or "\\" in path:
         raise InvalidAppLayout(f"unsafe file name in source: {path!r}")
-    parts = path.split("/")
-    if any(p in ("", ".", "..") for p in parts):
+    if any(p in ("", ".", "..") for p in path.split("/")):
         raise InvalidAppLayout(f"unsafe file name in source: {path!r}")
     return path
+
+
+def implied_dirs(paths: Iterable[str]) -> set[str]:
+    """Every folder the given release-relative paths need, at any depth."""
+    dirs: set[str] = set()
+    for path in paths:
+        d = path.rpartition("/")[0]
+        while d and d not in dirs:
+            dirs.add(d)
+            d = d.rpartition("/")[0]
+    return dirs
 
 
 class SnapshotStore:
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.blobs = self.root / "blobs"
-        self.manifests = self.root / "manifests"
-        self.tmp = self.root / "tmp"
+        self.blobs, self.manifests, self.tmp = (self.root / n for n in ("blobs", "manifests", "tmp"))
         for d in (self.blobs, self.manifests, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
+        self._blob_prefix = str(self.blobs) + "/"
+        self._tmp_names = (f"{self.tmp}/{os.getpid()}-{threading.get_ident()}-{n}"
+                           for n in itertools.count())
         self._db = sqlite3.connect(self.root / "aliases.sqlite", timeout=30,
                                    isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS alias (kind TEXT, key TEXT, sha256 TEXT,"
                          " size INTEGER, PRIMARY KEY (kind, key)) WITHOUT ROWID")
+        self._recent: OrderedDict[str, Manifest] = OrderedDict()
 
-    def blob_path(self, sha256: str) -> Path:
-        return self.blobs / sha256[:2] / sha256
+    def blob_path(self, sha256: str) -> str:
+        return f"{self._blob_prefix}{sha256[:2]}/{sha256}"
 
-    def has_blob(self, sha256: str) -> bool:
-        return self.blob_path(sha256).exists()
+    def read_blob(self, sha256: str) -> bytes:
+        with open(self.blob_path(sha256), "rb") as f:
+            return f.read()
 
     def lookup(self, kind: str, keys: Iterable[str]) -> dict[str, FileEntry]:
         """Which source hashes map to blobs already stored."""
@@ -105,97 +134,166 @@ class SnapshotStore:
         return found
 
     def remember(self, kind: str, pairs: list[tuple[str, FileEntry]]) -> None:
+        if not pairs:
+            return
+        self._db.execute("BEGIN")
         self._db.executemany("INSERT OR REPLACE INTO alias VALUES (?, ?, ?, ?)",
                              [(kind, k, e.sha256, e.size) for k, e in pairs])
+        self._db.execute("COMMIT")
 
     def put_stream(self, stream: BinaryIO) -> FileEntry:
-        """Store a blob from a stream; returns its sha256 and size."""
-        digest, size = hashlib.sha256(), 0
-        fd, tmp = tempfile.mkstemp(dir=self.tmp)
+        """Store a blob from a stream; returns its sha256 and size. Content already stored
+        is not written again."""
+        first = stream.read(CHUNK)
+        if len(first) < CHUNK:
+            sha = hashlib.sha256(first).hexdigest()
+            if not os.path.exists(self.blob_path(sha)):
+                self._install(sha, [first])
+            return FileEntry(sha, len(first))
+        return self._put_large(first, stream)
+
+    def _put_large(self, first: bytes, stream: BinaryIO) -> FileEntry:
+        digest, size, tmp = hashlib.sha256(), 0, next(self._tmp_names)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
             with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(CHUNK):
+                chunk = first
+                while chunk:
                     digest.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
-            self._install_blob(tmp, digest.hexdigest())
+                    chunk = stream.read(CHUNK)
+            self._rename_into_place(tmp, digest.hexdigest())
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return FileEntry(digest.hexdigest(), size)
 
-    def _install_blob(self, tmp: str, sha256: str) -> None:
+    def _install(self, sha256: str, chunks: list[bytes]) -> None:
+        tmp = next(self._tmp_names)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+        self._rename_into_place(tmp, sha256)
+
+    def _rename_into_place(self, tmp: str, sha256: str) -> None:
         final = self.blob_path(sha256)
-        if final.exists():
-            return
-        final.parent.mkdir(exist_ok=True)
-        os.chmod(tmp, 0o444)
-        os.replace(tmp, final)
+        try:
+            os.rename(tmp, final)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.rename(tmp, final)
 
     def save_manifest(self, manifest: Manifest) -> str:
         data = manifest.canonical()
         snapshot_id = hashlib.sha256(data).hexdigest()
         final = self.manifests / f"{snapshot_id}.json"
         if not final.exists():
-            fd, tmp = tempfile.mkstemp(dir=self.tmp)
-            with os.fdopen(fd, "wb") as out:
+            tmp = next(self._tmp_names)
+            with open(tmp, "wb") as out:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, final)
+        self._keep(snapshot_id, manifest)
         return snapshot_id
 
     def manifest(self, snapshot_id: str) -> Manifest:
-        return Manifest.parse((self.manifests / f"{snapshot_id}.json").read_bytes())
+        """A snapshot's manifest; recent ones come from memory (they are immutable)."""
+        if snapshot_id not in self._recent:
+            data = (self.manifests / f"{snapshot_id}.json").read_bytes()
+            self._keep(snapshot_id, Manifest.parse(data))
+        self._recent.move_to_end(snapshot_id)
+        return self._recent[snapshot_id]
 
-    def writer(self) -> "SnapshotWriter":
-        return SnapshotWriter(self)
+    def _keep(self, snapshot_id: str, manifest: Manifest) -> None:
+        self._recent[snapshot_id] = manifest
+        while len(self._recent) > RECENT_MANIFESTS:
+            self._recent.popitem(last=False)
+
+    def writer(self, base: Base | None = None) -> "SnapshotWriter":
+        return SnapshotWriter(self, base)
 
 
 class SnapshotWriter:
     """Collects one revision's files from a source adapter, then seals them as a snapshot."""
 
-    def __init__(self, store: SnapshotStore):
+    def __init__(self, store: SnapshotStore, base: Base | None = None):
         self.store = store
-        self._files: dict[str, FileEntry] = {}
-        self._links: dict[str, str] = {}
-        self.added = 0
-        self.reused = 0
+        self.base = base
+        self._files = dict(base.manifest.files) if base else {}
+        self._links = dict(base.manifest.links) if base else {}
+        self._touched: set[str] = set()
+        self._aliases: dict[str, list[tuple[str, FileEntry]]] = {}
+        self.added = self.reused = 0
+
+    @property
+    def base_revision(self) -> str | None:
+        return self.base.revision if self.base else None
+
+    def drop_base(self) -> None:
+        """Start from nothing: the source will list every file."""
+        self.base = None
+        self._files, self._links = {}, {}
 
     def known(self, kind: str, keys: Iterable[str]) -> dict[str, FileEntry]:
         return self.store.lookup(kind, keys)
 
     def add_known(self, path: str, entry: FileEntry, executable: bool = False) -> None:
-        self._files[safe_path(path)] = FileEntry(entry.sha256, entry.size, executable)
+        self._put(path, FileEntry(entry.sha256, entry.size, executable))
         self.reused += 1
 
     def add_stream(self, path: str, stream: BinaryIO, executable: bool = False,
                    alias: tuple[str, str] | None = None) -> FileEntry:
-        path = safe_path(path)
+        safe_path(path)
         entry = self.store.put_stream(stream)
         if alias:
-            self.store.remember(alias[0], [(alias[1], entry)])
-        self._files[path] = FileEntry(entry.sha256, entry.size, executable)
+            self._aliases.setdefault(alias[0], []).append((alias[1], entry))
+        self._put(path, FileEntry(entry.sha256, entry.size, executable))
         self.added += 1
         return entry
 
     def add_symlink(self, path: str, target: str) -> None:
-        self._links[safe_path(path)] = target
+        self._touch(path)
+        self._files.pop(path, None)
+        self._links[path] = target
+
+    def remove(self, path: str) -> None:
+        self._touch(path)
+        self._files.pop(path, None)
+        self._links.pop(path, None)
+
+    def _put(self, path: str, entry: FileEntry) -> None:
+        self._touch(path)
+        self._links.pop(path, None)
+        self._files[path] = entry
+
+    def _touch(self, path: str) -> None:
+        self._touched.add(safe_path(path))
 
     def seal(self) -> Snapshot:
         """Apply the ignore rules, check the tree is consistent, store the manifest."""
+        for kind, pairs in self._aliases.items():
+            self.store.remember(kind, pairs)
+        files, links = self._files, self._links
         rules = IgnoreRules(self._funcignore())
-        files = {p: e for p, e in sorted(self._files.items()) if not rules.ignored(p)}
-        links = {p: t for p, t in sorted(self._links.items()) if not rules.ignored(p)}
+        # Entries taken from the base passed these same rules already, unless they changed.
+        recheck = files.keys() | links.keys() if FUNCIGNORE in self._touched or not self.base \
+            else self._touched
+        ignored = {p for p in recheck if rules.ignored(p)}
+        files = {p: e for p, e in files.items() if p not in ignored}
+        links = {p: t for p, t in links.items() if p not in ignored}
         _check_tree(files.keys() | links.keys(), links)
         manifest = Manifest(files, links)
-        return Snapshot(self.store.save_manifest(manifest), manifest, self.added, self.reused)
+        return Snapshot(self.store.save_manifest(manifest), manifest, self.added, self.reused,
+                        incremental=self.base is not None)
 
     def _funcignore(self) -> str:
-        entry = self._files.get(".funcignore")
+        entry = self._files.get(FUNCIGNORE)
         if entry is None:
             return ""
-        return self.store.blob_path(entry.sha256).read_text(errors="replace")
+        return self.store.read_blob(entry.sha256).decode(errors="replace")
 
 
 def _check_tree(paths: set[str], links: dict[str, str]) -> None:

@@ -22,7 +22,7 @@ def validate(layout: str, manifest: Manifest, store: SnapshotStore) -> None:
 
 
 def _json_file(store: SnapshotStore, manifest: Manifest, path: str):
-    data = store.blob_path(manifest.files[path].sha256).read_bytes()
+    data = store.read_blob(manifest.files[path].sha256)
     try:
         return json.loads(data)
     except ValueError as exc:

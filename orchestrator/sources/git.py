@@ -17,6 +17,7 @@ from ..urls import sanitize_url
 from .base import Change, SnapshotWriter, strip_prefix
 
 ALIAS_KIND = "git-blob"
+FILE_MODES = ("100644", "100755")
 
 
 class GitSource:
@@ -51,19 +52,34 @@ class GitSource:
             self._write_tree(repo, revision, into)
 
     def _write_tree(self, repo: git.Repo, revision: str, into: SnapshotWriter) -> None:
-        entries = _ls_tree(repo, revision, self.config.path)
-        if not entries and self.config.path:
-            raise RevisionNotFound(f"folder {self.config.path!r} does not exist at "
-                                   f"revision {revision[:12]}")
-        known = into.known(ALIAS_KIND, {e[2] for e in entries if e[0] != "120000"})
-        for mode, path, blob_id in entries:
+        changes = self._changes_since_base(repo, revision, into)
+        if changes is None:
+            into.drop_base()
+            changes = _ls_tree(repo, revision, self.config.path)
+            if not changes and self.config.path:
+                raise RevisionNotFound(f"folder {self.config.path!r} does not exist at "
+                                       f"revision {revision[:12]}")
+        known = into.known(ALIAS_KIND, {e[2] for e in changes if e[0] in FILE_MODES})
+        for mode, path, blob_id in changes:
             if mode == "120000":
                 into.add_symlink(path, repo.odb.stream(hex_to_bin(blob_id)).read().decode())
+            elif mode not in FILE_MODES:
+                into.remove(path)           # deleted, or now a submodule (not deployed)
             elif blob_id in known:
                 into.add_known(path, known[blob_id], executable=mode == "100755")
             else:
                 into.add_stream(path, repo.odb.stream(hex_to_bin(blob_id)),
                                 executable=mode == "100755", alias=(ALIAS_KIND, blob_id))
+
+    def _changes_since_base(self, repo: git.Repo, revision: str,
+                            into: SnapshotWriter) -> list[tuple[str, str, str]] | None:
+        """What changed between the writer's base revision and `revision`, or None when the
+        whole tree must be listed (no base, base unknown here, or the ignore rules changed)."""
+        base = into.base_revision
+        if not base or not _has_commit(repo, base):
+            return None
+        changes = _diff_tree(repo, base, revision, self.config.path)
+        return None if any(path == ".funcignore" for _, path, _ in changes) else changes
 
     @contextmanager
     def _locked_mirror(self):
@@ -117,3 +133,20 @@ def _ls_tree(repo: git.Repo, revision: str, subfolder: str) -> list[tuple[str, s
         if kind == "blob" and relative:
             entries.append((mode, relative, blob_id))
     return entries
+
+
+def _diff_tree(repo: git.Repo, base: str, revision: str,
+               subfolder: str) -> list[tuple[str, str, str]]:
+    """(new mode, path relative to the subfolder, new blob id) of each changed entry; a
+    deletion has mode 000000."""
+    args = ["-r", "-z", "--no-renames", "--no-commit-id", base, revision]
+    if subfolder:
+        args += ["--", subfolder + "/"]
+    fields = repo.git.diff_tree(*args, strip_newline_in_stdout=False).split("\0")
+    changes = []
+    for meta, path in zip(fields[0::2], fields[1::2]):
+        _, new_mode, _, new_id, _ = meta.lstrip(":").split(" ")
+        relative = strip_prefix(path, subfolder)
+        if relative:
+            changes.append((new_mode, relative, new_id))
+    return changes

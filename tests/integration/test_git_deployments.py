@@ -41,16 +41,43 @@ def test_a_second_commit_deploys_a_new_release_and_leaves_the_old_one_intact(wor
     assert services.projections.app("hello").active_deployment == second.id
 
 
-def test_only_the_changed_file_is_read_into_the_store_on_the_second_deployment(workspace):
+def test_a_one_file_commit_touches_only_that_file_in_the_snapshot(workspace):
     static = {f"static/{i}.txt": f"file {i}" for i in range(50)}
     repo, services = workspace.app_with({**FUNCTION_APP, **static})
     sync_and_wait(services, "hello")
-    repo.commit({"static/7.txt": "changed"})
+    repo.commit({"static/7.txt": "changed", "static/8.txt": None})
 
     sync_and_wait(services, "hello")
 
     built = [r.event for r in services.store.read("hello") if r.event.type == "SnapshotBuilt"]
-    assert (built[-1].blobs_added, built[-1].blobs_reused) == (1, 52)
+    assert built[-1].incremental and (built[-1].blobs_added, built[-1].blobs_reused) == (1, 0)
+    live = tree(workspace.target("hello"))
+    assert len(live) == 52 and live["static/7.txt"] == "changed" and "static/8.txt" not in live
+
+
+def test_a_new_app_on_a_known_repository_reads_no_content_again(workspace):
+    repo, services = workspace.app_with(FUNCTION_APP)
+    sync_and_wait(services, "hello")
+    services = workspace.configure({
+        "hello": git_app(repo, workspace.target("hello")),
+        "copy": git_app(repo, workspace.target("copy"))})
+
+    sync_and_wait(services, "copy")
+
+    built = [r.event for r in services.store.read("copy") if r.event.type == "SnapshotBuilt"]
+    assert not built[0].incremental and (built[0].blobs_added, built[0].blobs_reused) == (0, 3)
+    assert tree(workspace.target("copy")) == FUNCTION_APP
+
+
+def test_changing_the_funcignore_file_re_evaluates_every_file(workspace):
+    repo, services = workspace.app_with({**FUNCTION_APP, ".funcignore": "*.md\n", "a.md": "doc"})
+    sync_and_wait(services, "hello")
+    assert "a.md" not in tree(workspace.target("hello"))
+    repo.commit({".funcignore": "*.txt\n"})
+
+    sync_and_wait(services, "hello")
+
+    assert tree(workspace.target("hello"))["a.md"] == "doc"
 
 
 def test_syncing_without_a_change_is_recorded_as_skipped_and_keeps_the_live_release(workspace):

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from orchestrator.errors import InvalidAppLayout, PermanentError
-from workers.deploy import live_release, materialise, remove_tree, switch
+from workers.deploy import Previous, live_release, materialise, remove_tree, switch
 from workers.snapshots import SnapshotStore, safe_path
 
 
@@ -39,6 +39,7 @@ def test_identical_contents_are_stored_once_and_read_only(store):
 def test_aliases_let_a_source_skip_content_it_already_stored(store):
     writer = store.writer()
     entry = writer.add_stream("a.txt", io.BytesIO(b"hello"), alias=("git-blob", "abc123"))
+    writer.seal()
     assert store.lookup("git-blob", ["abc123", "other"]) == {"abc123": entry}
 
 
@@ -119,3 +120,50 @@ def test_read_only_releases_can_still_be_removed(store, tmp_path):
     release = materialise(store, snapshot(store, {"d/e/f.txt": b"1"}).manifest, tmp_path / "r1")
     remove_tree(release)
     assert not release.exists()
+
+
+def build_from_previous(store, tmp_path, old_files, new_files, old_links=None, new_links=None):
+    old = snapshot(store, old_files, old_links)
+    new = snapshot(store, new_files, new_links)
+    first = materialise(store, old.manifest, tmp_path / "r1")
+    second = materialise(store, new.manifest, tmp_path / "r2", Previous(old.manifest, first))
+    fresh = materialise(store, new.manifest, tmp_path / "fresh")
+    return first, second, fresh
+
+
+def listing(root):
+    """Every entry under root with what it is: file content, link target, folder mode."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root)
+            if os.path.islink(full):
+                out[rel] = ("link", os.readlink(full))
+            elif os.path.isdir(full):
+                out[rel] = ("dir", oct(os.stat(full).st_mode & 0o777))
+            else:
+                out[rel] = ("file", open(full, "rb").read(), oct(os.stat(full).st_mode & 0o777))
+    return out
+
+
+@pytest.mark.parametrize("old,new", [
+    ({"a.txt": b"1", "b.txt": b"2"}, {"a.txt": b"1", "b.txt": b"3"}),          # modified
+    ({"a.txt": b"1", "d/e/f.txt": b"2"}, {"a.txt": b"1"}),                        # folder emptied
+    ({"a": b"file"}, {"a/b.txt": b"now a folder"}),                               # file -> folder
+    ({"a/b.txt": b"folder", "a/c/d": b"x"}, {"a": b"now a file"}),                # folder -> file
+    ({"x.txt": b"1"}, {"x.txt": b"1", "new/deep/y.txt": b"2"}),                   # new folders
+])
+def test_a_release_patched_from_the_previous_one_equals_one_built_afresh(store, tmp_path, old, new):
+    first, second, fresh = build_from_previous(store, tmp_path, old, new)
+    assert listing(second) == listing(fresh)
+    assert listing(first) == listing(materialise(store, snapshot(store, old).manifest,
+                                                 tmp_path / "again"))
+
+
+def test_links_that_change_target_or_kind_are_patched_too(store, tmp_path):
+    first, second, fresh = build_from_previous(
+        store, tmp_path, {"a": b"1", "b": b"2", "c": b"3"}, {"a": b"1", "l": b"was a link"},
+        old_links={"l": "a", "m": "b"}, new_links={"m": "a", "c": "a"})
+    assert listing(second) == listing(fresh)
+    assert os.readlink(first / "m") == "b"
