@@ -135,10 +135,66 @@ def sync(ctx: typer.Context, app: str,
     """Check the app's source now and deploy its head (the portal's Sync button)."""
     from .poller import sync_now
     services = _services(ctx)
-    queued = sync_now(services, _app_name(services, app))
-    verb = "queued" if queued.new else "already queued"
-    out.print(f"{app}: deployment {queued.deployment_id} of {queued.revision[:12]} {verb}")
-    if wait:
+    _report(services, app, sync_now(services, _app_name(services, app)), wait, timeout)
+
+
+@cli.command()
+def rollback(ctx: typer.Context, app: str,
+             to: Optional[str] = typer.Option(None, "--to", help="deployment id [default: the previous successful one]")):
+    """Switch the app back to a kept release at once, and pause automatic deployments."""
+    from workers.rollback import rollback as roll_back
+    services = _services(ctx)
+    started = time.perf_counter()
+    d = roll_back(services, _app_name(services, app), to)
+    out.print(f"{app}: rolled back to deployment {d.origin} (revision {d.revision[:12]}) in "
+              f"{(time.perf_counter() - started) * 1000:.0f} ms as deployment {d.id}; automatic "
+              f"deployments are paused: `sluice resume {app}` follows the source again")
+
+
+@cli.command()
+def redeploy(ctx: typer.Context, app: str,
+             deployment_id: Optional[str] = typer.Argument(None, help="[default: the active one]"),
+             wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end")):
+    """Deploy an earlier deployment's snapshot again, as a new deployment."""
+    from .operations import redeploy as run_again
+    services = _services(ctx)
+    _report(services, app, run_again(services, _app_name(services, app), deployment_id), wait)
+
+
+@cli.command()
+def promote(ctx: typer.Context, from_app: str, to_app: str,
+            wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end")):
+    """Deploy what is live on FROM_APP to TO_APP (staging to production), without rebuilding."""
+    from .operations import promote as promote_live
+    services = _services(ctx)
+    queued = promote_live(services, _app_name(services, from_app), _app_name(services, to_app))
+    _report(services, to_app, queued, wait)
+
+
+@cli.command()
+def pause(ctx: typer.Context, app: str):
+    """Stop automatic deployments of the app (changes are still recorded)."""
+    from .operations import pause as pause_app
+    services = _services(ctx)
+    changed = pause_app(services, _app_name(services, app))
+    out.print(f"{app}: automatic deployments {'paused' if changed else 'were already paused'}")
+
+
+@cli.command()
+def resume(ctx: typer.Context, app: str,
+           wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end")):
+    """Follow the source again: deploy its head now unless it is already live."""
+    from .operations import resume as resume_app
+    services = _services(ctx)
+    _report(services, app, resume_app(services, _app_name(services, app)), wait)
+
+
+def _report(services: Services, app: str, queued, wait: bool, timeout: float = 600) -> None:
+    if not queued.new:
+        out.print(f"{app}: {queued.revision[:12]}: nothing new to deploy: {queued.reason}")
+    else:
+        out.print(f"{app}: deployment {queued.deployment_id} of {queued.revision[:12]} queued")
+    if wait and queued.deployment_id:
         d = _wait_for_end(services, app, queued.deployment_id, timeout)
         out.print(f"{app}: deployment {d.id} {d.status}: {d.message}")
         raise typer.Exit(0 if d.status in ("success", "skipped") else 1)

@@ -81,11 +81,13 @@ class AppConfig(_Strict):
     target: Path
     source: SourceConfig
     retry: RetryPolicy = RetryPolicy()
+    keep_releases: int = Field(default=5, ge=1, le=1000)
 
 
 class SluiceConfig(_Strict):
     data_dir: Path = Path("./var")
     redis_url: str | None = None
+    gc_interval: Duration = 300.0     # at most one garbage collection of the store per interval
     apps: dict[str, AppConfig] = Field(default_factory=dict)
 
 

@@ -1,6 +1,11 @@
 """Turn a detected change into a queued deployment: events first, then the Celery message.
 
-Pollers, `sluice sync` and (later) webhooks and pushes all come through here.
+Pollers, `sluice sync`, redeploy, promote (and later webhooks and pushes) come through here.
+The rules, decided on the app's current view in one optimistic append:
+- a change to the revision that is live, or already waiting, queues nothing new;
+- a new deployment supersedes every older one that has not started yet, so changes that
+  arrive during a deployment collapse into one deployment of the newest revision;
+- while the app is paused, automatic changes are recorded but not deployed.
 """
 from __future__ import annotations
 
@@ -10,46 +15,66 @@ from dataclasses import dataclass
 
 from . import events as ev
 from .commands import execute
-from .projections import AppView
+from .projections import AppView, DeploymentView
 from .services import Services
 
 DEPLOY_TASK = "sluice.deploy"
 DEPLOY_QUEUE = "deploy"
+AUTOMATIC = ("poll", "webhook", "push")
 
 
 @dataclass(frozen=True)
 class Queued:
-    deployment_id: str
+    deployment_id: str | None   # None: nothing was queued (see reason)
     revision: str
-    new: bool          # False when a deployment of this revision was already waiting
+    new: bool                   # False when an existing deployment covers this change
+    reason: str = ""
 
 
 def new_deployment_id(now: float) -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(3)
 
 
-def request_deployment(services: Services, app: str, revision: str, trigger: str) -> Queued:
+def request_deployment(services: Services, app: str, revision: str, trigger: str,
+                       snapshot: str | None = None, origin: str | None = None) -> Queued:
     now = services.clock.now()
     deployment_id = new_deployment_id(now)
+    outcome: list[Queued] = []
 
     def decide(view: AppView) -> list[ev.Event]:
-        if _waiting(view, revision):
-            return []
-        return [ev.ChangeDetected(app=app, at=now, revision=revision, trigger=trigger,
-                                  previous=view.last_revision),
-                ev.DeploymentQueued(app=app, at=now, deployment_id=deployment_id,
-                                    revision=revision, trigger=trigger)]
+        outcome.clear()
+        change = [] if revision == view.last_revision else [ev.ChangeDetected(
+            app=app, at=now, revision=revision, trigger=trigger, previous=view.last_revision)]
+        covered = _covering(view, revision, trigger, snapshot)
+        if covered is not None:
+            outcome.append(covered)
+            return change
+        if view.paused and trigger in AUTOMATIC:
+            outcome.append(Queued(None, revision, False, f"app is paused ({view.paused})"))
+            return change
+        outcome.append(Queued(deployment_id, revision, True))
+        return change + [ev.DeploymentQueued(
+            app=app, at=now, deployment_id=deployment_id, revision=revision, trigger=trigger,
+            snapshot=snapshot, origin=origin)] + [
+            ev.DeploymentSuperseded(app=app, at=now, deployment_id=d.id, by=deployment_id)
+            for d in view.waiting()]
 
-    view, appended = execute(services.projections, app, decide)
-    if not appended:
-        return Queued(_waiting(view, revision).id, revision, new=False)
-    enqueue(services, app, deployment_id)
-    return Queued(deployment_id, revision, new=True)
+    execute(services.projections, app, decide)
+    if outcome[0].new:
+        enqueue(services, app, deployment_id)
+    return outcome[0]
 
 
-def _waiting(view: AppView, revision: str):
-    return next((d for d in view.deployments.values()
-                 if d.revision == revision and not d.terminal), None)
+def _covering(view: AppView, revision: str, trigger: str, snapshot: str | None) -> Queued | None:
+    """An existing deployment that already makes this change live, if any."""
+    waiting = next((d for d in view.deployments.values() if not d.terminal
+                    and d.revision == revision and d.preset_snapshot == snapshot), None)
+    if waiting:
+        return Queued(waiting.id, revision, False, f"deployment {waiting.id} is already {waiting.status}")
+    active: DeploymentView | None = view.active
+    if trigger in AUTOMATIC and active and active.revision == revision and snapshot is None:
+        return Queued(active.id, revision, False, f"revision is already live ({active.id})")
+    return None
 
 
 def enqueue(services: Services, app: str, deployment_id: str, attempt: int = 1,

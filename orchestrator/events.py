@@ -63,6 +63,8 @@ class DeploymentQueued(Event):
     deployment_id: str
     revision: str
     trigger: str
+    snapshot: str | None = None     # set: deploy this snapshot as it is (redeploy, promote)
+    origin: str | None = None       # the deployment (maybe of another app) it comes from
 
 
 @dataclass(frozen=True)
@@ -112,4 +114,26 @@ class DeploymentFailed(Event):
     reason: str
 
 
-TERMINAL = (DeploymentSucceeded, DeploymentSkipped, DeploymentFailed)
+@dataclass(frozen=True)
+class DeploymentSuperseded(Event):
+    """A newer change arrived before this deployment started: only the newest deploys."""
+    deployment_id: str
+    by: str
+
+
+@dataclass(frozen=True)
+class AppPaused(Event):
+    reason: str
+
+
+@dataclass(frozen=True)
+class AppResumed(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class ReleasesPruned(Event):
+    releases: list[str]
+
+
+TERMINAL = (DeploymentSucceeded, DeploymentSkipped, DeploymentFailed, DeploymentSuperseded)

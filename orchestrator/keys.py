@@ -12,6 +12,8 @@ Caches and coordination (safe to delete; rebuilt or re-derived):
   sluice:poll:failures           hash: app -> consecutive failed head checks (for backoff)
   sluice:lease:{app}             the app's deployment lease: "{fencing token}:{holder}", with a TTL
   sluice:lease:{app}:fence       counter handing out fencing tokens
+  sluice:gc                      held (with a TTL of gc_interval) by the worker that last
+                                 collected the store's garbage
 """
 
 PREFIX = "sluice:"
@@ -20,6 +22,7 @@ FEED = PREFIX + "feed"
 POLL_DUE = PREFIX + "poll:due"
 POLL_CURSOR = PREFIX + "poll:cursor"
 POLL_FAILURES = PREFIX + "poll:failures"
+GC = PREFIX + "gc"
 
 
 def app_events(app: str) -> str:

@@ -29,8 +29,12 @@ return 1
 """
 
 
+class LeaseBusy(TransientError):
+    """Another deployment of the app runs: wait for it (this is not a failed attempt)."""
+
+
 class LeaseLost(TransientError):
-    pass
+    """The lease expired while this holder worked: it must not switch the target."""
 
 
 class Lease:
@@ -44,9 +48,13 @@ class Lease:
         self._renewer: threading.Thread | None = None
 
     def __enter__(self) -> "Lease":
+        return self if self.token is not None else self.acquire()
+
+    def acquire(self) -> "Lease":
+        """Take the lease now (LeaseBusy if another holder has it) and keep renewing it."""
         token = int(self._acquire(keys=self._keys, args=[self.holder, self.ttl_ms]))
         if not token:
-            raise TransientError(f"app {self.app!r} is being deployed by another worker (lease busy)")
+            raise LeaseBusy(f"app {self.app!r} is being deployed by another worker (lease busy)")
         self.token = token
         self._renewer = threading.Thread(target=self._renew_loop, daemon=True)
         self._renewer.start()

@@ -108,8 +108,8 @@ class Poller:
             return None
         queued = request_deployment(self.services, name, change.revision, "poll")
         write_cursor(self.services, name, change.cursor)
-        log.info("%s: change to %s, deployment %s queued", name, change.revision[:12],
-                 queued.deployment_id)
+        log.info("%s: change to %s, %s", name, change.revision[:12],
+                 f"deployment {queued.deployment_id} queued" if queued.new else queued.reason)
         return queued
 
     def _failed(self, name: str, app: AppConfig, error: str) -> CheckResult:

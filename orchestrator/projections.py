@@ -33,6 +33,8 @@ class DeploymentView:
     started_at: float | None = None
     ended_at: float | None = None
     attempts: int = 0
+    preset_snapshot: str | None = None
+    origin: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -46,6 +48,8 @@ class AppView:
     last_id: str | None = None
     last_revision: str | None = None
     active_deployment: str | None = None
+    paused: str | None = None             # why automatic deployments are paused, if they are
+    pruned: list[str] = field(default_factory=list)   # releases removed from disk
     deployments: dict[str, DeploymentView] = field(default_factory=dict)
 
     @property
@@ -55,6 +59,18 @@ class AppView:
     def history(self) -> list[DeploymentView]:
         """Deployments newest first."""
         return list(reversed(self.deployments.values()))
+
+    def waiting(self) -> list[DeploymentView]:
+        """Deployments queued but not yet running, oldest first."""
+        return [d for d in self.deployments.values() if d.status == PENDING]
+
+    def kept_releases(self) -> list[str]:
+        """Releases of successful deployments still on disk, newest first, no repeats."""
+        pruned, seen = set(self.pruned), []
+        for d in self.history():
+            if d.status == SUCCESS and d.release and d.release not in pruned and d.release not in seen:
+                seen.append(d.release)
+        return seen
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
@@ -75,7 +91,14 @@ def fold(view: AppView, recorded: RecordedEvent) -> AppView:
         view.last_revision = e.revision
     elif isinstance(e, ev.DeploymentQueued):
         view.deployments[e.deployment_id] = DeploymentView(
-            id=e.deployment_id, revision=e.revision, trigger=e.trigger, received_at=e.at)
+            id=e.deployment_id, revision=e.revision, trigger=e.trigger, received_at=e.at,
+            snapshot=e.snapshot, preset_snapshot=e.snapshot, origin=e.origin)
+    elif isinstance(e, ev.AppPaused):
+        view.paused = e.reason
+    elif isinstance(e, ev.AppResumed):
+        view.paused = None
+    elif isinstance(e, ev.ReleasesPruned):
+        view.pruned.extend(e.releases)
     elif d := view.deployments.get(getattr(e, "deployment_id", "")):
         _fold_deployment(view, d, e)
     return view
@@ -99,6 +122,8 @@ def _fold_deployment(view: AppView, d: DeploymentView, e: ev.Event) -> None:
         d.status, d.snapshot, d.ended_at, d.message = SKIPPED, e.snapshot, e.at, e.reason
     elif isinstance(e, ev.DeploymentFailed):
         d.status, d.ended_at, d.message = FAILED, e.at, e.reason
+    elif isinstance(e, ev.DeploymentSuperseded):
+        d.status, d.ended_at, d.message = SUPERSEDED, e.at, f"superseded by {e.by}"
 
 
 def replay(name: str, recorded: list[RecordedEvent]) -> AppView:

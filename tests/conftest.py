@@ -14,6 +14,8 @@ from orchestrator.config import load_config
 from orchestrator.embedded_redis import start_redis
 from orchestrator.processes import terminate
 from orchestrator.services import Services
+from workers.runner import WorkerContext
+from workers.snapshots import SnapshotStore
 from tests.helpers import GIT_ENV, GitRepo, git_app, wait_for, write_config
 
 os.environ.update(GIT_ENV)
@@ -66,9 +68,13 @@ class Workspace:
     def repo(self, name: str = "repo", branch: str = "master") -> GitRepo:
         return GitRepo(self.root / name, branch)
 
-    def configure(self, apps: dict) -> Services:
-        write_config(self.config_path, self.data_dir, apps, self.redis_url)
+    def configure(self, apps: dict, **settings) -> Services:
+        write_config(self.config_path, self.data_dir, apps, self.redis_url, **settings)
         return Services.build(load_config(self.config_path))
+
+    def worker_context(self, services: Services) -> WorkerContext:
+        """What a worker process has, for driving the runner from the test itself."""
+        return WorkerContext(services, SnapshotStore(self.data_dir / "store"), "test-worker")
 
     def target(self, app: str) -> Path:
         return self.root / "sites" / app

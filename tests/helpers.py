@@ -63,8 +63,9 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what: str
         time.sleep(interval)
 
 
-def write_config(path: Path, data_dir: Path, apps: dict, redis_url: str | None = None) -> Path:
-    doc = {"data_dir": str(data_dir), "apps": apps}
+def write_config(path: Path, data_dir: Path, apps: dict, redis_url: str | None = None,
+                 **settings) -> Path:
+    doc = {"data_dir": str(data_dir), **settings, "apps": apps}
     if redis_url:
         doc["redis_url"] = redis_url
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -72,6 +73,6 @@ def write_config(path: Path, data_dir: Path, apps: dict, redis_url: str | None =
 
 
 def git_app(repo: GitRepo, target: Path, **source) -> dict:
-    return {"layout": source.pop("layout", "functions"), "target": str(target),
-            **({"retry": source.pop("retry")} if "retry" in source else {}),
+    app_keys = {k: source.pop(k) for k in ("retry", "keep_releases") if k in source}
+    return {"layout": source.pop("layout", "functions"), "target": str(target), **app_keys,
             "source": {"type": "git", "url": str(repo.path), "poll_interval": "1s", **source}}

@@ -7,14 +7,17 @@ no live release it is built from the store entry by entry.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from orchestrator.errors import PermanentError
+from orchestrator.errors import PermanentError, TransientError
 from .snapshots import Manifest, SnapshotStore, implied_dirs
 
 BUILDING_SUFFIX = ".building"
@@ -125,19 +128,60 @@ def _place_file(store: SnapshotStore, root: str, path: str, manifest: Manifest) 
         shutil.copyfile(store.blob_path(entry.sha256), dest)
         os.chmod(dest, 0o555)
     else:
-        os.link(store.blob_path(entry.sha256), dest)
+        try:
+            os.link(store.blob_path(entry.sha256), dest)
+        except FileNotFoundError:
+            if os.path.isdir(os.path.dirname(dest)):
+                raise TransientError(f"{path}: its content was garbage-collected while "
+                                     "deploying; it will be fetched again") from None
+            raise
 
 
-def switch(target: Path, release: Path) -> None:
-    """Point `target` at `release` atomically (symlink + rename)."""
+def switch(target: Path, release: Path, token: int | None = None,
+           still_holds: Callable[[], None] | None = None) -> None:
+    """Point `target` at `release` atomically (symlink + rename).
+
+    With a fencing token: refused (Fenced) if a holder of a newer token has switched this
+    target already, and `still_holds` must confirm the lease under the target's lock, so a
+    worker that lost its lease can never switch afterwards."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _claim_target(target)
-    tmp = target.with_name(f".{target.name}.sluice-{os.getpid()}")
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(release, tmp)
-    os.replace(tmp, target)
+    with _locked(target.with_name(f".{target.name}.sluice-lock")):
+        if token is not None:
+            _advance_fence(target, token)
+        if still_holds is not None:
+            still_holds()
+        _claim_target(target)
+        tmp = target.with_name(f".{target.name}.sluice-{os.getpid()}")
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(release, tmp)
+        os.replace(tmp, target)
+
+
+class Fenced(TransientError):
+    """A newer lease holder has switched the target: this holder's work is stale."""
+
+
+@contextmanager
+def _locked(lock_path: Path):
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _advance_fence(target: Path, token: int) -> None:
+    fence = target.with_name(f".{target.name}.sluice-fence")
+    try:
+        highest = int(fence.read_text() or 0)
+    except (FileNotFoundError, ValueError):
+        highest = 0
+    if token < highest:
+        raise Fenced(f"fencing token {token} is older than {highest}, which switched "
+                     f"{target} already; not switching")
+    tmp = fence.with_name(fence.name + f".{os.getpid()}")
+    tmp.write_text(str(token))
+    os.replace(tmp, fence)
 
 
 def _claim_target(target: Path) -> None:

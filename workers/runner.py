@@ -1,4 +1,4 @@
-"""One attempt at one deployment: lease, fetch, snapshot, validate, release, switch.
+"""One attempt at one deployment: lease, snapshot, validate, release, fenced switch, prune.
 
 Every step is recorded as an event. A deployment that has already ended is left alone, so
 a redelivered or duplicated task does nothing.
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import events as ev
+from orchestrator import keys
 from orchestrator.backoff import backoff_delay
 from orchestrator.commands import execute
 from orchestrator.config import AppConfig
@@ -20,6 +21,7 @@ from orchestrator.projections import AppView, DeploymentView
 from orchestrator.services import Services
 from orchestrator.sources import fingerprint, source_for
 from .deploy import Previous, live_release, materialise, release_dir, switch
+from .retention import collect_garbage, kept_snapshots, prune_releases
 from .snapshots import Base, Snapshot, SnapshotStore
 from .validate import validate
 
@@ -43,21 +45,24 @@ def run(ctx: WorkerContext, app: str, deployment_id: str, attempt: int) -> str:
     if config is None:
         return _record_end(ctx, app, deployment_id, ev.DeploymentFailed,
                            reason=f"app {app!r} is no longer in the configuration")
-    with Lease(ctx.services.redis, app, ctx.holder) as lease:
-        if not _record(ctx, app, deployment_id, ev.DeploymentStarted,
-                       worker=ctx.holder, attempt=attempt):
-            return "nothing to do (ended meanwhile)"
-        try:
-            return _deploy(ctx, app, config, deployment_id, lease)
-        except PermanentError as exc:
-            return _record_end(ctx, app, deployment_id, ev.DeploymentFailed, reason=str(exc))
+    try:
+        with Lease(ctx.services.redis, app, ctx.holder) as lease:
+            if not _record(ctx, app, deployment_id, ev.DeploymentStarted,
+                           worker=ctx.holder, attempt=attempt):
+                return "nothing to do (ended meanwhile)"
+            try:
+                return _deploy(ctx, app, config, deployment_id, lease)
+            except PermanentError as exc:
+                return _record_end(ctx, app, deployment_id, ev.DeploymentFailed, reason=str(exc))
+    finally:
+        _hand_over(ctx, app, deployment_id)
 
 
 def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
             lease: Lease) -> str:
     view = ctx.services.projections.app(app)
     live = _live(view, config)
-    snapshot = _build_snapshot(ctx, config, view.deployments[deployment_id].revision, live)
+    snapshot = _snapshot(ctx, config, view.deployments[deployment_id], live)
     _record(ctx, app, deployment_id, ev.SnapshotBuilt, snapshot=snapshot.id,
             files=snapshot.files, bytes=snapshot.bytes,
             blobs_added=snapshot.blobs_added, blobs_reused=snapshot.blobs_reused,
@@ -70,19 +75,28 @@ def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
     previous = Previous(ctx.store.manifest(live.snapshot), Path(live.release)) if live else None
     release = materialise(ctx.store, snapshot.manifest,
                           release_dir(ctx.services.config.data_dir, app, deployment_id), previous)
-    lease.check()
-    switch(config.target, release)
-    return _record_end(ctx, app, deployment_id, ev.DeploymentSucceeded,
-                       snapshot=snapshot.id, release=str(release))
+    switch(config.target, release, lease.token, lease.check)
+    outcome = _record_end(ctx, app, deployment_id, ev.DeploymentSucceeded,
+                          snapshot=snapshot.id, release=str(release))
+    _retain(ctx, app, config)
+    return outcome
 
 
-def _build_snapshot(ctx: WorkerContext, config: AppConfig, revision: str,
-                    live: DeploymentView | None) -> Snapshot:
+def _snapshot(ctx: WorkerContext, config: AppConfig, d: DeploymentView,
+              live: DeploymentView | None) -> Snapshot:
+    """The deployment's preset snapshot (redeploy, promote), or one built from its revision."""
+    if d.preset_snapshot:
+        try:
+            return Snapshot(d.preset_snapshot, ctx.store.manifest(d.preset_snapshot), 0, 0)
+        except FileNotFoundError:
+            if d.trigger != "redeploy":     # a promoted revision is not in this app's source
+                raise PermanentError(f"snapshot {d.preset_snapshot[:12]} is no longer kept "
+                                     "(retention removed it)") from None
     base = None
     if live and live.source == fingerprint(config):
         base = Base(live.revision, ctx.store.manifest(live.snapshot))
     writer = ctx.store.writer(base)
-    source_for(config, ctx.services.config.data_dir).fetch(revision, writer)
+    source_for(config, ctx.services.config.data_dir).fetch(d.revision, writer)
     return writer.seal()
 
 
@@ -94,9 +108,38 @@ def _live(view: AppView, config: AppConfig) -> DeploymentView | None:
     return None
 
 
+def _retain(ctx: WorkerContext, app: str, config: AppConfig) -> None:
+    """Prune the app's old releases (we hold its lease) and, now and then, the store."""
+    services = ctx.services
+    try:
+        removed = prune_releases(services.projections.app(app),
+                                 services.config.data_dir / "releases" / app, config.keep_releases)
+        if removed:
+            services.store.append(app, [ev.ReleasesPruned(app=app, at=services.clock.now(),
+                                                          releases=removed)], -1)
+        interval = services.config.gc_interval
+        if interval <= 0 or services.redis.set(keys.GC, ctx.holder, nx=True, ex=int(interval)):
+            views = [services.projections.app(name) for name in services.store.apps()]
+            collect_garbage(ctx.store, kept_snapshots(views), services.clock.now())
+    except OSError as exc:       # the deployment is live; cleaning up can wait for the next one
+        log.warning("%s: retention failed: %s", app, exc)
+
+
+def _hand_over(ctx: WorkerContext, app: str, finished: str) -> None:
+    """Start the deployment waiting behind this one now, rather than at its next retry."""
+    view = ctx.services.projections.app(app)
+    d = view.deployments.get(finished)
+    waiting = view.waiting()
+    if d is not None and d.terminal and waiting:
+        enqueue(ctx.services, app, waiting[-1].id, waiting[-1].attempts + 1)
+
+
 def retry_or_fail(ctx: WorkerContext, app: str, deployment_id: str, attempt: int,
                   reason: str) -> str:
     """After a transient failure: schedule the next attempt, or fail when none are left."""
+    newer = [d for d in ctx.services.projections.app(app).waiting() if d.id != deployment_id]
+    if newer:       # a newer change waits: it deploys instead of this one
+        return _record_end(ctx, app, deployment_id, ev.DeploymentSuperseded, by=newer[-1].id)
     config = ctx.services.config.apps.get(app)
     policy = config.retry if config else None
     if policy is None or attempt >= policy.attempts:

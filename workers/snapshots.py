@@ -113,6 +113,7 @@ class SnapshotStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS alias (kind TEXT, key TEXT, sha256 TEXT,"
                          " size INTEGER, PRIMARY KEY (kind, key)) WITHOUT ROWID")
+        self._db.execute("CREATE INDEX IF NOT EXISTS alias_by_blob ON alias (sha256)")
         self._recent: OrderedDict[str, Manifest] = OrderedDict()
 
     def blob_path(self, sha256: str) -> str:
@@ -139,6 +140,12 @@ class SnapshotStore:
         self._db.execute("BEGIN")
         self._db.executemany("INSERT OR REPLACE INTO alias VALUES (?, ?, ?, ?)",
                              [(kind, k, e.sha256, e.size) for k, e in pairs])
+        self._db.execute("COMMIT")
+
+    def forget(self, sha256s: list[str]) -> None:
+        """Drop every alias pointing at these blobs (before they are deleted)."""
+        self._db.execute("BEGIN")
+        self._db.executemany("DELETE FROM alias WHERE sha256 = ?", [(s,) for s in sha256s])
         self._db.execute("COMMIT")
 
     def put_stream(self, stream: BinaryIO) -> FileEntry:
@@ -200,10 +207,12 @@ class SnapshotStore:
         return snapshot_id
 
     def manifest(self, snapshot_id: str) -> Manifest:
-        """A snapshot's manifest; recent ones come from memory (they are immutable)."""
-        if snapshot_id not in self._recent:
-            data = (self.manifests / f"{snapshot_id}.json").read_bytes()
-            self._keep(snapshot_id, Manifest.parse(data))
+        """A snapshot's manifest; recent ones come from memory (they are immutable, but
+        another process may have collected them: FileNotFoundError then)."""
+        path = self.manifests / f"{snapshot_id}.json"
+        if snapshot_id not in self._recent or not path.exists():
+            self._recent.pop(snapshot_id, None)
+            self._keep(snapshot_id, Manifest.parse(path.read_bytes()))
         self._recent.move_to_end(snapshot_id)
         return self._recent[snapshot_id]
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 from functools import lru_cache
 from pathlib import Path
@@ -11,8 +12,9 @@ import redis
 from celery import shared_task
 
 from orchestrator.config import load_config
-from orchestrator.dispatch import DEPLOY_TASK
+from orchestrator.dispatch import DEPLOY_TASK, enqueue
 from orchestrator.errors import ConfigError, TransientError
+from orchestrator.lease import LeaseBusy
 from orchestrator.services import Services
 from . import runner
 from .snapshots import SnapshotStore
@@ -23,6 +25,7 @@ log = logging.getLogger("sluice.worker")
 # Not our retries (those are events with a policy): Celery's own, for when the deployment
 # cannot even be recorded — config unreadable, Redis unreachable — so nothing is left stuck.
 INFRA_RETRY_DELAY = 5.0
+LEASE_WAIT = (1.0, 3.0)     # seconds between looks at a busy lease, as a fallback to hand-over
 
 
 @shared_task(name=DEPLOY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
@@ -43,6 +46,9 @@ def _run(ctx: runner.WorkerContext, app: str, deployment_id: str, attempt: int) 
         return runner.run(ctx, app, deployment_id, attempt)
     except (ConfigError, redis.RedisError):
         raise
+    except LeaseBusy:       # another deployment of the app runs; it hands over when it ends
+        enqueue(ctx.services, app, deployment_id, attempt, countdown=random.uniform(*LEASE_WAIT))
+        return "waiting for the app's lease"
     except TransientError as exc:
         return runner.retry_or_fail(ctx, app, deployment_id, attempt, str(exc))
     except Exception as exc:  # a bug or the machine: end the deployment, keep the trace in the log
