@@ -88,6 +88,7 @@ class SluiceConfig(_Strict):
     data_dir: Path = Path("./var")
     redis_url: str | None = None
     gc_interval: Duration = 300.0     # at most one garbage collection of the store per interval
+    lease_ttl: Duration = 30.0        # a dead worker's app lease frees itself after this
     apps: dict[str, AppConfig] = Field(default_factory=dict)
 
 

@@ -61,7 +61,7 @@ def _lease(services: Services, app: str, holder: str) -> Lease:
     deadline = time.monotonic() + LEASE_PATIENCE
     while True:
         try:
-            return Lease(services.redis, app, holder).acquire()
+            return Lease(services.redis, app, holder, services.config.lease_ttl).acquire()
         except LeaseBusy:
             if time.monotonic() > deadline:
                 raise PermanentError(f"a deployment of {app!r} is still running after "

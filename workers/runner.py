@@ -46,7 +46,7 @@ def run(ctx: WorkerContext, app: str, deployment_id: str, attempt: int) -> str:
         return _record_end(ctx, app, deployment_id, ev.DeploymentFailed,
                            reason=f"app {app!r} is no longer in the configuration")
     try:
-        with Lease(ctx.services.redis, app, ctx.holder) as lease:
+        with Lease(ctx.services.redis, app, ctx.holder, ctx.services.config.lease_ttl) as lease:
             if not _record(ctx, app, deployment_id, ev.DeploymentStarted,
                            worker=ctx.holder, attempt=attempt):
                 return "nothing to do (ended meanwhile)"
