@@ -38,14 +38,15 @@ def deployments_table(view: AppView) -> Table:
 
 
 def apps_table(config: SluiceConfig, views: dict[str, AppView]) -> Table:
-    table = Table("app", "layout", "source", "target", "active", "last deployment")
+    table = Table("app", "layout", "source", "target", "active", "last deployment", "automatic")
     for name, app in config.apps.items():
         view = views[name]
         active = view.active
         last = next(iter(view.history()), None)
         table.add_row(name, app.layout, app.source.describe(), str(app.target),
                       f"{active.id} ({active.revision[:12]})" if active else "-",
-                      f"{last.status} {last.id}" if last else "-")
+                      f"{last.status} {last.id}" if last else "-",
+                      f"paused: {view.paused}" if view.paused else "on")
     return table
 
 

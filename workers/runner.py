@@ -45,8 +45,8 @@ def run(ctx: WorkerContext, app: str, deployment_id: str, attempt: int) -> str:
     if config is None:
         return _record_end(ctx, app, deployment_id, ev.DeploymentFailed,
                            reason=f"app {app!r} is no longer in the configuration")
-    try:
-        with Lease(ctx.services.redis, app, ctx.holder, ctx.services.config.lease_ttl) as lease:
+    with Lease(ctx.services.redis, app, ctx.holder, ctx.services.config.lease_ttl) as lease:
+        try:
             if not _record(ctx, app, deployment_id, ev.DeploymentStarted,
                            worker=ctx.holder, attempt=attempt):
                 return "nothing to do (ended meanwhile)"
@@ -54,8 +54,9 @@ def run(ctx: WorkerContext, app: str, deployment_id: str, attempt: int) -> str:
                 return _deploy(ctx, app, config, deployment_id, lease)
             except PermanentError as exc:
                 return _record_end(ctx, app, deployment_id, ev.DeploymentFailed, reason=str(exc))
-    finally:
-        _hand_over(ctx, app, deployment_id)
+        finally:
+            lease.__exit__(None, None, None)
+            _hand_over(ctx, app, deployment_id)
 
 
 def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
@@ -139,7 +140,9 @@ def retry_or_fail(ctx: WorkerContext, app: str, deployment_id: str, attempt: int
     """After a transient failure: schedule the next attempt, or fail when none are left."""
     newer = [d for d in ctx.services.projections.app(app).waiting() if d.id != deployment_id]
     if newer:       # a newer change waits: it deploys instead of this one
-        return _record_end(ctx, app, deployment_id, ev.DeploymentSuperseded, by=newer[-1].id)
+        outcome = _record_end(ctx, app, deployment_id, ev.DeploymentSuperseded, by=newer[-1].id)
+        _hand_over(ctx, app, deployment_id)
+        return outcome
     config = ctx.services.config.apps.get(app)
     policy = config.retry if config else None
     if policy is None or attempt >= policy.attempts:

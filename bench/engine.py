@@ -1,0 +1,173 @@
+"""Engine benchmark: a duplicated deploy task and a rollback, beside their targets.
+
+    .venv/bin/python bench/engine.py [--runs 50]
+
+1. A deploy task delivered again for a deployment that already ended (redelivery, double
+   enqueue): worker time in-process (runner.run; the whole Celery task body, which re-reads
+   the config) and in a real worker (Celery's `succeeded in` log line). Target <= 10 ms.
+2. Rollback between two kept releases: rollback() in-process and `sluice rollback --to` as a
+   subprocess, beside the start-up of `python -c pass` in the same run. Target <= 50 ms.
+Real redis-server and Celery worker, a git repo of 200 files; all in a temp dir, removed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.config import load_config
+from orchestrator.dispatch import enqueue
+from orchestrator.embedded_redis import start_redis
+from orchestrator.poller import sync_now
+from orchestrator.processes import die_with_parent, terminate
+from orchestrator.services import Services
+from workers import runner, tasks
+from workers.deploy import remove_tree
+from workers.rollback import rollback
+from workers.snapshots import SnapshotStore
+
+ROOT = Path(__file__).resolve().parent.parent
+GIT_ENV = {"GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
+           "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
+APP, FILES, ROLLBACKS, CLI_RUNS = "site", 200, 20, 10
+SUCCEEDED = re.compile(r"Task sluice\.deploy\[[^\]]+\] succeeded in ([0-9.e-]+)s: 'nothing to do")
+CLI_SAYS = re.compile(r"rolled back to deployment .* in (\d+) ms")
+console = Console(width=140)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True,
+                          env={**os.environ, **GIT_ENV}).stdout.strip()
+
+
+def make_repo(repo: Path) -> None:
+    repo.mkdir(parents=True)
+    git(repo, "init", "--quiet", "--initial-branch=master")
+    for i in range(FILES):
+        (repo / f"d{i // 20:02d}").mkdir(exist_ok=True)
+        (repo / f"d{i // 20:02d}" / f"page{i}.html").write_bytes(b"<p>%d</p>\n" % i * 50)
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "-m", "initial")
+
+
+def write_config(cfg: Path, base: Path, url: str, repo: Path) -> None:
+    app = {"layout": "site", "target": str(base / "sites" / APP),
+           "source": {"type": "git", "url": str(repo), "branch": "master", "poll_interval": "1h"}}
+    cfg.write_text(yaml.safe_dump({"data_dir": str(base / "data"), "redis_url": url,
+                                   "apps": {APP: app}}))
+
+
+def start_worker(cfg: Path, url: str, log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "--config", str(cfg),
+                                 "worker"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, **GIT_ENV, "SLUICE_REDIS_URL": url},
+                                preexec_fn=die_with_parent)
+
+
+def wait(predicate, interval: float, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+    return value
+
+
+def worker_ready(proc: subprocess.Popen, log: Path) -> bool:
+    if proc.poll() is not None:
+        raise RuntimeError("worker exited:\n" + log.read_text(errors="replace")[-3000:])
+    return "ready." in log.read_text(errors="replace")
+
+
+def deploy(services: Services) -> str:
+    """sync_now through the worker; the id of the successful deployment."""
+    q = sync_now(services, APP)
+    d = wait(lambda: (d := services.projections.app(APP).deployments[q.deployment_id]).terminal
+             and d, 0.01, 120, f"deployment {q.deployment_id}")
+    if d.status != "success":
+        raise RuntimeError(f"deployment {d.id}: {d.status}: {d.message}")
+    return d.id
+
+
+def samples(fn, runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def via_worker(services: Services, did: str, log: Path, runs: int) -> list[float]:
+    """Enqueue the duplicate, one at a time; Celery's own timing of each from the log."""
+    def logged() -> list[float]:
+        return [float(m) for m in SUCCEEDED.findall(log.read_text(errors="replace"))]
+    for i in range(runs):
+        enqueue(services, APP, did)
+        wait(lambda: len(logged()) > i, 0.002, 30, f"duplicate {i + 1} in the worker log")
+    return logged()
+
+
+def via_cli(cfg: Path, ids: list[str], runs: int) -> tuple[list[float], list[float]]:
+    """Wall seconds of `sluice rollback --to`, and the milliseconds the CLI itself reports."""
+    wall, said = [], []
+    for i in range(runs):
+        cmd = [sys.executable, "-m", "orchestrator.cli", "--config", str(cfg), "rollback", APP,
+               "--to", ids[i % 2]]
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        wall.append(time.perf_counter() - t0)
+        if done.returncode != 0 or not (m := CLI_SAYS.search(done.stdout)):
+            raise RuntimeError(f"{cmd}: exit {done.returncode}\n{done.stdout}{done.stderr}")
+        said.append(int(m.group(1)) / 1000)
+    return wall, said
+
+
+def python_startup(code: str, runs: int) -> list[float]:
+    return samples(lambda: subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT), runs)
+
+
+def bench(base: Path, runs: int) -> dict:
+    make_repo(base / "repo")
+    redis_proc = worker = None
+    try:
+        redis_proc, url = start_redis(base / "redis")
+        cfg, log = base / "sluice.yaml", base / "worker.log"
+        write_config(cfg, base, url, base / "repo")
+        os.environ["SLUICE_CONFIG"] = str(cfg)      # what tasks.context() reads
+        worker = start_worker(cfg, url, log)
+        wait(lambda: worker_ready(worker, log), 0.05, 60, "the worker")
+        services = Services.build(load_config(cfg))
+        first = deploy(services)
+        (base / "repo" / "d00" / "page0.html").write_text("<p>changed</p>\n")
+        git(base / "repo", "commit", "--quiet", "-am", "change")
+        ids = [first, deploy(services)]             # ids[1] is live, ended: the duplicate
+        ctx = runner.WorkerContext(services, SnapshotStore(services.config.data_dir / "store"),
+                                   "bench")
+        r = {"runner": samples(lambda: runner.run(ctx, APP, ids[1], 1), runs),
+             "task": samples(lambda: tasks.deploy.run(APP, ids[1], 1), runs),
+             "config": samples(lambda: Services.build(load_config()), runs),
+             "worker": via_worker(services, ids[1], log, runs)}
+        r["rollback"] = samples(iter(lambda: rollback(services, APP, to=ids[0]),
+                                     lambda: rollback(services, APP, to=ids[1])).__next__
+                                if False else _alternate(services, ids), ROLLBACKS)
+        r["cli"], r["cli_says"] = via_cli(cfg, ids, CLI_RUNS)
+        r["python"] = python_startup("pass", CLI_RUNS)
+        r["imports"] = python_startup("import orchestrator.cli, workers.rollback", CLI_RUNS)
+        r["history"] = len(services.projections.app(APP).deployments)
+        r["runner_late"] = samples(lambda: runner.run(ctx, APP, ids[1], 1), runs)
+        return r
+    finally:
+        terminate(worker)
+        terminate(redis_proc)
