@@ -36,7 +36,8 @@ def new_deployment_id(now: float) -> str:
 
 
 def request_deployment(services: Services, app: str, revision: str, trigger: str,
-                       snapshot: str | None = None, origin: str | None = None) -> Queued:
+                       snapshot: str | None = None, origin: str | None = None,
+                       source: str | None = None) -> Queued:
     now = services.clock.now()
     deployment_id = new_deployment_id(now)
     outcome: list[Queued] = []
@@ -55,7 +56,7 @@ def request_deployment(services: Services, app: str, revision: str, trigger: str
         outcome.append(Queued(deployment_id, revision, True))
         return change + [ev.DeploymentQueued(
             app=app, at=now, deployment_id=deployment_id, revision=revision, trigger=trigger,
-            snapshot=snapshot, origin=origin)] + [
+            snapshot=snapshot, origin=origin, source=source)] + [
             ev.DeploymentSuperseded(app=app, at=now, deployment_id=d.id, by=deployment_id)
             for d in view.waiting()]
 

@@ -65,6 +65,7 @@ class DeploymentQueued(Event):
     trigger: str
     snapshot: str | None = None     # set: deploy this snapshot as it is (redeploy, promote)
     origin: str | None = None       # the deployment (maybe of another app) it comes from
+    source: str | None = None       # fingerprint of the source settings the snapshot was built under
 
 
 @dataclass(frozen=True)

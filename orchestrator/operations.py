@@ -32,14 +32,14 @@ def redeploy(services: Services, app: str, deployment_id: str | None = None) -> 
     """Run a deployment's snapshot again (default: the active one) as a new deployment."""
     d = _deployment(services, app, deployment_id)
     return request_deployment(services, app, d.revision, "redeploy", snapshot=d.snapshot,
-                              origin=d.id)
+                              origin=d.id, source=d.source)
 
 
 def promote(services: Services, from_app: str, to_app: str) -> Queued:
     """Deploy what is live on `from_app` to `to_app`, without fetching or rebuilding."""
     d = _deployment(services, from_app, None)
     return request_deployment(services, to_app, d.revision, "promote", snapshot=d.snapshot,
-                              origin=f"{from_app}/{d.id}")
+                              origin=f"{from_app}/{d.id}", source=d.source)
 
 
 def _deployment(services: Services, app: str, deployment_id: str | None) -> DeploymentView:

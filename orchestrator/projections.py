@@ -92,7 +92,7 @@ def fold(view: AppView, recorded: RecordedEvent) -> AppView:
     elif isinstance(e, ev.DeploymentQueued):
         view.deployments[e.deployment_id] = DeploymentView(
             id=e.deployment_id, revision=e.revision, trigger=e.trigger, received_at=e.at,
-            snapshot=e.snapshot, preset_snapshot=e.snapshot, origin=e.origin)
+            snapshot=e.snapshot, preset_snapshot=e.snapshot, origin=e.origin, source=e.source)
     elif isinstance(e, ev.AppPaused):
         view.paused = e.reason
     elif isinstance(e, ev.AppResumed):

@@ -63,11 +63,12 @@ def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
             lease: Lease) -> str:
     view = ctx.services.projections.app(app)
     live = _live(view, config)
-    snapshot = _snapshot(ctx, config, view.deployments[deployment_id], live)
+    d = view.deployments[deployment_id]
+    snapshot, source = _snapshot(ctx, config, d, live)
     _record(ctx, app, deployment_id, ev.SnapshotBuilt, snapshot=snapshot.id,
             files=snapshot.files, bytes=snapshot.bytes,
             blobs_added=snapshot.blobs_added, blobs_reused=snapshot.blobs_reused,
-            source=fingerprint(config), incremental=snapshot.incremental)
+            source=source, incremental=snapshot.incremental)
     if live and live.snapshot == snapshot.id:
         return _record_end(ctx, app, deployment_id, ev.DeploymentSkipped, snapshot=snapshot.id,
                            reason=f"snapshot {snapshot.id[:12]} is already live "
@@ -84,11 +85,14 @@ def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
 
 
 def _snapshot(ctx: WorkerContext, config: AppConfig, d: DeploymentView,
-              live: DeploymentView | None) -> Snapshot:
-    """The deployment's preset snapshot (redeploy, promote), or one built from its revision."""
+              live: DeploymentView | None) -> tuple[Snapshot, str]:
+    """The deployment's preset snapshot (redeploy, promote), or one built from its revision;
+    with the fingerprint of the source settings it was built under (a later deployment diffs
+    from it only under the same settings)."""
     if d.preset_snapshot:
         try:
-            return Snapshot(d.preset_snapshot, ctx.store.manifest(d.preset_snapshot), 0, 0)
+            manifest = ctx.store.manifest(d.preset_snapshot)
+            return Snapshot(d.preset_snapshot, manifest, 0, 0), d.source or ""
         except FileNotFoundError:
             if d.trigger != "redeploy":     # a promoted revision is not in this app's source
                 raise PermanentError(f"snapshot {d.preset_snapshot[:12]} is no longer kept "
@@ -98,7 +102,7 @@ def _snapshot(ctx: WorkerContext, config: AppConfig, d: DeploymentView,
         base = Base(live.revision, ctx.store.manifest(live.snapshot))
     writer = ctx.store.writer(base)
     source_for(config, ctx.services.config.data_dir).fetch(d.revision, writer)
-    return writer.seal()
+    return writer.seal(), fingerprint(config)
 
 
 def _live(view: AppView, config: AppConfig) -> DeploymentView | None:

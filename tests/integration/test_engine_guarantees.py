@@ -288,3 +288,21 @@ def test_blobs_only_pruned_releases_used_are_collected_and_redeploy_then_refetch
 def _all_blob_ids(repo) -> list[str]:
     from tests.helpers import git
     return git(repo.path, "rev-list", "--objects", "--all").split()
+
+
+def test_after_promoting_across_folders_the_next_change_deploys_the_right_files(workspace):
+    repo = workspace.repo()
+    repo.commit({**{f"staging/{k}": v for k, v in {**FUNCTION_APP, "s.txt": "s"}.items()},
+                 **{f"production/{k}": v for k, v in FUNCTION_APP.items()}})
+    services = workspace.configure({
+        "staging": git_app(repo, workspace.target("staging"), path="staging/"),
+        "production": git_app(repo, workspace.target("production"), path="production/")})
+    sync_and_wait(services, "staging")
+    sync_and_wait(services, "production")
+    wait_until_ended(services, "production", promote(services, "staging", "production").deployment_id)
+    assert "s.txt" in tree(workspace.target("production"))
+    repo.commit({"production/p.txt": "p"})
+
+    assert sync_and_wait(services, "production").status == "success"
+
+    assert tree(workspace.target("production")) == {**FUNCTION_APP, "p.txt": "p"}
