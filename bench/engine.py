@@ -41,6 +41,7 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
            "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
 APP, FILES, ROLLBACKS, CLI_RUNS = "site", 200, 20, 10
 SUCCEEDED = re.compile(r"Task sluice\.deploy\[[^\]]+\] succeeded in ([0-9.e-]+)s: 'nothing to do")
+IMPORTS = "import orchestrator.cli, workers.rollback"     # what `sluice rollback` imports
 CLI_SAYS = re.compile(r"rolled back to deployment .* in (\d+) ms")
 console = Console(width=140)
 
@@ -55,7 +56,7 @@ def make_repo(repo: Path) -> None:
     git(repo, "init", "--quiet", "--initial-branch=master")
     for i in range(FILES):
         (repo / f"d{i // 20:02d}").mkdir(exist_ok=True)
-        (repo / f"d{i // 20:02d}" / f"page{i}.html").write_bytes(b"<p>%d</p>\n" % i * 50)
+        (repo / f"d{i // 20:02d}" / f"page{i}.html").write_bytes((b"<p>%d</p>\n" % i) * 50)
     git(repo, "add", "-A")
     git(repo, "commit", "--quiet", "-m", "initial")
 
@@ -68,11 +69,19 @@ def write_config(cfg: Path, base: Path, url: str, repo: Path) -> None:
 
 
 def start_worker(cfg: Path, url: str, log: Path) -> subprocess.Popen:
+    """`sluice worker` (log level INFO), once its log says it is ready."""
     with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "--config", str(cfg),
+        proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "--config", str(cfg),
                                  "worker"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env={**os.environ, **GIT_ENV, "SLUICE_REDIS_URL": url},
                                 preexec_fn=die_with_parent)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError("worker exited:\n" + log.read_text(errors="replace")[-3000:])
+        return "ready." in log.read_text(errors="replace")
+    wait(ready, 0.05, 60, "the worker")
+    return proc
 
 
 def wait(predicate, interval: float, timeout: float, what: str):
@@ -84,17 +93,11 @@ def wait(predicate, interval: float, timeout: float, what: str):
     return value
 
 
-def worker_ready(proc: subprocess.Popen, log: Path) -> bool:
-    if proc.poll() is not None:
-        raise RuntimeError("worker exited:\n" + log.read_text(errors="replace")[-3000:])
-    return "ready." in log.read_text(errors="replace")
-
-
 def deploy(services: Services) -> str:
-    """sync_now through the worker; the id of the successful deployment."""
+    """sync_now, deployed by the worker; the id of the (successful) deployment."""
     q = sync_now(services, APP)
-    d = wait(lambda: (d := services.projections.app(APP).deployments[q.deployment_id]).terminal
-             and d, 0.01, 120, f"deployment {q.deployment_id}")
+    d = wait(lambda: (v := services.projections.app(APP).deployments[q.deployment_id]).terminal
+             and v, 0.01, 120, f"deployment {q.deployment_id}")
     if d.status != "success":
         raise RuntimeError(f"deployment {d.id}: {d.status}: {d.message}")
     return d.id
@@ -109,33 +112,42 @@ def samples(fn, runs: int) -> list[float]:
     return out
 
 
-def via_worker(services: Services, did: str, log: Path, runs: int) -> list[float]:
-    """Enqueue the duplicate, one at a time; Celery's own timing of each from the log."""
+def duplicates(services: Services, ctx: runner.WorkerContext, did: str, log: Path,
+               runs: int) -> dict:
+    """The deploy task of `did` (ended) again: in-process, then enqueued to the worker one at
+    a time, timed by Celery itself (`succeeded in`, from the worker's log)."""
     def logged() -> list[float]:
         return [float(m) for m in SUCCEEDED.findall(log.read_text(errors="replace"))]
+    if not (said := runner.run(ctx, APP, did, 1)).startswith("nothing to do"):
+        raise RuntimeError(f"deployment {did} is not a duplicate: {said}")
+    r = {"runner": samples(lambda: runner.run(ctx, APP, did, 1), runs),
+         "task": samples(lambda: tasks.deploy.run(APP, did, 1), runs),
+         "config": samples(lambda: Services.build(load_config()), runs)}
     for i in range(runs):
         enqueue(services, APP, did)
         wait(lambda: len(logged()) > i, 0.002, 30, f"duplicate {i + 1} in the worker log")
-    return logged()
+    return {**r, "worker": logged()}
 
 
-def via_cli(cfg: Path, ids: list[str], runs: int) -> tuple[list[float], list[float]]:
-    """Wall seconds of `sluice rollback --to`, and the milliseconds the CLI itself reports."""
-    wall, said = [], []
-    for i in range(runs):
+def rollbacks(services: Services, cfg: Path, ids: list[str]) -> dict:
+    """Back and forth between two kept releases: in-process, then `sluice rollback --to`,
+    each CLI run followed by the two start-up baselines, so load on the machine hits all."""
+    turn = iter(range(ROLLBACKS))
+    r = {"rollback": samples(lambda: rollback(services, APP, to=ids[next(turn) % 2]), ROLLBACKS),
+         "cli": [], "cli_says": [], "python": [], "imports": []}
+    for i in range(CLI_RUNS):
         cmd = [sys.executable, "-m", "orchestrator.cli", "--config", str(cfg), "rollback", APP,
                "--to", ids[i % 2]]
         t0 = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        wall.append(time.perf_counter() - t0)
+        r["cli"].append(time.perf_counter() - t0)
         if done.returncode != 0 or not (m := CLI_SAYS.search(done.stdout)):
             raise RuntimeError(f"{cmd}: exit {done.returncode}\n{done.stdout}{done.stderr}")
-        said.append(int(m.group(1)) / 1000)
-    return wall, said
-
-
-def python_startup(code: str, runs: int) -> list[float]:
-    return samples(lambda: subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT), runs)
+        r["cli_says"].append(int(m.group(1)) / 1000)
+        for key, code in (("python", "pass"), ("imports", IMPORTS)):
+            r[key] += samples(lambda: subprocess.run([sys.executable, "-c", code], cwd=ROOT,
+                                                     check=True), 1)
+    return r
 
 
 def bench(base: Path, runs: int) -> dict:
@@ -147,27 +159,67 @@ def bench(base: Path, runs: int) -> dict:
         write_config(cfg, base, url, base / "repo")
         os.environ["SLUICE_CONFIG"] = str(cfg)      # what tasks.context() reads
         worker = start_worker(cfg, url, log)
-        wait(lambda: worker_ready(worker, log), 0.05, 60, "the worker")
         services = Services.build(load_config(cfg))
         first = deploy(services)
         (base / "repo" / "d00" / "page0.html").write_text("<p>changed</p>\n")
         git(base / "repo", "commit", "--quiet", "-am", "change")
-        ids = [first, deploy(services)]             # ids[1] is live, ended: the duplicate
+        ids = [first, deploy(services)]             # ids[1]: live, ended
         ctx = runner.WorkerContext(services, SnapshotStore(services.config.data_dir / "store"),
                                    "bench")
-        r = {"runner": samples(lambda: runner.run(ctx, APP, ids[1], 1), runs),
-             "task": samples(lambda: tasks.deploy.run(APP, ids[1], 1), runs),
-             "config": samples(lambda: Services.build(load_config()), runs),
-             "worker": via_worker(services, ids[1], log, runs)}
-        r["rollback"] = samples(iter(lambda: rollback(services, APP, to=ids[0]),
-                                     lambda: rollback(services, APP, to=ids[1])).__next__
-                                if False else _alternate(services, ids), ROLLBACKS)
-        r["cli"], r["cli_says"] = via_cli(cfg, ids, CLI_RUNS)
-        r["python"] = python_startup("pass", CLI_RUNS)
-        r["imports"] = python_startup("import orchestrator.cli, workers.rollback", CLI_RUNS)
+        r = {**duplicates(services, ctx, ids[1], log, runs), **rollbacks(services, cfg, ids)}
         r["history"] = len(services.projections.app(APP).deployments)
         r["runner_late"] = samples(lambda: runner.run(ctx, APP, ids[1], 1), runs)
         return r
     finally:
         terminate(worker)
         terminate(redis_proc)
+
+
+def ms(s: float) -> str:
+    return f"{s * 1000:.1f} ms" if s < 0.1 else f"{s * 1000:.0f} ms"
+
+
+def row(label: str, values: list[float], baseline: str = "", target: float | None = None):
+    med, p90 = statistics.median(values), sorted(values)[round(0.9 * (len(values) - 1))]
+    if target is None:
+        return label, ms(med), ms(p90), baseline, "", ""
+    return (label, ms(med), ms(p90), baseline, f"<= {target * 1000:g} ms",
+            "[green]PASS[/]" if med <= target else "[red]FAIL[/]")
+
+
+def report(r: dict, runs: int) -> None:
+    py = statistics.median(r["python"])
+    rows = [row("duplicate: runner.run, in-process", r["runner"], target=0.010),
+            row("duplicate: Celery task body, in-process", r["task"], target=0.010),
+            row("  of which load_config() + Services.build", r["config"]),
+            row("duplicate: real worker (Celery 'succeeded in')", r["worker"], target=0.010),
+            row(f"duplicate: runner.run, {r['history']} deployments in history",
+                r["runner_late"], target=0.010),
+            row(f"rollback: rollback(), in-process ({ROLLBACKS})", r["rollback"], target=0.050),
+            row(f"rollback: time the CLI reports ({CLI_RUNS})", r["cli_says"], target=0.050),
+            row(f"rollback: `sluice rollback --to` wall ({CLI_RUNS})", r["cli"],
+                f"python -c pass {ms(py)}"),
+            row(f"  python -c '{IMPORTS}'", r["imports"], f"python -c pass {ms(py)}")]
+    t = Table(title=f"Sluice engine benchmark: {FILES}-file site, {runs} duplicate deliveries "
+                    "per method")
+    for col in ("measure", "median", "p90", "baseline", "target", "verdict"):
+        t.add_column(col, justify="left" if col == "measure" else "right")
+    for cells in rows:
+        t.add_row(*cells)
+    console.print(t)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=50, help="duplicate deliveries per method")
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="sluice-engine-"))
+    try:
+        results = bench(base, args.runs)
+    finally:
+        remove_tree(base)
+    report(results, args.runs)
+
+
+if __name__ == "__main__":
+    main()
