@@ -103,7 +103,7 @@ def deployments(ctx: typer.Context, app: str,
                 as_json: bool = typer.Option(False, "--json", help="a JSON array, newest first")):
     """An app's deployment history, newest first."""
     services = _services(ctx)
-    view = services.projections.app(_app_name(services, app))
+    view = services.projections.history(_app_name(services, app))
     if as_json:
         print(json.dumps([presenting.deployment_json(view, d) for d in view.history()], indent=2))
     else:

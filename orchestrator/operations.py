@@ -45,6 +45,8 @@ def promote(services: Services, from_app: str, to_app: str) -> Queued:
 def _deployment(services: Services, app: str, deployment_id: str | None) -> DeploymentView:
     view = services.projections.app(app)
     d = view.deployments.get(deployment_id) if deployment_id else view.active
+    if d is None and deployment_id:         # older than the cached view keeps
+        d = services.projections.history(app).deployments.get(deployment_id)
     if d is None:
         raise PermanentError(f"app {app!r} has no deployment {deployment_id!r}" if deployment_id
                              else f"app {app!r} has nothing live yet")

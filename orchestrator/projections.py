@@ -3,17 +3,22 @@
 `fold` is pure. `Projections` keeps the folded view in Redis as a cache together with the
 stream id it has seen, and catches up from there; deleting the cache and replaying gives
 the same view (tests check this).
+
+The cached view is compact: deployments not yet ended, the active one, those whose release
+is still on disk and the newest RECENT others; so its cost does not grow with the app's age.
+The whole history is a replay of the stream (`Projections.history`).
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
+
+import orjson
 
 from . import events as ev
 from . import keys
 from .store import EventStore, RecordedEvent
 
+RECENT = 50
 PENDING, BUILDING, DEPLOYING = "pending", "building", "deploying"
 SUCCESS, FAILED, SKIPPED, SUPERSEDED = "success", "failed", "skipped", "superseded"
 TERMINAL_STATUSES = (SUCCESS, FAILED, SKIPPED, SUPERSEDED)
@@ -72,21 +77,26 @@ class AppView:
                 seen.append(d.release)
         return seen
 
-    def to_json(self) -> str:
-        data = dataclasses.asdict(self)
-        data["deployments"] = list(data["deployments"].values())    # a list keeps queue order
-        return json.dumps(data)
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)           # dicts keep their (queue) order
 
     @staticmethod
-    def from_json(text: str) -> "AppView":
-        data = json.loads(text)
-        data["deployments"] = {d["id"]: DeploymentView(**d) for d in data["deployments"]}
+    def from_json(text: bytes) -> "AppView":
+        data = orjson.loads(text)
+        data["deployments"] = {k: DeploymentView(**d) for k, d in data["deployments"].items()}
         return AppView(**data)
 
 
-def fold(view: AppView, recorded: RecordedEvent) -> AppView:
+def fold(view: AppView, recorded: RecordedEvent, compact: bool = True) -> AppView:
     e = recorded.event
     view.version, view.last_id = recorded.version, recorded.id
+    _apply(view, e)
+    if compact and isinstance(e, (ev.DeploymentQueued, ev.ReleasesPruned)):
+        _compact(view)
+    return view
+
+
+def _apply(view: AppView, e: ev.Event) -> None:
     if isinstance(e, ev.ChangeDetected):
         view.last_revision = e.revision
     elif isinstance(e, ev.DeploymentQueued):
@@ -101,7 +111,19 @@ def fold(view: AppView, recorded: RecordedEvent) -> AppView:
         view.pruned.extend(e.releases)
     elif d := view.deployments.get(getattr(e, "deployment_id", "")):
         _fold_deployment(view, d, e)
-    return view
+
+
+def _compact(view: AppView) -> None:
+    """Forget ended deployments nothing refers to any more (only those: an ended deployment
+    gets no further events, so a replay that compacts the same way gives the same view)."""
+    kept = set(view.kept_releases())
+    needed = {d.id for d in view.deployments.values() if not d.terminal
+              or d.id == view.active_deployment or d.release in kept}
+    recent = [k for k in view.deployments if k not in needed][-RECENT:]
+    keep = needed | set(recent)
+    view.deployments = {k: d for k, d in view.deployments.items() if k in keep}
+    releases = {d.release for d in view.deployments.values()}
+    view.pruned = [r for r in view.pruned if r in releases]
 
 
 def _fold_deployment(view: AppView, d: DeploymentView, e: ev.Event) -> None:
@@ -126,10 +148,10 @@ def _fold_deployment(view: AppView, d: DeploymentView, e: ev.Event) -> None:
         d.status, d.ended_at, d.message = SUPERSEDED, e.at, f"superseded by {e.by}"
 
 
-def replay(name: str, recorded: list[RecordedEvent]) -> AppView:
+def replay(name: str, recorded: list[RecordedEvent], compact: bool = True) -> AppView:
     view = AppView(name=name)
     for r in recorded:
-        fold(view, r)
+        fold(view, r, compact)
     return view
 
 
@@ -153,6 +175,10 @@ class Projections:
             return AppView.from_json(cached) if cached else None
         except (ValueError, TypeError, KeyError):
             return None     # written by another version of Sluice: replay instead
+
+    def history(self, name: str) -> AppView:
+        """The app's view with every deployment it ever had (a full replay)."""
+        return replay(name, self.store.read(name), compact=False)
 
     def rebuild(self, name: str) -> AppView:
         self.store.redis.delete(keys.app_projection(name))

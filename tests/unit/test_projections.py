@@ -75,3 +75,36 @@ def test_events_round_trip_through_their_stream_fields():
     event = ev.SnapshotBuilt(app="a", at=1.5, deployment_id="d", snapshot="s", files=1,
                              bytes=2, blobs_added=1, blobs_reused=0)
     assert ev.Event.from_fields(event.to_fields()) == event
+
+
+def test_the_cached_view_keeps_what_the_engine_needs_and_a_window_of_recent_history():
+    from orchestrator.projections import RECENT
+    events = []
+    for n in range(RECENT + 30):
+        events += queued(f"d{n}", f"r{n}", float(n))
+        status = ev.DeploymentSucceeded(app="a", at=n + 0.5, deployment_id=f"d{n}", snapshot=f"s{n}",
+                                        release=f"/r/d{n}") if n % 2 == 0 else \
+            ev.DeploymentFailed(app="a", at=n + 0.5, deployment_id=f"d{n}", reason="x")
+        events.append(status)
+        if n % 2 == 0 and n >= 4:      # the runner keeps two releases besides the live one
+            events.append(ev.ReleasesPruned(app="a", at=n + 0.6, releases=[f"/r/d{n - 6}"]))
+    events += queued("waiting", "rw", 999.0)
+    records = recorded(*events)
+
+    view = replay("a", records)
+    full = replay("a", records, compact=False)
+
+    assert len(full.deployments) == RECENT + 31
+    assert len(view.deployments) <= RECENT + 4
+    assert "waiting" in view.deployments and view.active_deployment == f"d{RECENT + 28}"
+    assert [d.id for d in view.history()] == [d.id for d in full.history()][:len(view.deployments)]
+
+
+def test_deployments_whose_release_is_kept_stay_in_the_view_however_old():
+    events = [*queued("old"), ev.DeploymentSucceeded(app="a", at=1.0, deployment_id="old",
+                                                    snapshot="s", release="/r/old")]
+    for n in range(80):
+        events += [*queued(f"f{n}", f"r{n}", 2.0 + n),
+                   ev.DeploymentFailed(app="a", at=2.5 + n, deployment_id=f"f{n}", reason="x")]
+    view = replay("a", recorded(*events))
+    assert "old" in view.deployments and view.kept_releases() == ["/r/old"]
