@@ -17,8 +17,10 @@ ATTEMPTS = 20
 def execute(projections: Projections, app: str,
             decide: Callable[[AppView], Sequence[Event]]) -> tuple[AppView, list[Event]]:
     """Returns the view the decision was made on and the events appended."""
-    for _ in range(ATTEMPTS):
-        view = projections.app(app)
+    for attempt in range(ATTEMPTS):
+        # After a second conflict the cached view itself is suspect (a cache written from a
+        # stream since deleted, say): replay the stream rather than trust it.
+        view = projections.app(app) if attempt < 2 else projections.rebuild(app)
         events = list(decide(view))
         if not events:
             return view, []

@@ -102,3 +102,16 @@ def test_replaying_the_streams_rebuilds_the_same_projections(workspace):
     replayed = replay("hello", services.store.read("hello"))
     assert replayed == cached and replayed.history() == cached.history()
     assert [d.status for d in rebuilt.history()] == ["failed", "failed", "success"]
+
+
+def test_a_cached_view_that_disagrees_with_its_stream_heals_on_the_next_command(store):
+    projections = Projections(store)
+    store.append("a", [change("a", f"r{n}") for n in range(5)], expected_version=0)
+    stale = projections.app("a")
+    stale.version, stale.last_id = 3, "9999999999999-0"   # disagrees with the stream
+    store.redis.set("sluice:proj:app:a", stale.to_json())
+
+    view, appended = execute(projections, "a", lambda v: [change("a", "after")])
+
+    assert appended and store.version("a") == 6
+    assert projections.rebuild("a").last_revision == "after"
