@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+                      field_validator, model_validator)
 
 from .errors import ConfigError
 from .urls import sanitize_url
@@ -43,12 +44,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class GitSourceConfig(_Strict):
-    type: Literal["git"]
+class RepositorySource(_Strict):
+    """A version-controlled source: one branch (and maybe one subfolder) of a repository."""
     url: str = Field(min_length=1)
     branch: str = "master"
     path: str = ""
-    poll_interval: Duration = 30.0
+    poll_interval: Duration = 30.0          # 0: never polled (webhooks only)
+    username: str | None = None             # HTTPS credentials (a token goes in password)
+    password: str | None = None
+    ssh_key: Path | None = None             # private key for ssh:// and scp-like URLs
+
+    @property
+    def scm(self) -> str:
+        return "git"
 
     @field_validator("path")
     @classmethod
@@ -60,7 +68,7 @@ class GitSourceConfig(_Strict):
 
     def describe(self) -> str:
         path = f" /{self.path}" if self.path else ""
-        return f"git {sanitize_url(self.url)} @ {self.branch}{path}"
+        return f"{self.type} {sanitize_url(self.url)} @ {self.branch}{path}"
 
     @field_validator("url")
     @classmethod
@@ -68,8 +76,93 @@ class GitSourceConfig(_Strict):
         return value if _looks_remote(value) else str(Path(value).expanduser().resolve())
 
 
-SourceConfig = Annotated[GitSourceConfig, Field(discriminator="type")]
-SOURCE_TYPES = ("git",)
+class GitSourceConfig(RepositorySource):
+    type: Literal["git"]
+
+
+class HgSourceConfig(RepositorySource):
+    type: Literal["hg"]
+    branch: str = "default"
+
+    @property
+    def scm(self) -> str:
+        return "hg"
+
+
+class _WebhookSource(RepositorySource):
+    poll_interval: Duration = 600.0         # polling is only the safety net
+
+
+class GitHubSourceConfig(_WebhookSource):
+    type: Literal["github"]
+    secret: str = Field(min_length=1)       # the hook's secret: HMAC-SHA256 of each delivery
+
+
+class BitbucketSourceConfig(_WebhookSource):
+    type: Literal["bitbucket"]
+    secret: str = Field(min_length=1)
+    repository_scm: Literal["git", "hg"] = Field("git", alias="scm")
+    branch: str = ""                        # default: master (git) or default (hg)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def scm(self) -> str:
+        return self.repository_scm
+
+    @model_validator(mode="after")
+    def _default_branch(self):
+        if not self.branch:
+            object.__setattr__(self, "branch", "default" if self.repository_scm == "hg" else "master")
+        return self
+
+
+class BasicAuth(_Strict):
+    username: str = Field(min_length=1)
+    password: str = Field(min_length=1)
+
+
+class HeaderAuth(_Strict):
+    name: str = Field(min_length=1)
+    value: str = Field(min_length=1)
+
+
+class AzureDevOpsSourceConfig(_WebhookSource):
+    type: Literal["azure-devops"]
+    basic_auth: BasicAuth | None = None     # what the service hook sends (it has no signature)
+    header: HeaderAuth | None = None        # and/or a header it sends
+
+    @model_validator(mode="after")
+    def _some_auth(self):
+        if self.basic_auth is None and self.header is None:
+            raise ValueError("azure-devops sources need basic_auth and/or header to check deliveries")
+        return self
+
+
+SourceConfig = Annotated[GitSourceConfig | HgSourceConfig | GitHubSourceConfig |
+                         BitbucketSourceConfig | AzureDevOpsSourceConfig, Field(discriminator="type")]
+SOURCE_TYPES = ("git", "hg", "github", "bitbucket", "azure-devops")
+WEBHOOK_TYPES = ("github", "bitbucket", "azure-devops")
+
+
+class ApiConfig(_Strict):
+    listen: str = "127.0.0.1:8080"          # where the API (webhooks, ...) listens
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"listen {value!r} must be HOST:PORT, e.g. 127.0.0.1:8080")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
 
 
 class RetryPolicy(_Strict):
@@ -91,6 +184,7 @@ class SluiceConfig(_Strict):
     redis_url: str | None = None
     gc_interval: Duration = 300.0     # at most one garbage collection of the store per interval
     lease_ttl: Duration = 30.0        # a dead worker's app lease frees itself after this
+    api: ApiConfig = ApiConfig()
     apps: dict[str, AppConfig] = Field(default_factory=dict)
 
 

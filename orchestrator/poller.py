@@ -71,8 +71,8 @@ class Poller:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="head-check")
 
     def register(self) -> None:
-        """Schedule every configured app (now, unless already scheduled); drop removed apps."""
-        configured = self.services.config.apps
+        """Schedule every polled app (now, unless already scheduled); drop the others."""
+        configured = {n: a for n, a in self.services.config.apps.items() if a.source.poll_interval > 0}
         scheduled = {m.decode() for m in self.services.redis.zrange(keys.POLL_DUE, 0, -1)}
         if stale := scheduled - configured.keys():
             self.services.redis.zrem(keys.POLL_DUE, *stale)
@@ -90,9 +90,9 @@ class Poller:
 
     def check(self, name: str) -> CheckResult:
         app = self.services.config.apps.get(name)
-        if app is None:
+        if app is None or app.source.poll_interval <= 0:
             self.services.redis.zrem(keys.POLL_DUE, name)
-            return CheckResult(name, error="no longer configured")
+            return CheckResult(name, error="no longer polled")
         try:
             queued = self._check(name)
         except SluiceError as exc:

@@ -7,14 +7,20 @@ from .base import Source
 
 
 def source_for(app: AppConfig, data_dir: Path) -> Source:
-    if app.source.type == "git":
-        from .git import GitSource
-        return GitSource(app.source, data_dir / "cache" / "git")
-    raise NotImplementedError(app.source.type)
+    """GitHub, Bitbucket and Azure DevOps sources are repositories that also send webhooks."""
+    if app.source.scm == "hg":
+        from .hg import HgSource
+        return HgSource(app.source, data_dir / "cache" / "hg")
+    from .git import GitSource
+    return GitSource(app.source, data_dir / "cache" / "git")
+
+
+# Settings that change how or how often a source is reached, not what it holds.
+NOT_IDENTITY = {"poll_interval", "username", "password", "ssh_key", "secret", "basic_auth", "header"}
 
 
 def fingerprint(app: AppConfig) -> str:
     """Changes when the source settings change, so a cursor or a base snapshot taken under
     other settings (another branch, another subfolder) is not reused."""
-    settings = app.source.model_dump_json(exclude={"poll_interval"})
+    settings = app.source.model_dump_json(exclude=NOT_IDENTITY)
     return hashlib.sha256(settings.encode()).hexdigest()[:16]

@@ -11,7 +11,7 @@ from pathlib import Path
 import git
 from gitdb.util import hex_to_bin
 
-from ..config import GitSourceConfig
+from ..config import RepositorySource
 from ..errors import RevisionNotFound, TransientError
 from ..urls import sanitize_url
 from .base import Change, SnapshotWriter, strip_prefix
@@ -21,7 +21,7 @@ FILE_MODES = ("100644", "100755")
 
 
 class GitSource:
-    def __init__(self, config: GitSourceConfig, cache_dir: Path):
+    def __init__(self, config: RepositorySource, cache_dir: Path):
         self.config = config
         self.mirror = Path(cache_dir) / (hashlib.sha256(config.url.encode()).hexdigest()[:24] + ".git")
 
