@@ -91,6 +91,16 @@ def poller(ctx: typer.Context, concurrency: int = typer.Option(16, help="head ch
 
 
 @cli.command()
+def api(ctx: typer.Context):
+    """Run the HTTP API (webhook receivers) on api.listen."""
+    import uvicorn
+    from .api import create_app
+    services = _services(ctx)
+    listen = services.config.api
+    uvicorn.run(create_app(services), host=listen.host, port=listen.port, log_level="info")
+
+
+@cli.command()
 def apps(ctx: typer.Context):
     """The configured apps and what is live."""
     services = _services(ctx)

@@ -12,6 +12,7 @@ Caches and coordination (safe to delete; rebuilt or re-derived):
   sluice:poll:failures           hash: app -> consecutive failed head checks (for backoff)
   sluice:lease:{app}             the app's deployment lease: "{fencing token}:{holder}", with a TTL
   sluice:lease:{app}:fence       counter handing out fencing tokens
+  sluice:hook:{provider}:{id}    a webhook delivery already acted on (kept 7 days)
   sluice:gc                      held (with a TTL of gc_interval) by the worker that last
                                  collected the store's garbage
 """
@@ -31,6 +32,10 @@ def app_events(app: str) -> str:
 
 def app_projection(app: str) -> str:
     return f"{PREFIX}proj:app:{app}"
+
+
+def hook_delivery(provider: str, delivery_id: str) -> str:
+    return f"{PREFIX}hook:{provider}:{delivery_id}"
 
 
 def lease(app: str) -> str:

@@ -44,11 +44,13 @@ class Supervisor:
         url = self._redis()
         env = {**os.environ, "SLUICE_CONFIG": str(self.config_path), "SLUICE_REDIS_URL": url}
         me = [sys.executable, "-m", "orchestrator.cli"]
-        children = [Child("worker", me + ["worker"]), Child("poller", me + ["poller"])]
+        children = [Child("worker", me + ["worker"]), Child("poller", me + ["poller"]),
+                    Child("api", me + ["api"])]
         try:
             for child in children:
                 self._start(child, env)
-            self.say(f"sluice is up (Redis {url}); Ctrl-C stops it")
+            self.say(f"sluice is up (Redis {url}, API http://{self.config.api.listen}); "
+                     "Ctrl-C stops it")
             while not self.stop.wait(0.5):
                 for child in children:
                     self._restart_if_dead(child, env)

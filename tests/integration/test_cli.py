@@ -8,10 +8,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import urllib.request
+
 import pytest
+
+from orchestrator.embedded_redis import free_port
 
 from tests.helpers import FUNCTION_APP, git_app, wait_for, write_config
 from tests.integration.flow import sync_and_wait
+
+
+def _get(url: str) -> bytes | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.read()
+    except OSError:
+        return None
 
 
 def sluice(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -115,8 +127,9 @@ def test_up_runs_embedded_redis_worker_and_poller_and_a_commit_goes_live(tmp_pat
     repo = GitRepo(tmp_path / "repo")
     repo.commit(FUNCTION_APP)
     target = tmp_path / "sites" / "hello"
+    port = free_port()
     config = write_config(tmp_path / "sluice.yaml", tmp_path / "var",
-                          {"hello": git_app(repo, target)})
+                          {"hello": git_app(repo, target)}, api={"listen": f"127.0.0.1:{port}"})
     env = {k: v for k, v in os.environ.items() if k not in ("SLUICE_REDIS_URL", "SLUICE_CONFIG")}
     log = open(tmp_path / "up.log", "w")
     up = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "--config", str(config), "up"],
@@ -128,6 +141,8 @@ def test_up_runs_embedded_redis_worker_and_poller_and_a_commit_goes_live(tmp_pat
                  what="the commit to go live")
         listed = sluice("--config", str(config), "deployments", "hello", "--json", env=env)
         assert [d["status"] for d in json.loads(listed.stdout)] == ["success", "success"]
+        health = wait_for(lambda: _get(f"http://127.0.0.1:{port}/healthz"), what="the API")
+        assert json.loads(health) == {"status": "ok"}
     finally:
         up.send_signal(signal.SIGTERM)
         code = up.wait(60)

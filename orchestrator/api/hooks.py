@@ -1,0 +1,98 @@
+"""POST /hooks/{github|bitbucket|azure-devops}/{app}: verify, parse, queue the pushed revision.
+
+202 with what was done (queued, already covered, ignored and why); 200 for a ping; 401 for a
+bad or missing signature or password, with no hint which; 404 for an unknown app or an app
+whose source does not take this provider's hooks; 413 over 5 MiB; 400 for a body the
+provider would not send. A redelivery (same delivery id) never queues a second deployment.
+"""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from .. import keys, webhooks
+from ..config import AppConfig
+from ..dispatch import request_deployment
+from ..services import Services
+
+router = APIRouter()
+MAX_BODY = 5 * 1024 * 1024
+DELIVERY_MEMORY = 7 * 24 * 3600      # providers redeliver within days, not weeks
+PARSERS = {"github": webhooks.parse_github, "bitbucket": webhooks.parse_bitbucket,
+           "azure-devops": webhooks.parse_azure_devops}
+
+
+class TooLarge(Exception):
+    pass
+
+
+@router.post("/hooks/{provider}/{app}")
+async def receive(provider: str, app: str, request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    config = services.config.apps.get(app)
+    if provider not in PARSERS or config is None or config.source.type != provider:
+        return _error(404, f"no {provider} webhook for app {app!r}")
+    try:
+        body = await _body(request)
+    except TooLarge:
+        return _error(413, f"body larger than {MAX_BODY // (1024 * 1024)} MiB")
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    if not _authentic(config, body, headers):
+        return _error(401, "delivery not authenticated")
+    try:
+        delivery = PARSERS[provider](headers, body)
+    except webhooks.BadDelivery as exc:
+        return _error(400, str(exc))
+    return await run_in_threadpool(_act, services, app, config, delivery)
+
+
+def _act(services: Services, app: str, config: AppConfig, delivery: webhooks.Delivery) -> JSONResponse:
+    revision, reason = webhooks.decide(delivery, config.source.branch)
+    if delivery.event == "ping":
+        return JSONResponse({"status": "ok", "message": reason}, 200)
+    if revision is None:
+        return JSONResponse({"status": "ignored", "reason": reason}, 202)
+    if delivery.delivery_id and not services.redis.set(
+            keys.hook_delivery(delivery.provider, delivery.delivery_id), app,
+            nx=True, ex=DELIVERY_MEMORY):
+        return JSONResponse({"status": "duplicate", "reason": f"delivery {delivery.delivery_id} "
+                             "was received before", "revision": revision}, 202)
+    queued = request_deployment(services, app, revision, "webhook")
+    return JSONResponse({"status": "queued" if queued.new else "covered",
+                         "deployment_id": queued.deployment_id, "revision": revision,
+                         "reason": queued.reason or reason}, 202)
+
+
+def _authentic(config: AppConfig, body: bytes, headers: dict) -> bool:
+    source = config.source
+    if source.type == "github":
+        return webhooks.github_signature_valid(source.secret, body, headers)
+    if source.type == "bitbucket":
+        return webhooks.hub_signature_valid(source.secret, body, headers.get("x-hub-signature"))
+    checks = []
+    if source.basic_auth:
+        checks.append(webhooks.basic_auth_valid(source.basic_auth.username,
+                                                source.basic_auth.password,
+                                                headers.get("authorization")))
+    if source.header:
+        checks.append(webhooks.header_valid(source.header.value,
+                                            headers.get(source.header.name.lower())))
+    return bool(checks) and all(checks)
+
+
+async def _body(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise TooLarge()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise TooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status)
