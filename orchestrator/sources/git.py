@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
+import shlex
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,11 +14,14 @@ import git
 from gitdb.util import hex_to_bin
 
 from ..config import RepositorySource
-from ..errors import RevisionNotFound, TransientError
+from ..errors import AuthenticationFailed, RevisionNotFound, TransientError
 from ..urls import sanitize_url
 from .base import Change, SnapshotWriter, strip_prefix
+from .git_http import remote_head
 
 ALIAS_KIND = "git-blob"
+AUTH_REFUSED = ("Authentication failed", "could not read Username", "could not read Password",
+                "returned error: 403", "Permission denied (publickey")
 FILE_MODES = ("100644", "100755")
 
 
@@ -29,6 +34,8 @@ class GitSource:
         return self.config.describe()
 
     def head(self) -> str:
+        if self.config.url.startswith(("http://", "https://")):
+            return remote_head(self.config.url, self.config.branch, self._auth())
         ref = f"refs/heads/{self.config.branch}"
         out = self._git(git.cmd.Git(), "ls_remote", self.config.url, ref)
         for line in out.splitlines():
@@ -101,14 +108,49 @@ class GitSource:
         self._git(git.cmd.Git(), "clone", "--mirror", "--quiet", self.config.url, str(tmp))
         tmp.rename(self.mirror)
 
+    def _auth(self) -> tuple[str, str] | None:
+        c = self.config
+        return (c.username or "", c.password or "") if c.username or c.password else None
+
+    def _environment(self) -> dict[str, str]:
+        """Credentials reach git through its askpass hook and ssh command, never through
+        URLs or arguments (which other users can see in the process list)."""
+        env = {"GIT_TERMINAL_PROMPT": "0"}
+        if self._auth():
+            env.update(GIT_ASKPASS=str(_askpass(self.mirror.parent)),
+                       SLUICE_GIT_USERNAME=self._auth()[0], SLUICE_GIT_PASSWORD=self._auth()[1])
+        if self.config.ssh_key:
+            env["GIT_SSH_COMMAND"] = (f"ssh -i {shlex.quote(str(self.config.ssh_key))} "
+                                      "-o IdentitiesOnly=yes -o BatchMode=yes")
+        return env
+
     def _git(self, runner, command: str, *args) -> str:
         try:
-            return getattr(runner, command)(*args)
+            with runner.custom_environment(**self._environment()):
+                return getattr(runner, command)(*args)
         except git.GitCommandError as exc:
-            detail = sanitize_url((exc.stderr or "").strip().splitlines()[-1:][0]
-                                  if exc.stderr and exc.stderr.strip() else str(exc.status))
-            raise TransientError(f"git {command.replace('_', '-')} "
-                                 f"{sanitize_url(self.config.url)} failed: {detail}") from None
+            stderr = (exc.stderr or "").strip()
+            detail = sanitize_url(stderr.splitlines()[-1] if stderr else str(exc.status))
+            message = f"git {command.replace('_', '-')} {sanitize_url(self.config.url)} failed: {detail}"
+            if any(sign in stderr for sign in AUTH_REFUSED):
+                raise AuthenticationFailed(message) from None
+            raise TransientError(message) from None
+
+
+ASKPASS = """#!/bin/sh
+case "$1" in [Uu]sername*) printf '%s\\n' "$SLUICE_GIT_USERNAME" ;; *) printf '%s\\n' "$SLUICE_GIT_PASSWORD" ;; esac
+"""
+
+
+def _askpass(folder: Path) -> Path:
+    script = folder / "askpass.sh"
+    if not script.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".askpass.{os.getpid()}"
+        tmp.write_text(ASKPASS)
+        tmp.chmod(0o700)
+        tmp.replace(script)
+    return script
 
 
 def _has_commit(repo: git.Repo, revision: str) -> bool:

@@ -1,0 +1,96 @@
+"""Git over smart HTTP: in-process head checks and deployments against a real
+`git http-backend`, public and behind HTTP Basic auth."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import GitSourceConfig
+from orchestrator.errors import AuthenticationFailed, RevisionNotFound
+from orchestrator.sources.git import GitSource
+from tests.helpers import FUNCTION_APP, git
+from tests.integration.flow import sync_and_wait, tree
+from tests.servers.git_http import GitHttpServer
+
+V2 = {"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n"}
+
+
+@pytest.fixture
+def served(workspace):
+    """A bare repository under a served folder, and a working clone to commit from."""
+    root = workspace.root / "served"
+    git(workspace.root, "init", "--quiet", "--bare", str(root / "app.git"))
+    work = workspace.repo("work")
+    work.commit(FUNCTION_APP)
+    git(work.path, "push", "--quiet", str(root / "app.git"), "HEAD:master")
+
+    def push(files):
+        work.commit(files)
+        git(work.path, "push", "--quiet", str(root / "app.git"), "HEAD:master")
+        return work.head()
+    return root, work, push
+
+
+def source(url: str, **extra) -> GitSource:
+    """For head checks only: they never touch the mirror cache."""
+    return GitSource(GitSourceConfig(type="git", url=url, **extra), Path("/nonexistent"))
+
+
+@pytest.mark.parametrize("v2", [True, False], ids=["protocol-v2", "protocol-v0"])
+def test_the_head_check_reads_the_branch_head_over_http_in_process(served, v2):
+    root, work, _ = served
+    with GitHttpServer(root, v2=v2) as server:
+        head = source(f"{server.url}/app.git").head()
+        before = server.requests
+        source(f"{server.url}/app.git").head()
+        per_check = server.requests - before
+        with pytest.raises(RevisionNotFound, match="branch 'nope'"):
+            source(f"{server.url}/app.git", branch="nope").head()
+    assert head == work.head()
+    assert per_check == 1        # once a server is known, one request per check, v2 or v0
+
+
+def test_an_app_on_an_http_repository_deploys_and_follows_pushes(served, workspace):
+    root, _, push = served
+    with GitHttpServer(root) as server:
+        services = workspace.configure({"hello": {
+            "target": str(workspace.target("hello")),
+            "source": {"type": "git", "url": f"{server.url}/app.git", "poll_interval": "1s"}}})
+        assert sync_and_wait(services, "hello").status == "success"
+        push(V2)
+        assert sync_and_wait(services, "hello").status == "success"
+    assert tree(workspace.target("hello"))["HttpHello/__init__.py"].endswith("'v2'\n")
+
+
+def test_a_private_repository_is_reached_with_credentials_that_never_reach_events(served, workspace):
+    root, _, _ = served
+    with GitHttpServer(root, auth=("deploy", "s3cret-token")) as server:
+        url = f"{server.url}/app.git"
+        with pytest.raises(AuthenticationFailed):
+            source(url).head()
+        with pytest.raises(AuthenticationFailed):
+            source(url, username="deploy", password="wrong").head()
+        services = workspace.configure({"hello": {
+            "target": str(workspace.target("hello")),
+            "source": {"type": "git", "url": url, "username": "deploy", "password": "s3cret-token"}}})
+        d = sync_and_wait(services, "hello")
+    assert d.status == "success" and tree(workspace.target("hello")) == FUNCTION_APP
+    recorded = json.dumps([r.event.to_fields() for r in services.store.read("hello")])
+    assert "s3cret-token" not in recorded
+
+
+def test_a_fetch_with_a_refused_password_fails_at_once_naming_the_cause(served, workspace):
+    root, work, _ = served
+    with GitHttpServer(root, auth=("deploy", "right")) as server:
+        from orchestrator.dispatch import request_deployment
+        from tests.integration.flow import wait_until_ended
+        services = workspace.configure({"hello": {
+            "target": str(workspace.target("hello")),
+            "source": {"type": "git", "url": f"{server.url}/app.git", "username": "deploy",
+                       "password": "wrong"}}})
+        queued = request_deployment(services, "hello", work.head(), "manual")
+        d = wait_until_ended(services, "hello", queued.deployment_id)
+    assert d.status == "failed" and d.attempts == 1 and "Authentication failed" in d.message
+    assert "wrong" not in d.message

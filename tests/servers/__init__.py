@@ -1,0 +1,1 @@
+"""Real servers the tests run locally (no mocks of what a source talks to)."""
