@@ -1,0 +1,225 @@
+"""Mercurial repositories: head checks over the HTTP wire protocol in-process (or `hg
+identify` for ssh:// and local paths), a cached clone, file node ids as aliases so files
+already in the store are neither read nor hashed again."""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from ..config import RepositorySource
+from ..errors import AuthenticationFailed, PermanentError, RevisionNotFound, TransientError
+from ..urls import sanitize_url
+from .base import Change, SnapshotWriter, strip_prefix
+
+ALIAS_KIND = "hg-filenode"
+NODE = re.compile(r"^[0-9a-f]{40}$")
+HEAD_TIMEOUT = 30.0
+_http: tuple[int, httpx.Client] | None = None
+
+
+def http_client() -> httpx.Client:
+    """One pooled client per process: a Celery worker forks, and a pool must not be shared
+    across a fork."""
+    global _http
+    if _http is None or _http[0] != os.getpid():
+        _http = (os.getpid(), httpx.Client(timeout=HEAD_TIMEOUT, follow_redirects=True,
+                                           headers={"Accept": "application/mercurial-0.1"}))
+    return _http[1]
+
+
+def hg_executable() -> str:
+    beside = Path(sys.executable).parent / "hg"        # the venv's own, a declared dependency
+    return str(beside) if beside.exists() else (shutil.which("hg") or "hg")
+
+
+class HgSource:
+    def __init__(self, config: RepositorySource, cache_dir: Path):
+        self.config = config
+        self.where = sanitize_url(config.url)
+        self.clone = Path(cache_dir) / (hashlib.sha256(config.url.encode()).hexdigest()[:24] + ".hg")
+
+    def describe(self) -> str:
+        return self.config.describe()
+
+    def latest(self, cursor: str | None) -> Change | None:
+        node = self.head()
+        return None if node == cursor else Change(revision=node, cursor=node)
+
+    def head(self) -> str:
+        if self.config.url.startswith(("http://", "https://")):
+            return self._lookup_over_http()
+        proc = self._run(["identify", "-r", self.config.branch, "-T", "{node}\n", "--",
+                          self.config.url], timeout=HEAD_TIMEOUT)
+        node = proc.stdout.strip().splitlines()[-1:]
+        if proc.returncode == 0 and node and NODE.match(node[0]):
+            return node[0]
+        if "unknown revision" in proc.stderr:
+            raise self._no_branch()
+        raise self._failure("identify", proc.stderr)
+
+    def _lookup_over_http(self) -> str:
+        """The wire protocol's `lookup` command: one GET, answered `1 <node>` or `0 <error>`."""
+        auth = (self.config.username or "", self.config.password or "") \
+            if self.config.username or self.config.password else None
+        try:
+            response = http_client().get(self.config.url, auth=auth, params={
+                "cmd": "lookup", "key": self.config.branch})
+        except httpx.HTTPError as exc:
+            raise TransientError(f"hg lookup {self.where} failed: "
+                                 f"{sanitize_url(str(exc)) or type(exc).__name__}") from None
+        status = response.status_code
+        if status in (401, 403):
+            raise AuthenticationFailed(f"hg lookup {self.where}: HTTP {status}, check the credentials")
+        if status == 429 or status >= 500:
+            raise TransientError(f"hg lookup {self.where} failed: HTTP {status}")
+        if status != 200:
+            raise PermanentError(f"hg lookup {self.where} failed: HTTP {status}")
+        ok, _, answer = response.text.strip().partition(" ")
+        if ok == "1" and NODE.match(answer):
+            return answer
+        if ok == "0":
+            raise self._no_branch()
+        raise TransientError(f"hg lookup {self.where}: not a Mercurial answer")
+
+    def fetch(self, revision: str, into: SnapshotWriter) -> None:
+        wanted = {revision, into.base_revision} - {None}
+        with self._locked_clone():
+            present = self._present(wanted)
+            if revision not in present:
+                self._hg(["pull", "--quiet", "--", self.config.url], "pull")
+                present = self._present(wanted)
+            if revision not in present:
+                raise RevisionNotFound(f"revision {revision} not found in {self.where}")
+            base = into.base_revision if into.base_revision in present else None
+            self._write_tree(revision, base, into)
+
+    def _write_tree(self, revision: str, base: str | None, into: SnapshotWriter) -> None:
+        entries = self._manifest(revision)
+        changed = self._changes_since(base, revision) if base else None
+        if changed is None:
+            into.drop_base()
+            if not entries and self.config.path:
+                raise RevisionNotFound(f"folder {self.config.path!r} does not exist at "
+                                       f"revision {revision[:12]}")
+            changed = set(entries)
+        for path in changed - entries.keys():
+            into.remove(path)           # gone at `revision`
+        wanted = {p: entries[p] for p in changed & entries.keys()}
+        known = into.known(ALIAS_KIND, {node for node, flag, _ in wanted.values() if flag != "@"})
+        unread = [full for node, flag, full in wanted.values() if flag == "@" or node not in known]
+        with self._cat(revision, unread) as files:
+            for path, (node, flag, full) in wanted.items():
+                if flag == "@":          # a symlink's content is its target
+                    into.add_symlink(path, (files / full).read_bytes().decode())
+                elif node in known:
+                    into.add_known(path, known[node], executable=flag == "*")
+                else:
+                    with open(files / full, "rb") as stream:
+                        into.add_stream(path, stream, executable=flag == "*",
+                                        alias=(ALIAS_KIND, node))
+
+    def _manifest(self, revision: str) -> dict[str, tuple[str, str, str]]:
+        """path relative to the subfolder -> (file node, flag: '' | '*' exec | '@' link, full path)."""
+        out = self._hg(["manifest", "-r", revision, "-T", "{hash}{type}\\0{path}\\0"], "manifest")
+        fields = out.split("\0")
+        entries = {}
+        for meta, full in zip(fields[0::2], fields[1::2]):
+            relative = strip_prefix(full, self.config.path)
+            if relative:
+                entries[relative] = (meta[:40], meta[40:], full)
+        return entries
+
+    def _changes_since(self, base: str, revision: str) -> set[str] | None:
+        """Paths (relative to the subfolder) added, modified or removed since the base
+        revision, or None when every file must be listed because the ignore rules changed."""
+        scope = [f"path:{self.config.path}"] if self.config.path else []
+        out = self._hg(["status", "--rev", base, "--rev", revision, "-amr", "-0", *scope], "status")
+        changed = {strip_prefix(line[2:], self.config.path) for line in out.split("\0") if line}
+        changed.discard(None)
+        return None if ".funcignore" in changed else changed
+
+    @contextmanager
+    def _cat(self, revision: str, paths: list[str]):
+        """All of `paths` written under a temporary folder by one `hg cat`, not one per file;
+        the list goes through a file so no command line gets too long."""
+        with tempfile.TemporaryDirectory(dir=self.clone.parent, prefix="cat-") as tmp:
+            if paths:
+                listing = Path(tmp) / "files"
+                listing.write_bytes(b"".join(f"path:{p}\0".encode("utf-8", "surrogateescape")
+                                             for p in paths))
+                self._hg(["cat", "-r", revision, "-o", f"{tmp}/out/%p", f"listfile0:{listing}"], "cat")
+            yield Path(tmp) / "out"
+
+    def _present(self, revisions: set[str]) -> set[str]:
+        """Which of these nodes the clone holds, in one hg run. Only full hex nodes are
+        asked about, so nothing from an event can be read as a revset expression."""
+        nodes = sorted(r for r in revisions if NODE.match(r))
+        args = [arg for node in nodes for arg in ("-r", f"present({node})")]
+        proc = self._run(["log", *args, "-T", "{node}\n"], cwd=self.clone) if nodes else None
+        return set(proc.stdout.split()) & set(nodes) if proc and proc.returncode == 0 else set()
+
+    @contextmanager
+    def _locked_clone(self):
+        self.clone.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.clone.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (self.clone / ".hg" / "requires").exists():
+                shutil.rmtree(self.clone, ignore_errors=True)
+                tmp = self.clone.with_suffix(".cloning")
+                shutil.rmtree(tmp, ignore_errors=True)
+                self._hg(["clone", "-U", "--quiet", "--", self.config.url, str(tmp)], "clone",
+                         cwd=self.clone.parent)
+                tmp.rename(self.clone)
+            yield
+
+    def _hg(self, args: list[str], command: str, cwd: Path | None = None) -> str:
+        proc = self._run(args, cwd=cwd or self.clone)
+        if proc.returncode != 0:
+            raise self._failure(command, proc.stderr)
+        return proc.stdout
+
+    def _run(self, args: list[str], cwd: Path | None = None,
+             timeout: float | None = None) -> subprocess.CompletedProcess:
+        """hg with no user or system config (HGRCPATH is only our own file, holding the
+        credentials so they never appear on a command line) and plain, stable output."""
+        with tempfile.NamedTemporaryFile("w", suffix=".hgrc") as hgrc:  # created 0600
+            hgrc.write(self._hgrc())
+            hgrc.flush()
+            env = {**os.environ, "HGPLAIN": "1", "HGRCPATH": hgrc.name, "HGENCODING": "utf-8"}
+            try:
+                return subprocess.run([hg_executable(), *args], cwd=cwd, env=env, timeout=timeout,
+                                      stdin=subprocess.DEVNULL, capture_output=True,
+                                      encoding="utf-8", errors="surrogateescape")
+            except subprocess.TimeoutExpired:
+                raise TransientError(f"hg {args[0]} {self.where} timed out") from None
+
+    def _hgrc(self) -> str:
+        lines = ["[ui]", "interactive = false"]
+        if self.config.ssh_key:
+            key = shlex.quote(str(self.config.ssh_key))
+            lines.append(f"ssh = ssh -i {key} -o IdentitiesOnly=yes -o BatchMode=yes")
+        if self.config.username or self.config.password:
+            lines += ["[auth]", f"sluice.prefix = {self.where}"]
+            lines += [f"sluice.{key} = {value}" for key, value in
+                      (("username", self.config.username), ("password", self.config.password)) if value]
+        return "\n".join(lines) + "\n"
+
+    def _no_branch(self) -> RevisionNotFound:
+        return RevisionNotFound(f"branch {self.config.branch!r} not found in {self.where}")
+
+    def _failure(self, command: str, stderr: str) -> Exception:
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        detail = sanitize_url(lines[-1]) if lines else "no output"
+        error = AuthenticationFailed if "authorization failed" in detail else TransientError
+        return error(f"hg {command} {self.where} failed: {detail}")

@@ -1,0 +1,176 @@
+"""Mercurial sources end to end: a real `hg serve`, real hg, the session's Redis and Celery
+worker."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from orchestrator.config import HgSourceConfig
+from orchestrator.errors import RevisionNotFound
+from orchestrator.sources.hg import HgSource
+from tests.integration.flow import sync_and_wait, tree
+from tests.servers.hg_serve import HgRepo, hg_serve
+
+SITE = {"index.html": "<h1>v1</h1>", "css/site.css": "body {}", "deploy.sh": "#!/bin/sh\n"}
+
+
+@pytest.fixture
+def repo(tmp_path) -> HgRepo:
+    return HgRepo(tmp_path / "repo")
+
+
+@pytest.fixture
+def served(repo, tmp_path):
+    """(URL, access log) of `repo` served over HTTP."""
+    log = tmp_path / "hg-serve.log"
+    with hg_serve(repo.path, log) as url:
+        yield url, log
+
+
+def hg_app(url: str, target, **source) -> dict:
+    return {"layout": "site", "target": str(target),
+            "source": {"type": "hg", "url": url, "poll_interval": "1s", **source}}
+
+
+def snapshots_built(services, app: str) -> list:
+    return [r.event for r in services.store.read(app) if r.event.type == "SnapshotBuilt"]
+
+
+def test_the_head_check_over_http_is_one_wire_protocol_lookup(repo, served, tmp_path):
+    url, log = served
+    node = repo.commit(SITE)
+    source = HgSource(HgSourceConfig(type="hg", url=url), tmp_path / "cache")
+    before = log.read_text()
+
+    assert source.head() == node
+    assert source.latest(node) is None and source.latest(None).revision == node
+
+    # An `hg` client would ask for the capabilities first; the in-process check does not.
+    requests = log.read_text()[len(before):]
+    assert "cmd=lookup" in requests and "cmd=capabilities" not in requests
+
+
+def test_a_missing_branch_over_http_is_named_in_revision_not_found(repo, served, tmp_path):
+    url, _ = served
+    repo.commit(SITE)
+    source = HgSource(HgSourceConfig(type="hg", url=url, branch="nope"), tmp_path / "cache")
+
+    with pytest.raises(RevisionNotFound, match=f"branch 'nope' not found in {url}"):
+        source.head()
+
+
+def test_credentials_never_reach_the_error_messages(repo, served, tmp_path):
+    url, _ = served
+    repo.commit(SITE)
+    secret = url.replace("http://", "http://deployer:s3cret@")
+    source = HgSource(HgSourceConfig(type="hg", url=secret, branch="nope", password="tok3n"),
+                      tmp_path / "cache")
+
+    with pytest.raises(RevisionNotFound) as raised:
+        source.head()
+
+    assert "s3cret" not in str(raised.value) and "tok3n" not in str(raised.value)
+
+
+def test_first_deployment_over_http_holds_the_commit(workspace, repo, served):
+    url, _ = served
+    repo.commit({**SITE, "latest.html": "see index"})
+    os.symlink("index.html", repo.path / "home.html")
+    os.chmod(repo.path / "deploy.sh", 0o755)
+    node = repo.commit({}, "link and executable")
+    services = workspace.configure({"site": hg_app(url, workspace.target("site"))})
+
+    d = sync_and_wait(services, "site")
+
+    assert (d.status, d.revision) == ("success", node)
+    live = workspace.target("site").resolve()
+    assert tree(live) == {**SITE, "latest.html": "see index", "home.html": SITE["index.html"]}
+    assert os.readlink(live / "home.html") == "index.html"
+    assert os.access(live / "deploy.sh", os.X_OK) and not os.access(live / "index.html", os.X_OK)
+    assert not snapshots_built(services, "site")[0].incremental
+
+
+def test_a_one_file_commit_deploys_incrementally(workspace, repo, served):
+    url, _ = served
+    repo.commit({**SITE, **{f"static/{i}.txt": f"file {i}" for i in range(20)}})
+    services = workspace.configure({"site": hg_app(url, workspace.target("site"))})
+    sync_and_wait(services, "site")
+    repo.commit({"static/7.txt": "changed", "static/8.txt": None})
+
+    d = sync_and_wait(services, "site")
+
+    built = snapshots_built(services, "site")[-1]
+    assert d.status == "success" and d.revision == repo.head()
+    assert built.incremental and (built.blobs_added, built.blobs_reused) == (1, 0)
+    live = tree(workspace.target("site"))
+    assert len(live) == 22 and live["static/7.txt"] == "changed" and "static/8.txt" not in live
+
+
+def test_a_changed_funcignore_lists_every_file_again(workspace, repo, served):
+    url, _ = served
+    repo.commit({**SITE, ".funcignore": "*.md\n", "a.md": "doc"})
+    services = workspace.configure({"site": hg_app(url, workspace.target("site"))})
+    sync_and_wait(services, "site")
+    repo.commit({".funcignore": "*.txt\n"})
+
+    sync_and_wait(services, "site")
+
+    assert not snapshots_built(services, "site")[-1].incremental
+    assert tree(workspace.target("site"))["a.md"] == "doc"
+
+
+def test_a_named_branch_other_than_default_is_tracked(workspace, repo, served):
+    url, _ = served
+    repo.commit({**SITE, "env.txt": "production"})
+    repo.branch("staging")
+    staging = repo.commit({"env.txt": "staging"})
+    repo.update("default")
+    repo.commit({"env.txt": "production 2"})
+    services = workspace.configure({
+        "prod": hg_app(url, workspace.target("prod")),
+        "staging": hg_app(url, workspace.target("staging"), branch="staging")})
+
+    assert sync_and_wait(services, "staging").revision == staging
+    sync_and_wait(services, "prod")
+
+    assert (workspace.target("staging") / "env.txt").read_text() == "staging"
+    assert (workspace.target("prod") / "env.txt").read_text() == "production 2"
+
+
+def test_a_path_subfolder_deploys_only_that_folder(workspace, repo, served):
+    url, _ = served
+    repo.commit({"README.md": "monorepo", "web/index.html": "<p>", "web/css/a.css": "a{}",
+                 "api/host.json": "{}"})
+    services = workspace.configure({"web": hg_app(url, workspace.target("web"), path="web")})
+    sync_and_wait(services, "web")
+    repo.commit({"web/index.html": "<p>2", "api/host.json": '{"v": 2}'})
+
+    d = sync_and_wait(services, "web")
+
+    assert d.status == "success"
+    assert tree(workspace.target("web")) == {"index.html": "<p>2", "css/a.css": "a{}"}
+    assert snapshots_built(services, "web")[-1].blobs_added == 1
+
+
+def test_a_missing_subfolder_fails_the_deployment_naming_it(workspace, repo, served):
+    url, _ = served
+    repo.commit(SITE)
+    services = workspace.configure({"web": hg_app(url, workspace.target("web"), path="nope")})
+
+    d = sync_and_wait(services, "web")
+
+    assert d.status == "failed" and "folder 'nope' does not exist" in d.message
+
+
+def test_a_local_repository_deploys_without_a_server(workspace, repo):
+    node = repo.commit(SITE)
+    services = workspace.configure({"site": hg_app(str(repo.path), workspace.target("site"))})
+
+    d = sync_and_wait(services, "site")
+
+    assert (d.status, d.revision) == ("success", node)
+    assert tree(workspace.target("site")) == SITE
+    with pytest.raises(RevisionNotFound, match="branch 'nope'"):
+        HgSource(HgSourceConfig(type="hg", url=str(repo.path), branch="nope"),
+                 workspace.data_dir / "cache").head()
