@@ -203,6 +203,8 @@ def load_config(path: str | os.PathLike | None = None, env: dict | None = None) 
         raw["redis_url"] = env["SLUICE_REDIS_URL"]
     if env.get("SLUICE_DATA_DIR"):
         raw["data_dir"] = env["SLUICE_DATA_DIR"]
+    if env.get("SLUICE_API_LISTEN"):
+        raw["api"] = {**(raw.get("api") or {}), "listen": env["SLUICE_API_LISTEN"]}
     try:
         config = SluiceConfig.model_validate(raw)
     except ValidationError as exc:

@@ -17,7 +17,7 @@ def compose() -> dict:
 def test_every_sluice_service_runs_a_command_the_cli_has():
     commands = {c.name or c.callback.__name__ for c in cli.registered_commands}
     services = {name: s for name, s in compose()["services"].items() if s.get("image") == "sluice:latest"}
-    assert {"worker", "poller"} <= services.keys()
+    assert {"api", "worker", "poller"} <= services.keys()
     for service in services.values():
         assert service["command"][0] in commands
 

@@ -58,8 +58,10 @@ def test_environment_variables_are_expanded_inside_strings(tmp_path):
 
 def test_sluice_environment_overrides_the_file(tmp_path):
     config = load_config(write(tmp_path, "redis_url: redis://a/0\n"),
-                         env={"SLUICE_REDIS_URL": "redis://b/1", "SLUICE_DATA_DIR": str(tmp_path)})
+                         env={"SLUICE_REDIS_URL": "redis://b/1", "SLUICE_DATA_DIR": str(tmp_path),
+                              "SLUICE_API_LISTEN": "0.0.0.0:9000"})
     assert (config.redis_url, config.data_dir) == ("redis://b/1", tmp_path)
+    assert (config.api.host, config.api.port) == ("0.0.0.0", 9000)
 
 
 def test_a_subfolder_path_may_not_climb_out_of_the_repository(tmp_path):
