@@ -29,6 +29,7 @@ class Queued:
     revision: str
     new: bool                   # False when an existing deployment covers this change
     reason: str = ""
+    status: str = ""            # of the covering deployment
 
 
 def new_deployment_id(now: float) -> str:
@@ -61,9 +62,12 @@ def request_deployment(services: Services, app: str, revision: str, trigger: str
             for d in view.waiting()]
 
     execute(services.projections, app, decide)
-    if outcome[0].new:
-        enqueue(services, app, deployment_id)
-    return outcome[0]
+    result = outcome[0]
+    if result.new or result.status == "pending":
+        # Pending: its message may have been lost (Redis went away between the append and
+        # the send); a duplicate message is harmless, a missing one leaves it waiting forever.
+        enqueue(services, app, result.deployment_id)
+    return result
 
 
 def _covering(view: AppView, revision: str, trigger: str, snapshot: str | None) -> Queued | None:
@@ -71,7 +75,8 @@ def _covering(view: AppView, revision: str, trigger: str, snapshot: str | None) 
     waiting = next((d for d in view.deployments.values() if not d.terminal
                     and d.revision == revision and d.preset_snapshot == snapshot), None)
     if waiting:
-        return Queued(waiting.id, revision, False, f"deployment {waiting.id} is already {waiting.status}")
+        return Queued(waiting.id, revision, False, f"deployment {waiting.id} is already {waiting.status}",
+                      waiting.status)
     active: DeploymentView | None = view.active
     if trigger in AUTOMATIC and active and active.revision == revision and snapshot is None:
         return Queued(active.id, revision, False, f"revision is already live ({active.id})")

@@ -30,6 +30,9 @@ def create_app(broker_url: str) -> Celery:
             # kombu's default restore scan waits ~100 s after the timeout (FACTS.md)
             "unacked_restore_interval": 1,
             "unacked_restore_throttle": 1,
+            # a worker killed while holding the restore scan's lock would otherwise stall
+            # every redelivery for kombu's default 300 s
+            "unacked_mutex_expire": 10,
         },
     )
     return app

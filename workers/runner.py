@@ -47,6 +47,9 @@ def run(ctx: WorkerContext, app: str, deployment_id: str, attempt: int) -> str:
                            reason=f"app {app!r} is no longer in the configuration")
     with Lease(ctx.services.redis, app, ctx.holder, ctx.services.config.lease_ttl) as lease:
         try:
+            newer = _newer(ctx.services.projections.app(app), deployment_id)
+            if newer is not None:       # e.g. redelivered after its worker died: too late now
+                return _record_end(ctx, app, deployment_id, ev.DeploymentSuperseded, by=newer.id)
             if not _record(ctx, app, deployment_id, ev.DeploymentStarted,
                            worker=ctx.holder, attempt=attempt):
                 return "nothing to do (ended meanwhile)"
@@ -103,6 +106,14 @@ def _snapshot(ctx: WorkerContext, config: AppConfig, d: DeploymentView,
     writer = ctx.store.writer(base)
     source_for(config, ctx.services.config.data_dir).fetch(d.revision, writer)
     return writer.seal(), fingerprint(config)
+
+
+def _newer(view: AppView, deployment_id: str) -> DeploymentView | None:
+    """The newest deployment queued after this one that is live, running or waiting."""
+    later = list(view.deployments)[list(view.deployments).index(deployment_id) + 1:]
+    current = [view.deployments[k] for k in later
+               if view.deployments[k].status in ("success", "skipped", "pending", "building", "deploying")]
+    return current[-1] if current else None
 
 
 def _live(view: AppView, config: AppConfig) -> DeploymentView | None:

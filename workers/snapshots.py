@@ -27,6 +27,7 @@ from orchestrator.errors import InvalidAppLayout
 from .ignore import IgnoreRules
 
 CHUNK = 1 << 20
+MAX_LINK_HOPS = 40          # as the kernel's limit on symlinks in one lookup (ELOOP)
 RECENT_MANIFESTS = 16
 FUNCIGNORE = ".funcignore"
 
@@ -234,6 +235,7 @@ class SnapshotWriter:
         self._files = dict(base.manifest.files) if base else {}
         self._links = dict(base.manifest.links) if base else {}
         self._touched: set[str] = set()
+        self._added: set[str] = set()
         self._aliases: dict[str, list[tuple[str, FileEntry]]] = {}
         self.added = self.reused = 0
 
@@ -264,6 +266,7 @@ class SnapshotWriter:
         return entry
 
     def add_symlink(self, path: str, target: str) -> None:
+        self._listed_once(path)
         self._touch(path)
         self._files.pop(path, None)
         self._links[path] = target
@@ -274,12 +277,20 @@ class SnapshotWriter:
         self._links.pop(path, None)
 
     def _put(self, path: str, entry: FileEntry) -> None:
+        self._listed_once(path)
         self._touch(path)
         self._links.pop(path, None)
         self._files[path] = entry
 
     def _touch(self, path: str) -> None:
         self._touched.add(safe_path(path))
+
+    def _listed_once(self, path: str) -> None:
+        """A tree naming one path twice is corrupt (git fsck: duplicateEntries): which entry
+        would win is an accident of listing order, so refuse it."""
+        if path in self._added:
+            raise InvalidAppLayout(f"{path!r} appears twice in the source tree")
+        self._added.add(path)
 
     def seal(self) -> Snapshot:
         """Apply the ignore rules, check the tree is consistent, store the manifest."""
@@ -314,6 +325,31 @@ def _check_tree(paths: set[str], links: dict[str, str]) -> None:
                 raise InvalidAppLayout(f"{path!r} collides with the file {parent!r}")
             parent = parent.rpartition("/")[0]
     for path, target in links.items():
-        resolved = os.path.normpath(os.path.join(os.path.dirname(path), target))
-        if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
+        if _resolve(path.split("/")[:-1], target, links, [MAX_LINK_HOPS]) is None:
             raise InvalidAppLayout(f"symlink {path!r} points outside the app: {target!r}")
+
+
+def _resolve(base: list[str], target: str, links: dict[str, str], hops: list[int]) -> list[str] | None:
+    """Where `target`, read in folder `base`, leads — as the kernel walks it, following the
+    tree's own links component by component (text alone can hide an escape behind a link) —
+    or None if it leaves the tree, is absolute, or loops."""
+    if target.startswith("/"):
+        return None
+    parts = list(base)
+    for name in target.split("/"):
+        if name in ("", "."):
+            continue
+        if name == "..":
+            if not parts:
+                return None
+            parts.pop()
+            continue
+        parts.append(name)
+        link = links.get("/".join(parts))
+        if link is not None:
+            hops[0] -= 1
+            resolved = None if hops[0] < 0 else _resolve(parts[:-1], link, links, hops)
+            if resolved is None:
+                return None
+            parts = resolved
+    return parts

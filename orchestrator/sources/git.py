@@ -51,9 +51,9 @@ class GitSource:
 
     def fetch(self, revision: str, into: SnapshotWriter) -> None:
         with self._locked_mirror() as repo:
-            if not _has_commit(repo, revision):
+            if not _reachable(repo, revision):
                 self._git(repo.git, "fetch", "--prune", "--quiet", "origin")
-            if not _has_commit(repo, revision):
+            if not _reachable(repo, revision) and not _has_commit(repo, revision):
                 raise RevisionNotFound(f"revision {revision} not found in "
                                        f"{sanitize_url(self.config.url)}")
             self._write_tree(repo, revision, into)
@@ -96,6 +96,9 @@ class GitSource:
             if not (self.mirror / "HEAD").exists():
                 self._clone_mirror()
             repo = git.Repo(self.mirror)
+            if repo.config_reader().get_value("fetch", "unpackLimit", None) != 1:
+                # packs arrive whole (index last); loose objects of a killed fetch would not
+                repo.git.config("fetch.unpackLimit", "1")
             try:
                 yield repo
             finally:
@@ -105,7 +108,8 @@ class GitSource:
         shutil.rmtree(self.mirror, ignore_errors=True)
         tmp = self.mirror.with_suffix(".cloning")
         shutil.rmtree(tmp, ignore_errors=True)
-        self._git(git.cmd.Git(), "clone", "--mirror", "--quiet", self.config.url, str(tmp))
+        self._git(git.cmd.Git(), "clone", "--mirror", "--quiet", "--config",
+                  "fetch.unpackLimit=1", self.config.url, str(tmp))
         tmp.rename(self.mirror)
 
     def _auth(self) -> tuple[str, str] | None:
@@ -151,6 +155,16 @@ def _askpass(folder: Path) -> Path:
         tmp.chmod(0o700)
         tmp.replace(script)
     return script
+
+
+def _reachable(repo: git.Repo, revision: str) -> bool:
+    """On a branch of the mirror: refs move only after a fetch completed, so its objects
+    (tree and blobs included) are all there — unlike a commit object an interrupted fetch
+    may have left behind on its own."""
+    try:
+        return bool(repo.git.for_each_ref("--contains", revision, "--count=1"))
+    except git.GitCommandError:
+        return False
 
 
 def _has_commit(repo: git.Repo, revision: str) -> bool:

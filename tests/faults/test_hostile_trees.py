@@ -131,22 +131,7 @@ CASES = {
 }
 
 
-KNOWN_BUGS = {
-    "symlink-through-a-symlink": (
-        "Sluice bug: workers/snapshots.py _check_tree() judges a link target with "
-        "os.path.normpath, which ignores that a component may itself be a link: `escape` -> "
-        "DEEP/up/../../..(DEPTH + 1)/etc, with DEEP/up -> the app's root, is lexically `etc` "
-        "but resolves to /etc; the deployment succeeds and the site serves the filesystem"),
-    "duplicate-file-entries": (
-        "Sluice bug: a tree listing a name twice (git fsck: duplicateEntries) deploys whichever "
-        "entry ls-tree/diff-tree lists last instead of failing"),
-}
-
-
-@pytest.mark.parametrize("case", [
-    pytest.param(case, marks=pytest.mark.xfail(strict=True, raises=AssertionError,
-                                               reason=KNOWN_BUGS[case]))
-    if case in KNOWN_BUGS else case for case in CASES])
+@pytest.mark.parametrize("case", list(CASES))
 def test_a_hostile_tree_fails_naming_the_entry_and_leaves_the_live_site_and_the_disk_alone(
         workspace, case):
     repo, services = workspace.app_with(GOOD, layout="site", retry=RETRY)

@@ -144,10 +144,6 @@ def test_redis_restarted_mid_run_loses_no_event_and_every_deployment_ends(rig_fa
     assert call(services.projections.rebuild, APP).deployments == final.deployments
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Sluice bug: orchestrator/embedded_redis.py free_port() probes the preferred port without "
-    "SO_REUSEADDR; right after redis stops, its port has TIME_WAIT sockets, the probe fails "
-    "and start_redis(dir, port) silently starts on another port"))
 def test_an_embedded_redis_started_again_at_once_comes_back_on_its_port(tmp_path):
     proc, url = start_redis(tmp_path)
     client = redis.Redis.from_url(url)
@@ -165,10 +161,6 @@ def test_an_embedded_redis_started_again_at_once_comes_back_on_its_port(tmp_path
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Sluice bug: orchestrator/dispatch.py request_deployment appends DeploymentQueued, then "
-    "sends the Celery task; if Redis goes away in between, the retried request finds the "
-    "deployment already waiting (_covering) and sends nothing, so it stays pending for ever"))
 def test_a_deployment_recorded_just_before_redis_went_away_still_runs(rig_factory, monkeypatch):
     from orchestrator import dispatch
     rig = rig_factory(visibility_timeout=VISIBILITY_TIMEOUT)
