@@ -174,3 +174,31 @@ def test_a_local_repository_deploys_without_a_server(workspace, repo):
     with pytest.raises(RevisionNotFound, match="branch 'nope'"):
         HgSource(HgSourceConfig(type="hg", url=str(repo.path), branch="nope"),
                  workspace.data_dir / "cache").head()
+
+
+def test_a_bitbucket_mercurial_push_webhook_deploys_from_hg_serve(workspace, repo, served):
+    import hashlib
+    import hmac
+    import json
+    from fastapi.testclient import TestClient
+    from orchestrator.api import create_app
+    from tests.integration.flow import wait_until_ended
+    from tests.integration.test_webhook_api import FIXTURES
+    repo.commit({"index.html": "<p>from hg</p>"})
+    url, _ = served
+    services = workspace.configure({"bb": {"layout": "site", "target": str(workspace.target("bb")),
+                                           "source": {"type": "bitbucket", "scm": "hg", "url": url,
+                                                      "secret": "s", "poll_interval": 0}}})
+    payload = json.loads((FIXTURES / "bitbucket/repo-push.json").read_bytes())
+    payload["repository"]["scm"] = "hg"
+    payload["push"]["changes"][0]["new"].update(name="default", target={"hash": repo.head()})
+    body = json.dumps(payload).encode()
+    signature = "sha256=" + hmac.new(b"s", body, hashlib.sha256).hexdigest()
+
+    response = TestClient(create_app(services)).post("/hooks/bitbucket/bb", content=body, headers={
+        "X-Event-Key": "repo:push", "X-Request-UUID": "hg-1", "X-Hub-Signature": signature})
+
+    assert response.status_code == 202 and response.json()["revision"] == repo.head()
+    d = wait_until_ended(services, "bb", response.json()["deployment_id"])
+    assert (d.status, d.trigger, d.revision) == ("success", "webhook", repo.head())
+    assert (workspace.target("bb") / "index.html").read_text() == "<p>from hg</p>"
