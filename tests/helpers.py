@@ -17,6 +17,17 @@ def git(cwd: Path, *args: str) -> str:
                           text=True, env={**os.environ, **GIT_ENV}).stdout.strip()
 
 
+def write_files(root: Path, files: dict[str, str | bytes | None]) -> None:
+    """Write each file under root (folders as needed); None deletes it."""
+    for name, content in files.items():
+        target = Path(root) / name
+        if content is None:
+            target.unlink()
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+
 class GitRepo:
     """A real working repository that tests commit to."""
 
@@ -27,13 +38,7 @@ class GitRepo:
 
     def commit(self, files: dict[str, str | bytes | None], message: str = "change") -> str:
         """Write (or, for None, delete) files and commit them; returns the commit id."""
-        for name, content in files.items():
-            target = self.path / name
-            if content is None:
-                target.unlink()
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content if isinstance(content, bytes) else content.encode())
+        write_files(self.path, files)
         git(self.path, "add", "-A")
         git(self.path, "commit", "--quiet", "--allow-empty", "-m", message)
         return self.head()

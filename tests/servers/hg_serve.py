@@ -11,7 +11,7 @@ import httpx
 
 from orchestrator.processes import terminate
 from orchestrator.sources.hg import hg_executable
-from tests.helpers import wait_for
+from tests.helpers import wait_for, write_files
 
 # No user or system hgrc, plain output; commits need a user name.
 HG_ENV = {"HGPLAIN": "1", "HGRCPATH": "", "HGUSER": "test"}
@@ -32,13 +32,7 @@ class HgRepo:
 
     def commit(self, files: dict[str, str | None], message: str = "change") -> str:
         """Write (or, for None, delete) files and commit them; returns the node."""
-        for name, content in files.items():
-            target = self.path / name
-            if content is None:
-                target.unlink()
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content)
+        write_files(self.path, files)
         hg(self.path, "addremove", "--quiet")
         hg(self.path, "commit", "--quiet", "-m", message)
         return self.head()
