@@ -92,3 +92,13 @@ class _CgiBridge(BaseHTTPRequestHandler):
         if self.headers.get("Content-Encoding"):
             env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
         return env
+
+
+if __name__ == "__main__":
+    # `python -m tests.servers.git_http ROOT`: print the URL, serve until killed.
+    import sys
+
+    with GitHttpServer(Path(sys.argv[1])) as running:
+        running.httpd.socket.listen(128)    # socketserver's default backlog of 5 overflows
+        print(running.url, flush=True)
+        running.thread.join()
