@@ -36,16 +36,10 @@ from workers.deploy import Previous, materialise, release_dir, remove_tree, swit
 from workers.snapshots import Base, Manifest, SnapshotStore
 from workers.validate import validate
 
-ROOT = Path(__file__).resolve().parent.parent
-GIT_ENV = {"GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
-           "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
+from common import GIT_ENV, ROOT, git, ms, pct, verdict, wait
+
 STAGES = ("fetch", "seal", "validate", "materialise", "switch")
 console = Console(width=140)
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True,
-                          env={**os.environ, **GIT_ENV}).stdout.strip()
 
 
 def rel_path(i: int) -> str:
@@ -142,15 +136,6 @@ def worker_ready(proc: subprocess.Popen, log: Path) -> bool:
     return "ready." in log.read_text(errors="replace")
 
 
-def wait(predicate, interval: float, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-    return value
-
-
 def ended(services: Services, app: str, deployment_id: str):
     d = services.projections.app(app).deployments.get(deployment_id)
     return d if d is not None and d.terminal else None
@@ -238,19 +223,6 @@ def bench(base: Path, args) -> dict:
     finally:
         terminate(worker)
         terminate(redis_proc)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def ms(s: float) -> str:
-    return f"{s * 1000:.1f} ms" if s < 0.1 else f"{s * 1000:.0f} ms"
-
-
-def verdict(ok: bool) -> str:
-    return "[green]PASS[/]" if ok else "[red]FAIL[/]"
 
 
 def report(n: int, r: dict) -> None:

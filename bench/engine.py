@@ -36,19 +36,13 @@ from workers.deploy import remove_tree
 from workers.rollback import rollback
 from workers.snapshots import SnapshotStore
 
-ROOT = Path(__file__).resolve().parent.parent
-GIT_ENV = {"GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
-           "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
+from common import GIT_ENV, ROOT, git, ms, wait
+
 APP, FILES, ROLLBACKS, CLI_RUNS = "site", 200, 20, 10
 SUCCEEDED = re.compile(r"Task sluice\.deploy\[[^\]]+\] succeeded in ([0-9.e-]+)s: 'nothing to do")
 IMPORTS = "import orchestrator.cli, workers.rollback"     # what `sluice rollback` imports
 CLI_SAYS = re.compile(r"rolled back to deployment .* in (\d+) ms")
 console = Console(width=140)
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True,
-                          env={**os.environ, **GIT_ENV}).stdout.strip()
 
 
 def make_repo(repo: Path) -> None:
@@ -82,15 +76,6 @@ def start_worker(cfg: Path, url: str, log: Path) -> subprocess.Popen:
         return "ready." in log.read_text(errors="replace")
     wait(ready, 0.05, 60, "the worker")
     return proc
-
-
-def wait(predicate, interval: float, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-    return value
 
 
 def deploy(services: Services) -> str:
@@ -173,10 +158,6 @@ def bench(base: Path, runs: int) -> dict:
     finally:
         terminate(worker)
         terminate(redis_proc)
-
-
-def ms(s: float) -> str:
-    return f"{s * 1000:.1f} ms" if s < 0.1 else f"{s * 1000:.0f} ms"
 
 
 def row(label: str, values: list[float], baseline: str = "", target: float | None = None):

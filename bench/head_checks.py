@@ -46,32 +46,13 @@ from orchestrator.sources.git_http import remote_head
 from orchestrator.sources.hg import HgSource, hg_executable
 from workers.deploy import remove_tree
 
-ROOT = Path(__file__).resolve().parent.parent
-GIT_ENV = {"GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
-           "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
+from common import GIT_ENV, ROOT, git, ms, pct, run, verdict, wait
+
 HG_ENV = {"HGPLAIN": "1", "HGRCPATH": "", "HGUSER": "bench"}
 PUSH = ROOT.parent / "shared" / "fixtures" / "github" / "push_with-new-branch.payload.json"
 SECRET, CONCURRENCY = "bench-secret", 32
 console = Console(width=150)
 notes: list[str] = []
-
-
-def run(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> str:
-    return subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}).stdout.strip()
-
-
-def git(repo: Path, *args: str) -> str:
-    return run(["git", *args], repo, GIT_ENV)
-
-
-def wait(predicate, interval: float, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-    return value
 
 
 def busy() -> bool:
@@ -261,19 +242,6 @@ def bench(base: Path, args) -> dict:
     finally:
         for proc in reversed(procs):
             terminate(proc)
-
-
-def ms(s: float) -> str:
-    return f"{s * 1000:.{2 if s < 0.01 else 1 if s < 0.1 else 0}f} ms"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def verdict(ok: bool) -> str:
-    return "[green]PASS[/]" if ok else "[red]FAIL[/]"
 
 
 def check_rows(kind: str, base: str, ours: dict, theirs: dict) -> list[tuple]:
