@@ -61,9 +61,6 @@ class Lease:
         return self
 
     def __exit__(self, *exc) -> None:
-        """Release (idempotent: a holder may let go early, before handing over)."""
-        if self.token is None or self._stop.is_set():
-            return
         self._stop.set()
         if self._renewer:
             self._renewer.join()

@@ -9,7 +9,7 @@ from orchestrator.commands import execute
 from orchestrator.dispatch import new_deployment_id
 from orchestrator.errors import PermanentError
 from orchestrator.lease import Lease, LeaseBusy
-from orchestrator.projections import AppView, DeploymentView
+from orchestrator.projections import SUCCESS, AppView, DeploymentView
 from orchestrator.services import Services
 from .deploy import live_release, switch
 
@@ -22,7 +22,8 @@ def rollback(services: Services, app: str, to: str | None = None, holder: str = 
     with _lease(services, app, holder) as lease:
         view = services.projections.app(app)
         chosen = _choose(view, to, str(live_release(target)))
-        now, rollback_id = services.clock.now(), new_deployment_id(services.clock.now())
+        now = services.clock.now()
+        rollback_id = new_deployment_id(now)
         execute(services.projections, app, lambda v: [
             ev.DeploymentQueued(app=app, at=now, deployment_id=rollback_id, revision=chosen.revision,
                                 trigger="rollback", snapshot=chosen.snapshot, origin=chosen.id),
@@ -43,7 +44,7 @@ def _choose(view: AppView, to: str | None, live: str) -> DeploymentView:
     kept = set(view.kept_releases())
     if to is not None:
         d = view.deployments.get(to)
-        if d is None or d.status != "success":
+        if d is None or d.status != SUCCESS:
             raise PermanentError(f"deployment {to!r} of {view.name!r} did not succeed; "
                                  "only successful deployments can be rolled back to")
         if d.release not in kept:
@@ -51,7 +52,7 @@ def _choose(view: AppView, to: str | None, live: str) -> DeploymentView:
                                  f"(keep_releases); redeploy it instead: sluice redeploy {view.name} {to}")
         return d
     for d in view.history():
-        if d.status == "success" and d.release in kept and d.release != live:
+        if d.status == SUCCESS and d.release in kept and d.release != live:
             return d
     raise PermanentError(f"app {view.name!r} has no earlier release to roll back to")
 

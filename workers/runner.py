@@ -17,9 +17,10 @@ from orchestrator.config import AppConfig
 from orchestrator.dispatch import enqueue
 from orchestrator.errors import PermanentError
 from orchestrator.lease import Lease
-from orchestrator.projections import AppView, DeploymentView
+from orchestrator.projections import FAILED, SUPERSEDED, AppView, DeploymentView
 from orchestrator.services import Services
 from orchestrator.sources import fingerprint, source_for
+from orchestrator.store import ANY_VERSION
 from .deploy import Previous, live_release, materialise, release_dir, switch
 from .retention import collect_garbage, kept_snapshots, prune_releases
 from .snapshots import Base, Snapshot, SnapshotStore
@@ -46,20 +47,23 @@ def run(ctx: WorkerContext, app: str, deployment_id: str, attempt: int) -> str:
         return _record_end(ctx, app, deployment_id, ev.DeploymentFailed,
                            reason=f"app {app!r} is no longer in the configuration")
     with Lease(ctx.services.redis, app, ctx.holder, ctx.services.config.lease_ttl) as lease:
-        try:
-            newer = _newer(ctx.services.projections.app(app), deployment_id)
-            if newer is not None:       # e.g. redelivered after its worker died: too late now
-                return _record_end(ctx, app, deployment_id, ev.DeploymentSuperseded, by=newer.id)
-            if not _record(ctx, app, deployment_id, ev.DeploymentStarted,
-                           worker=ctx.holder, attempt=attempt):
-                return "nothing to do (ended meanwhile)"
-            try:
-                return _deploy(ctx, app, config, deployment_id, lease)
-            except PermanentError as exc:
-                return _record_end(ctx, app, deployment_id, ev.DeploymentFailed, reason=str(exc))
-        finally:
-            lease.__exit__(None, None, None)
-            _hand_over(ctx, app, deployment_id)
+        outcome = _attempt(ctx, app, config, deployment_id, attempt, lease)
+    _hand_over(ctx, app, deployment_id)     # after letting go, so the next one can start
+    return outcome
+
+
+def _attempt(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
+             attempt: int, lease: Lease) -> str:
+    newer = _newer(ctx.services.projections.app(app), deployment_id)
+    if newer is not None:       # e.g. redelivered after its worker died: too late now
+        return _record_end(ctx, app, deployment_id, ev.DeploymentSuperseded, by=newer.id)
+    if not _record(ctx, app, deployment_id, ev.DeploymentStarted,
+                   worker=ctx.holder, attempt=attempt):
+        return "nothing to do (ended meanwhile)"
+    try:
+        return _deploy(ctx, app, config, deployment_id, lease)
+    except PermanentError as exc:
+        return _record_end(ctx, app, deployment_id, ev.DeploymentFailed, reason=str(exc))
 
 
 def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
@@ -110,9 +114,9 @@ def _snapshot(ctx: WorkerContext, config: AppConfig, d: DeploymentView,
 
 def _newer(view: AppView, deployment_id: str) -> DeploymentView | None:
     """The newest deployment queued after this one that is live, running or waiting."""
-    later = list(view.deployments)[list(view.deployments).index(deployment_id) + 1:]
-    current = [view.deployments[k] for k in later
-               if view.deployments[k].status in ("success", "skipped", "pending", "building", "deploying")]
+    ids = list(view.deployments)
+    current = [view.deployments[k] for k in ids[ids.index(deployment_id) + 1:]
+               if view.deployments[k].status not in (FAILED, SUPERSEDED)]
     return current[-1] if current else None
 
 
@@ -132,7 +136,7 @@ def _retain(ctx: WorkerContext, app: str, config: AppConfig) -> None:
                                  services.config.data_dir / "releases" / app, config.keep_releases)
         if removed:
             services.store.append(app, [ev.ReleasesPruned(app=app, at=services.clock.now(),
-                                                          releases=removed)], -1)
+                                                          releases=removed)], ANY_VERSION)
         interval = services.config.gc_interval
         if interval <= 0 or services.redis.set(keys.GC, ctx.holder, nx=True, ex=int(interval)):
             views = [services.projections.app(name) for name in services.store.apps()]
