@@ -6,6 +6,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from rich.table import Table
+
 ROOT = Path(__file__).resolve().parent.parent
 GIT_ENV = {"GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
            "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
@@ -36,6 +38,16 @@ def ms(s: float) -> str:
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def results_table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> Table:
+    """Measures left, figures right-aligned beside their baselines and targets."""
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="left" if col == "measure" else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def verdict(ok: bool) -> str:

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import yaml
 from rich.console import Console
-from rich.table import Table
 
 from orchestrator.config import GitSourceConfig, load_config
 from orchestrator.embedded_redis import start_redis
@@ -36,7 +35,7 @@ from workers.deploy import Previous, materialise, release_dir, remove_tree, swit
 from workers.snapshots import Base, Manifest, SnapshotStore
 from workers.validate import validate
 
-from common import GIT_ENV, ROOT, git, ms, pct, verdict, wait
+from common import GIT_ENV, ROOT, git, ms, pct, results_table, verdict, wait
 
 STAGES = ("fetch", "seal", "validate", "materialise", "switch")
 console = Console(width=140)
@@ -244,12 +243,9 @@ def report(n: int, r: dict) -> None:
             *[(f"  {s}", ms(st[s])) for s in ("validate", "materialise", "switch")],
             ("change-to-live p50 (poll 1s)", f"{p50:.2f} s", "", "", "<= 1.5 s", verdict(p50 <= 1.5)),
             (f"change-to-live p90 / max ({len(lat)} runs)", f"{pct(lat, .9):.2f} / {max(lat):.2f} s")]
-    t = Table(title=f"Sluice deployment benchmark: {n} files x 1 KiB, {r['runs']} runs (medians)")
-    for col in ("measure", "sluice", "baseline", "ratio", "target", "verdict"):
-        t.add_column(col, justify="left" if col == "measure" else "right")
-    for row in rows:
-        t.add_row(*row)
-    console.print(t)
+    console.print(results_table(
+        f"Sluice deployment benchmark: {n} files x 1 KiB, {r['runs']} runs (medians)",
+        ("measure", "sluice", "baseline", "ratio", "target", "verdict"), rows))
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import yaml
 from rich.console import Console
-from rich.table import Table
 
 from orchestrator.config import load_config
 from orchestrator.dispatch import enqueue
@@ -36,7 +35,7 @@ from workers.deploy import remove_tree
 from workers.rollback import rollback
 from workers.snapshots import SnapshotStore
 
-from common import GIT_ENV, ROOT, git, ms, wait
+from common import GIT_ENV, ROOT, git, ms, results_table, wait
 
 APP, FILES, ROLLBACKS, CLI_RUNS = "site", 200, 20, 10
 SUCCEEDED = re.compile(r"Task sluice\.deploy\[[^\]]+\] succeeded in ([0-9.e-]+)s: 'nothing to do")
@@ -181,13 +180,9 @@ def report(r: dict, runs: int) -> None:
             row(f"rollback: `sluice rollback --to` wall ({CLI_RUNS})", r["cli"],
                 f"python -c pass {ms(py)}"),
             row(f"  python -c '{IMPORTS}'", r["imports"], f"python -c pass {ms(py)}")]
-    t = Table(title=f"Sluice engine benchmark: {FILES}-file site, {runs} duplicate deliveries "
-                    "per method")
-    for col in ("measure", "median", "p90", "baseline", "target", "verdict"):
-        t.add_column(col, justify="left" if col == "measure" else "right")
-    for cells in rows:
-        t.add_row(*cells)
-    console.print(t)
+    console.print(results_table(
+        f"Sluice engine benchmark: {FILES}-file site, {runs} duplicate deliveries per method",
+        ("measure", "median", "p90", "baseline", "target", "verdict"), rows))
 
 
 def main() -> None:

@@ -33,7 +33,6 @@ from pathlib import Path
 import httpx
 import yaml
 from rich.console import Console
-from rich.table import Table
 
 from orchestrator import keys
 from orchestrator.config import HgSourceConfig, load_config
@@ -46,7 +45,7 @@ from orchestrator.sources.git_http import remote_head
 from orchestrator.sources.hg import HgSource, hg_executable
 from workers.deploy import remove_tree
 
-from common import GIT_ENV, ROOT, git, ms, pct, run, verdict, wait
+from common import GIT_ENV, ROOT, git, ms, pct, results_table, run, verdict, wait
 
 HG_ENV = {"HGPLAIN": "1", "HGRCPATH": "", "HGUSER": "bench"}
 PUSH = ROOT.parent / "shared" / "fixtures" / "github" / "push_with-new-branch.payload.json"
@@ -268,13 +267,9 @@ def report(r: dict) -> None:
             (f"webhook-to-live p50 ({len(lat)} pushes)", ms(pct(lat, .5)), "", "", "<= 1 s",
              verdict(pct(lat, .5) <= 1.0)),
             ("  p90 / max", f"{ms(pct(lat, .9))} / {ms(max(lat))}")]
-    t = Table(title=f"Sluice head-check benchmark ({os.cpu_count()} cores; counts: in-process / "
-                    "subprocess)")
-    for col in ("measure", "sluice", "baseline", "ratio", "target", "verdict"):
-        t.add_column(col, justify="left" if col == "measure" else "right")
-    for row in rows:
-        t.add_row(*row)
-    console.print(t)
+    console.print(results_table(
+        f"Sluice head-check benchmark ({os.cpu_count()} cores; counts: in-process / subprocess)",
+        ("measure", "sluice", "baseline", "ratio", "target", "verdict"), rows))
     console.print("The served side is a CGI `git http-backend` per request (plus a Python "
                   "threaded HTTP server), on the same machine: it bounds the poller's figure.")
     for line in notes + [f"first failure: {e}" for e in p["errors"][:1]]:
