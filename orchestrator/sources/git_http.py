@@ -6,29 +6,18 @@ v2, later checks go straight to `ls-refs`: one request per head check.
 """
 from __future__ import annotations
 
-import threading
+from functools import lru_cache
 from typing import Iterator
 
-import httpx
-
 from ..errors import AuthenticationFailed, RevisionNotFound, TransientError
+from ..lean_http import HttpError, Pool, Response
 from ..urls import sanitize_url
 
 UPLOAD_PACK = "git-upload-pack"
-_client: httpx.Client | None = None
-_lock = threading.Lock()
+_pool = Pool(timeout=15, headers={"Git-Protocol": "version=2"})
 _speaks_v2: set[str] = set()
-
-
-def client() -> httpx.Client:
-    """One pooled, thread-safe client per process (head checks run on a thread pool)."""
-    global _client
-    with _lock:
-        if _client is None:
-            _client = httpx.Client(timeout=15, follow_redirects=True,
-                                   limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
-                                   headers={"User-Agent": "sluice", "Git-Protocol": "version=2"})
-        return _client
+LS_REFS_HEADERS = {"Content-Type": f"application/x-{UPLOAD_PACK}-request",
+                   "Accept": f"application/x-{UPLOAD_PACK}-result"}
 
 
 def remote_head(url: str, branch: str, auth: tuple[str, str] | None = None) -> str:
@@ -44,7 +33,7 @@ def remote_head(url: str, branch: str, auth: tuple[str, str] | None = None) -> s
 
 
 def _advertised(base: str, ref: str, auth) -> dict[str, str]:
-    body = _request("GET", f"{base}/info/refs?service={UPLOAD_PACK}", auth).content
+    body = _request("GET", f"{base}/info/refs?service={UPLOAD_PACK}", auth).body
     lines = [line for line in pkt_lines(body) if line is not None and not line.startswith(b"# service=")]
     if lines and lines[0].rstrip(b"\n") == b"version 2":
         _speaks_v2.add(base)
@@ -57,32 +46,35 @@ def _advertised(base: str, ref: str, auth) -> dict[str, str]:
 
 
 def _ls_refs(base: str, ref: str, auth) -> dict[str, str]:
-    request = (pkt(b"command=ls-refs\n") + pkt(b"agent=sluice\n") + b"0001"
-               + pkt(b"ref-prefix " + ref.encode() + b"\n") + b"0000")
-    response = _request("POST", f"{base}/{UPLOAD_PACK}", auth, content=request,
-                        headers={"Content-Type": f"application/x-{UPLOAD_PACK}-request",
-                                 "Accept": f"application/x-{UPLOAD_PACK}-result"})
+    response = _request("POST", f"{base}/{UPLOAD_PACK}", auth, body=_ls_refs_request(ref),
+                        headers=LS_REFS_HEADERS)
     refs = {}
-    for line in pkt_lines(response.content):
+    for line in pkt_lines(response.body):
         if line:                             # "<oid> <ref>[ attributes]\n"
             oid, name = line.rstrip(b"\n").split(b" ")[:2]
             refs[name.decode()] = oid.decode()
     return refs
 
 
-def _request(method: str, url: str, auth, **kwargs) -> httpx.Response:
-    shown = sanitize_url(url.split("?")[0])
+@lru_cache(maxsize=1024)
+def _ls_refs_request(ref: str) -> bytes:
+    return (pkt(b"command=ls-refs\n") + pkt(b"agent=sluice\n") + b"0001"
+            + pkt(b"ref-prefix " + ref.encode() + b"\n") + b"0000")
+
+
+def _request(method: str, url: str, auth, **kwargs) -> Response:
     try:
-        response = client().request(method, url, auth=auth, **kwargs)
-    except httpx.HTTPError as exc:
-        raise TransientError(f"{shown}: {type(exc).__name__}: {exc}") from None
-    if response.status_code in (401, 403):
-        raise AuthenticationFailed(f"{shown}: the server refused the credentials ({response.status_code})")
-    if response.status_code == 404:
+        response = _pool.request(method, url, auth=auth, **kwargs)
+    except HttpError as exc:
+        raise TransientError(f"{sanitize_url(url.split('?')[0])}: {exc}") from None
+    if response.status < 400:
+        return response
+    shown = sanitize_url(url.split("?")[0])
+    if response.status in (401, 403):
+        raise AuthenticationFailed(f"{shown}: the server refused the credentials ({response.status})")
+    if response.status == 404:
         raise RevisionNotFound(f"{shown}: no Git repository there (404)")
-    if response.status_code >= 400:
-        raise TransientError(f"{shown}: HTTP {response.status_code}")
-    return response
+    raise TransientError(f"{shown}: HTTP {response.status}")
 
 
 def pkt(data: bytes) -> bytes:

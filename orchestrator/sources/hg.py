@@ -15,27 +15,18 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+from urllib.parse import urlencode
 
 from ..config import RepositorySource
 from ..errors import AuthenticationFailed, PermanentError, RevisionNotFound, TransientError
+from ..lean_http import HttpError, Pool
 from ..urls import sanitize_url
 from .base import Change, SnapshotWriter, strip_prefix
 
 ALIAS_KIND = "hg-filenode"
 NODE = re.compile(r"^[0-9a-f]{40}$")
 HEAD_TIMEOUT = 30.0
-_http: tuple[int, httpx.Client] | None = None
-
-
-def http_client() -> httpx.Client:
-    """One pooled client per process: a Celery worker forks, and a pool must not be shared
-    across a fork."""
-    global _http
-    if _http is None or _http[0] != os.getpid():
-        _http = (os.getpid(), httpx.Client(timeout=HEAD_TIMEOUT, follow_redirects=True,
-                                           headers={"Accept": "application/mercurial-0.1"}))
-    return _http[1]
+_pool = Pool(timeout=HEAD_TIMEOUT, headers={"Accept": "application/mercurial-0.1"})
 
 
 def hg_executable() -> str:
@@ -72,20 +63,20 @@ class HgSource:
         """The wire protocol's `lookup` command: one GET, answered `1 <node>` or `0 <error>`."""
         auth = (self.config.username or "", self.config.password or "") \
             if self.config.username or self.config.password else None
+        separator = "&" if "?" in self.config.url else "?"
+        query = urlencode({"cmd": "lookup", "key": self.config.branch})
         try:
-            response = http_client().get(self.config.url, auth=auth, params={
-                "cmd": "lookup", "key": self.config.branch})
-        except httpx.HTTPError as exc:
-            raise TransientError(f"hg lookup {self.where} failed: "
-                                 f"{sanitize_url(str(exc)) or type(exc).__name__}") from None
-        status = response.status_code
+            response = _pool.request("GET", f"{self.config.url}{separator}{query}", auth=auth)
+        except HttpError as exc:
+            raise TransientError(f"hg lookup {self.where} failed: {exc}") from None
+        status = response.status
         if status in (401, 403):
             raise AuthenticationFailed(f"hg lookup {self.where}: HTTP {status}, check the credentials")
         if status == 429 or status >= 500:
             raise TransientError(f"hg lookup {self.where} failed: HTTP {status}")
         if status != 200:
             raise PermanentError(f"hg lookup {self.where} failed: HTTP {status}")
-        ok, _, answer = response.text.strip().partition(" ")
+        ok, _, answer = response.body.decode(errors="replace").strip().partition(" ")
         if ok == "1" and NODE.match(answer):
             return answer
         if ok == "0":
