@@ -19,6 +19,10 @@ from workers.snapshots import SnapshotStore
 from tests.helpers import GIT_ENV, GitRepo, git_app, wait_for, write_config
 
 os.environ.update(GIT_ENV)
+# ssh to the host ssh.sluice.test runs the remote command locally (tests/servers/fake_ssh.py),
+# for this process and the workers it starts.
+os.environ.update(SLUICE_TEST_PYTHON=sys.executable, PATH=os.pathsep.join(
+    [str(Path(__file__).parent / "servers" / "bin"), os.environ.get("PATH", "")]))
 
 
 @pytest.fixture(scope="session")
