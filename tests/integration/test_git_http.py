@@ -2,18 +2,22 @@
 `git http-backend`, public and behind HTTP Basic auth."""
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from orchestrator.api import create_app
 from orchestrator.config import GitSourceConfig
 from orchestrator.errors import AuthenticationFailed, RevisionNotFound
 from orchestrator.sources.git import GitSource
 from tests.helpers import FUNCTION_APP, git
-from tests.integration.flow import sync_and_wait, tree
+from tests.integration.flow import sync_and_wait, tree, wait_until_ended
 from tests.servers.git_http import GitHttpServer
 
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
 V2 = {"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n"}
 
 
@@ -85,7 +89,6 @@ def test_a_fetch_with_a_refused_password_fails_at_once_naming_the_cause(served, 
     root, work, _ = served
     with GitHttpServer(root, auth=("deploy", "right")) as server:
         from orchestrator.dispatch import request_deployment
-        from tests.integration.flow import wait_until_ended
         services = workspace.configure({"hello": {
             "target": str(workspace.target("hello")),
             "source": {"type": "git", "url": f"{server.url}/app.git", "username": "deploy",
@@ -94,3 +97,27 @@ def test_a_fetch_with_a_refused_password_fails_at_once_naming_the_cause(served, 
         d = wait_until_ended(services, "hello", queued.deployment_id)
     assert d.status == "failed" and d.attempts == 1 and "Authentication failed" in d.message
     assert "wrong" not in d.message
+
+
+def test_a_private_azure_devops_repository_deploys_the_pushed_commit_on_its_service_hook(served, workspace):
+    """Azure DevOps: the hook authenticates with Basic auth, the fetch with a personal access
+    token as the password; neither secret reaches the events."""
+    root, _, push = served
+    revision = push(V2)
+    hook = json.loads((FIXTURES / "azure-devops/git.push.json").read_bytes())
+    hook["resource"]["refUpdates"][0]["newObjectId"] = revision
+    with GitHttpServer(root, auth=("build", "pat-s3cret")) as server:
+        services = workspace.configure({"ado": {
+            "target": str(workspace.target("ado")),
+            "source": {"type": "azure-devops", "url": f"{server.url}/app.git", "poll_interval": 0,
+                       "username": "build", "password": "pat-s3cret",
+                       "basic_auth": {"username": "hook", "password": "hook-s3cret"}}}})
+        answer = TestClient(create_app(services)).post(
+            "/hooks/azure-devops/ado", json=hook,
+            headers={"Authorization": "Basic " + base64.b64encode(b"hook:hook-s3cret").decode()})
+        assert (answer.status_code, answer.json()["revision"]) == (202, revision)
+        d = wait_until_ended(services, "ado", answer.json()["deployment_id"])
+    assert d.status == "success" and d.trigger == "webhook"
+    assert tree(workspace.target("ado"))["HttpHello/__init__.py"].endswith("'v2'\n")
+    recorded = json.dumps([r.event.to_fields() for r in services.store.read("ado")])
+    assert "pat-s3cret" not in recorded and "hook-s3cret" not in recorded

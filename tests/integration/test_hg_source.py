@@ -2,15 +2,16 @@
 worker."""
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 
 from orchestrator.config import HgSourceConfig
-from orchestrator.errors import RevisionNotFound
+from orchestrator.errors import AuthenticationFailed, RevisionNotFound
 from orchestrator.sources.hg import HgSource
 from tests.integration.flow import sync_and_wait, tree
-from tests.servers.hg_serve import HgRepo, hg_serve
+from tests.servers.hg_serve import HgRepo, hg_serve, hg_serve_with_auth
 
 SITE = {"index.html": "<h1>v1</h1>", "css/site.css": "body {}", "deploy.sh": "#!/bin/sh\n"}
 
@@ -202,3 +203,17 @@ def test_a_bitbucket_mercurial_push_webhook_deploys_from_hg_serve(workspace, rep
     d = wait_until_ended(services, "bb", response.json()["deployment_id"])
     assert (d.status, d.trigger, d.revision) == ("success", "webhook", repo.head())
     assert (workspace.target("bb") / "index.html").read_text() == "<p>from hg</p>"
+
+
+def test_a_private_repository_is_reached_with_credentials_that_never_reach_events(workspace, repo, tmp_path):
+    node = repo.commit(SITE)
+    with hg_serve_with_auth(repo.path, tmp_path / "hgweb.log", ("deployer", "s3cret-tok3n")) as url:
+        for wrong in ({}, {"username": "deployer", "password": "wrong"}):
+            with pytest.raises(AuthenticationFailed):
+                HgSource(HgSourceConfig(type="hg", url=url, **wrong), tmp_path / "cache").head()
+        services = workspace.configure({"site": hg_app(
+            url, workspace.target("site"), username="deployer", password="s3cret-tok3n")})
+        d = sync_and_wait(services, "site")
+    assert d.status == "success" and tree(workspace.target("site")) == SITE
+    recorded = json.dumps([r.event.to_fields() for r in services.store.read("site")])
+    assert node in recorded and "s3cret-tok3n" not in recorded

@@ -1,9 +1,11 @@
 """Real Mercurial repositories and a real `hg serve` on a free loopback port."""
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -78,3 +80,58 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@contextmanager
+def hg_serve_with_auth(repo: Path, log: Path, auth: tuple[str, str]):
+    """Serve `repo` over HTTP behind Basic auth (`hg serve` has none): Mercurial's own hgweb
+    WSGI application behind a guard, in a child process; yields its URL."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tests.servers.hg_serve", str(repo), *auth],
+                                env={**os.environ, **HG_ENV}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = wait_for(lambda: _printed_url(log) or proc.poll() is not None, timeout=30,
+                       what="hgweb to listen")
+        assert proc.poll() is None, log.read_text()
+        yield url
+    finally:
+        terminate(proc, grace=5)
+
+
+def _printed_url(log: Path) -> str | None:
+    match = re.search(r"^(http://\S+)$", log.read_text(), re.M)
+    return match.group(1) if match else None
+
+
+def _serve_with_auth(repo: str, user: str, password: str) -> None:
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from mercurial.hgweb import hgweb
+
+    app = hgweb(repo.encode())
+    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def guarded(environ, start_response):
+        if environ.get("HTTP_AUTHORIZATION") != expected:
+            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="hg"'),
+                                                ("Content-Length", "0")])
+            return [b""]
+        environ["REMOTE_USER"] = user
+        return app(environ, start_response)
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    class Threading(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    server = make_server("127.0.0.1", 0, guarded, server_class=Threading, handler_class=Quiet)
+    print(f"http://127.0.0.1:{server.server_port}/", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    # `python -m tests.servers.hg_serve REPO USER PASSWORD`
+    _serve_with_auth(*sys.argv[1:4])
