@@ -13,8 +13,9 @@ from typing import Optional
 import redis
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from . import presenting
+from . import keys, presenting
 from .config import DEFAULT_CONFIG, load_config
 from .errors import ConfigError, SluiceError
 from .services import Services
@@ -211,14 +212,29 @@ def _report(services: Services, app: str, queued, wait: bool, timeout: float = 6
 
 
 def _wait_for_end(services: Services, app: str, deployment_id: str, timeout: float):
+    """Poll the projection until the deployment ends; a progress bar while its snapshot
+    downloads files (cloud sources report how many)."""
     deadline = time.monotonic() + timeout
-    while True:
-        d = services.projections.app(app).deployments[deployment_id]
-        if d.terminal:
-            return d
-        if time.monotonic() > deadline:
-            raise SluiceError(f"deployment {deployment_id} still {d.status} after {timeout:g}s")
-        time.sleep(0.1)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=out, transient=True) as bar:
+        task = None
+        while True:
+            d = services.projections.app(app).deployments[deployment_id]
+            if d.terminal:
+                return d
+            if time.monotonic() > deadline:
+                raise SluiceError(f"deployment {deployment_id} still {d.status} after {timeout:g}s")
+            done, total = _progress(services, deployment_id)
+            if total and task is None:
+                task = bar.add_task(f"{app}: downloading", total=total)
+            if task is not None:
+                bar.update(task, completed=done, total=total)
+            time.sleep(0.1)
+
+
+def _progress(services: Services, deployment_id: str) -> tuple[int, int]:
+    raw = services.redis.hgetall(keys.progress(deployment_id))
+    return int(raw.get(b"done", 0)), int(raw.get(b"total", 0))
 
 
 def _fail(label: str, message: str, code: int) -> None:

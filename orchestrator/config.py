@@ -44,6 +44,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _plain_folder(value: str) -> str:
+    """A folder path as 'a/b': no leading or trailing slash, no '.' or '..'."""
+    parts = [p for p in value.strip("/").split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise ValueError(f"path {value!r} must be a plain folder path (no '.' or '..')")
+    return "/".join(parts)
+
+
 class RepositorySource(_Strict):
     """A version-controlled source: one branch (and maybe one subfolder) of a repository."""
     url: str = Field(min_length=1)
@@ -58,13 +66,7 @@ class RepositorySource(_Strict):
     def scm(self) -> str:
         return "git"
 
-    @field_validator("path")
-    @classmethod
-    def _relative_path(cls, value: str) -> str:
-        parts = [p for p in value.strip("/").split("/") if p]
-        if any(p in (".", "..") for p in parts):
-            raise ValueError(f"path {value!r} must be a plain subfolder (no '.' or '..')")
-        return "/".join(parts)
+    _relative_path = field_validator("path")(lambda cls, value: _plain_folder(value))
 
     def describe(self) -> str:
         path = f" /{self.path}" if self.path else ""
@@ -139,9 +141,66 @@ class AzureDevOpsSourceConfig(_WebhookSource):
         return self
 
 
+class _CloudFolderSource(_Strict):
+    """A folder in a cloud drive; `path` is the folder to deploy ('' for the whole drive)."""
+    path: str = ""
+
+    @property
+    def scm(self) -> str:
+        return self.type
+
+    _folder = field_validator("path")(lambda cls, value: _plain_folder(value))
+
+    def describe(self) -> str:
+        return f"{self.type} /{self.path}"
+
+
+class DropboxSourceConfig(_CloudFolderSource):
+    """An app key with its secret and a refresh token (what an app's OAuth flow yields), or a
+    plain access token."""
+    type: Literal["dropbox"]
+    app_key: str | None = None
+    app_secret: str | None = None
+    refresh_token: str | None = None
+    access_token: str | None = None
+    poll_interval: Duration = 600.0         # a safety net: longpoll sees changes in seconds
+    longpoll: bool = True
+
+    @model_validator(mode="after")
+    def _credentials(self):
+        if not self.access_token and not (self.app_key and self.refresh_token):
+            raise ValueError("dropbox sources need app_key and refresh_token (and app_secret "
+                             "unless the app uses PKCE), or access_token")
+        return self
+
+
+class OneDriveSourceConfig(_CloudFolderSource):
+    """Business drives: an app registration's client credentials and the drive's id.
+    Personal drives: a delegated refresh token (tenant `consumers`)."""
+    type: Literal["onedrive"]
+    client_id: str = Field(min_length=1)
+    tenant: str = "consumers"
+    client_secret: str | None = None
+    drive_id: str | None = None
+    refresh_token: str | None = None
+    authority_host: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    poll_interval: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _one_way_in(self):
+        if self.client_secret and not self.drive_id:
+            raise ValueError("onedrive sources with client_secret (app-only) need drive_id")
+        if not self.client_secret and not self.refresh_token:
+            raise ValueError("onedrive sources need client_secret and drive_id (business), "
+                             "or refresh_token (personal)")
+        return self
+
+
 SourceConfig = Annotated[GitSourceConfig | HgSourceConfig | GitHubSourceConfig |
-                         BitbucketSourceConfig | AzureDevOpsSourceConfig, Field(discriminator="type")]
-SOURCE_TYPES = ("git", "hg", "github", "bitbucket", "azure-devops")
+                         BitbucketSourceConfig | AzureDevOpsSourceConfig | DropboxSourceConfig |
+                         OneDriveSourceConfig, Field(discriminator="type")]
+SOURCE_TYPES = ("git", "hg", "github", "bitbucket", "azure-devops", "dropbox", "onedrive")
 WEBHOOK_TYPES = ("github", "bitbucket", "azure-devops")
 
 

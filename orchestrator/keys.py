@@ -13,6 +13,9 @@ Caches and coordination (safe to delete; rebuilt or re-derived):
   sluice:lease:{app}             the app's deployment lease: "{fencing token}:{holder}", with a TTL
   sluice:lease:{app}:fence       counter handing out fencing tokens
   sluice:hook:{provider}:{id}    a webhook delivery already acted on (kept 7 days)
+  sluice:progress:{deployment}   hash: done, total downloads of a deployment's snapshot (1 h TTL)
+  sluice:credentials:{app}       JSON: the app's deployment user and scrypt hash of its password
+  sluice:auth:failures:{addr}    failed logins from an address (15 min TTL), for slowing it down
   sluice:gc                      held (with a TTL of gc_interval) by the worker that last
                                  collected the store's garbage
 """
@@ -32,6 +35,18 @@ def app_events(app: str) -> str:
 
 def app_projection(app: str) -> str:
     return f"{PREFIX}proj:app:{app}"
+
+
+def progress(deployment_id: str) -> str:
+    return f"{PREFIX}progress:{deployment_id}"
+
+
+def credentials(app: str) -> str:
+    return f"{PREFIX}credentials:{app}"
+
+
+def login_failures(address: str) -> str:
+    return f"{PREFIX}auth:failures:{address}"
 
 
 def hook_delivery(provider: str, delivery_id: str) -> str:

@@ -20,6 +20,7 @@ from .dispatch import Queued, request_deployment
 from .errors import SluiceError
 from .services import Services
 from .sources import fingerprint, source_for
+from .watchers import start_watchers
 
 log = logging.getLogger("sluice.poller")
 
@@ -39,13 +40,15 @@ class CheckResult:
     error: str | None = None
 
 
-def read_cursor(services: Services, name: str) -> str | None:
+def read_cursor(services: Services, name: str, fallback: bool = True) -> str | None:
+    """The cursor of the last head check under the current source settings; else (with
+    `fallback`) the last revision queued, which is a git or hg source's cursor too."""
     raw = services.redis.hget(keys.POLL_CURSOR, name)
     if raw:
         mark, _, cursor = raw.decode().partition(" ")
         if mark == fingerprint(services.config.apps[name]):
             return cursor
-    return services.projections.app(name).last_revision
+    return services.projections.app(name).last_revision if fallback else None
 
 
 def write_cursor(services: Services, name: str, cursor: str) -> None:
@@ -56,7 +59,10 @@ def write_cursor(services: Services, name: str, cursor: str) -> None:
 def sync_now(services: Services, name: str, trigger: str = "manual") -> Queued:
     """The portal's Sync button: take the source's head now and deploy it (a deployment
     of what is already live ends as skipped)."""
-    change = source_for(services.config.apps[name], services.config.data_dir).latest(None)
+    cursor = read_cursor(services, name)
+    change = source_for(services.config.apps[name], services.config.data_dir).latest(cursor)
+    if change is None:          # nothing since the last head check, which queued `cursor`'s state
+        return request_deployment(services, name, services.projections.app(name).last_revision, trigger)
     queued = request_deployment(services, name, change.revision, trigger)
     write_cursor(services, name, change.cursor)
     return queued
@@ -69,6 +75,7 @@ class Poller:
         self.rng = rng or random.Random()
         self._claim = services.redis.register_script(_CLAIM)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="head-check")
+        self._wake = threading.Event()
 
     def register(self) -> None:
         """Schedule every polled app (now, unless already scheduled); drop the others."""
@@ -128,8 +135,15 @@ class Poller:
         head = self.services.redis.zrange(keys.POLL_DUE, 0, 0, withscores=True)
         return max(0.0, head[0][1] - self.services.clock.now()) if head else 60.0
 
+    def due_now(self, name: str) -> None:
+        """A change notification arrived: check this source at the next round, right away."""
+        self._schedule(name, 0.0)
+        self._wake.set()
+
     def run(self, stop: threading.Event, max_wait: float = 1.0) -> None:
         self.register()
+        start_watchers(self.services, stop, lambda name: read_cursor(self.services, name, False),
+                       self.due_now)
         while not stop.is_set():
             try:
                 self.tick()
@@ -137,5 +151,6 @@ class Poller:
             except Exception:       # Redis away, say: keep serving, try again shortly
                 log.exception("poll round failed")
                 wait = max_wait
-            stop.wait(wait)
+            self._wake.wait(wait)
+            self._wake.clear()
         self._pool.shutdown(wait=True)

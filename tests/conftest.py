@@ -2,6 +2,7 @@
 worker process. Nothing of our own infrastructure is mocked."""
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -39,7 +40,26 @@ def worker_config_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(redis_url, worker_config_path, tmp_path_factory):
+def cloud_fakes():
+    """The session's fake Dropbox and Microsoft Graph (HTTPS, a throwaway CA). Set before the
+    worker starts: the dropbox SDK reads its hosts from the environment when imported (so it
+    is re-imported here if a test module imported it first), and requests trusts
+    REQUESTS_CA_BUNDLE."""
+    from tests.servers.fake_dropbox import FakeDropbox
+    from tests.servers.fake_graph import FakeGraph
+
+    with FakeDropbox() as dropbox_fake, FakeGraph() as graph_fake:
+        os.environ.update(dropbox_fake.hosts, REQUESTS_CA_BUNDLE=dropbox_fake.ca_bundle)
+        if "dropbox" in sys.modules:
+            import dropbox.dropbox_client
+            import dropbox.session
+            importlib.reload(dropbox.session)
+            importlib.reload(dropbox.dropbox_client)
+        yield dropbox_fake, graph_fake
+
+
+@pytest.fixture(scope="session")
+def celery_worker(redis_url, worker_config_path, tmp_path_factory, cloud_fakes):
     write_config(worker_config_path, tmp_path_factory.mktemp("idle"), {}, redis_url)
     log = open(tmp_path_factory.mktemp("worker") / "worker.log", "w")
     proc = subprocess.Popen(

@@ -108,8 +108,22 @@ def _snapshot(ctx: WorkerContext, config: AppConfig, d: DeploymentView,
     if live and live.source == fingerprint(config):
         base = Base(live.revision, ctx.store.manifest(live.snapshot))
     writer = ctx.store.writer(base)
+    writer.on_progress = _progress_reporter(ctx, d.id)
     source_for(config, ctx.services.config.data_dir).fetch(d.revision, writer)
     return writer.seal(), fingerprint(config)
+
+
+def _progress_reporter(ctx: WorkerContext, deployment_id: str):
+    """Downloads done so far, for `sluice sync --wait`'s progress bar: at most one Redis
+    write per 1% (and the first and last)."""
+    key, last = keys.progress(deployment_id), [-1]
+
+    def report(done: int, total: int) -> None:
+        if done in (0, total) or done * 100 // max(total, 1) != last[0]:
+            last[0] = done * 100 // max(total, 1)
+            ctx.services.redis.hset(key, mapping={"done": done, "total": total})
+            ctx.services.redis.expire(key, 3600)
+    return report
 
 
 def _newer(view: AppView, deployment_id: str) -> DeploymentView | None:

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from collections import OrderedDict
 from pathlib import Path
-from typing import BinaryIO, Iterable, NamedTuple
+from typing import BinaryIO, Callable, Iterable, NamedTuple
 
 import orjson
 
@@ -238,6 +238,7 @@ class SnapshotWriter:
         self._added: set[str] = set()
         self._aliases: dict[str, list[tuple[str, FileEntry]]] = {}
         self.added = self.reused = 0
+        self.on_progress: Callable[[int, int], None] | None = None
 
     @property
     def base_revision(self) -> str | None:
@@ -275,6 +276,10 @@ class SnapshotWriter:
         self._touch(path)
         self._files.pop(path, None)
         self._links.pop(path, None)
+
+    def report_progress(self, done: int, total: int) -> None:
+        if self.on_progress:
+            self.on_progress(done, total)
 
     def _put(self, path: str, entry: FileEntry) -> None:
         self._listed_once(path)

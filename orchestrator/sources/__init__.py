@@ -8,6 +8,12 @@ from .base import Source
 
 def source_for(app: AppConfig, data_dir: Path) -> Source:
     """GitHub, Bitbucket and Azure DevOps sources are repositories that also send webhooks."""
+    if app.source.scm == "dropbox":
+        from .dropbox import DropboxSource
+        return DropboxSource(app.source, data_dir / "cache" / "dropbox")
+    if app.source.scm == "onedrive":
+        from .onedrive import OneDriveSource
+        return OneDriveSource(app.source, data_dir / "cache" / "onedrive")
     if app.source.scm == "hg":
         from .hg import HgSource
         return HgSource(app.source, data_dir / "cache" / "hg")
@@ -16,7 +22,8 @@ def source_for(app: AppConfig, data_dir: Path) -> Source:
 
 
 # Settings that change how or how often a source is reached, not what it holds.
-NOT_IDENTITY = {"poll_interval", "username", "password", "ssh_key", "secret", "basic_auth", "header"}
+NOT_IDENTITY = {"poll_interval", "username", "password", "ssh_key", "secret", "basic_auth", "header",
+                "app_secret", "refresh_token", "access_token", "client_secret", "longpoll"}
 
 
 def fingerprint(app: AppConfig) -> str:

@@ -28,6 +28,14 @@ class SnapshotWriter(Protocol):
 
     def add_symlink(self, path: str, target: str) -> None: ...
 
+    def remove(self, path: str) -> None: ...
+
+    def drop_base(self) -> None:
+        """Start from nothing: the source will list every file."""
+
+    def report_progress(self, done: int, total: int) -> None:
+        """Downloads done of those needed (for progress bars); sources call it as they go."""
+
 
 class Source(Protocol):
     def latest(self, cursor: str | None) -> Change | None:

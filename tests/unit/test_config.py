@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,7 @@ def test_sluice_environment_overrides_the_file(tmp_path):
 
 
 def test_a_subfolder_path_may_not_climb_out_of_the_repository(tmp_path):
-    with pytest.raises(ConfigError, match=r"apps.a.source.path: path '../x' must be a plain subfolder"):
+    with pytest.raises(ConfigError, match=r"apps.a.source.path: path '../x' must be a plain folder path"):
         load_config(write(tmp_path, "apps:\n  a:\n    target: ./t\n"
                                     "    source: {type: git, url: ./r, path: ../x}\n"), env={})
 
@@ -81,3 +82,13 @@ def test_several_problems_are_reported_together(tmp_path):
 def test_a_missing_file_is_a_config_error_naming_it(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml: cannot read config"):
         load_config(tmp_path / "nope.yaml", env={})
+
+
+@pytest.mark.parametrize("source, message", [
+    ("{type: dropbox, path: /site}", "dropbox sources need app_key and refresh_token"),
+    ("{type: onedrive, client_id: c, client_secret: s}", "with client_secret (app-only) need drive_id"),
+    ("{type: onedrive, client_id: c}", "onedrive sources need client_secret and drive_id"),
+    ("{type: dropbox, path: a/../b, access_token: t}", "must be a plain folder path")])
+def test_cloud_folder_sources_say_which_credentials_or_path_are_wrong(tmp_path, source, message):
+    with pytest.raises(ConfigError, match=r"apps\.a\.source.*" + re.escape(message)):
+        load_config(write(tmp_path, f"apps:\n  a:\n    target: ./t\n    source: {source}\n"), env={})
