@@ -12,7 +12,7 @@ from typing import ClassVar
 
 SCHEMA = 1
 
-TRIGGERS = ("poll", "webhook", "push", "manual", "redeploy", "rollback", "promote")
+TRIGGERS = ("poll", "webhook", "push", "manual", "redeploy", "rollback", "promote", "import")
 
 
 @dataclass(frozen=True)
@@ -138,3 +138,9 @@ class ReleasesPruned(Event):
 
 
 TERMINAL = (DeploymentSucceeded, DeploymentSkipped, DeploymentFailed, DeploymentSuperseded)
+
+
+@dataclass(frozen=True)
+class CredentialsChanged(Event):
+    """The app's deployment credentials were set; the secret itself is never an event."""
+    user: str

@@ -5,6 +5,9 @@ Events (the source of truth):
   sluice:app:{app}:events        stream of the app's events; entry field `n` is its version
   sluice:feed                    capped stream mirroring every event, for followers
 
+Secrets (not derived from events: back them up with the streams):
+  sluice:credentials:{app}       JSON: the app's deployment user and scrypt hash of its password
+
 Caches and coordination (safe to delete; rebuilt or re-derived):
   sluice:proj:app:{app}          JSON of the app's folded projection, with its version
   sluice:poll:due                sorted set: app -> unix time its next head check is due
@@ -14,8 +17,7 @@ Caches and coordination (safe to delete; rebuilt or re-derived):
   sluice:lease:{app}:fence       counter handing out fencing tokens
   sluice:hook:{provider}:{id}    a webhook delivery already acted on (kept 7 days)
   sluice:progress:{deployment}   hash: done, total downloads of a deployment's snapshot (1 h TTL)
-  sluice:credentials:{app}       JSON: the app's deployment user and scrypt hash of its password
-  sluice:auth:failures:{addr}    failed logins from an address (15 min TTL), for slowing it down
+  sluice:auth:failures:{app}:{addr}  failed logins to an app from an address (15 min TTL)
   sluice:gc                      held (with a TTL of gc_interval) by the worker that last
                                  collected the store's garbage
 """
@@ -45,8 +47,8 @@ def credentials(app: str) -> str:
     return f"{PREFIX}credentials:{app}"
 
 
-def login_failures(address: str) -> str:
-    return f"{PREFIX}auth:failures:{address}"
+def login_failures(address: str, app: str) -> str:
+    return f"{PREFIX}auth:failures:{app}:{address}"
 
 
 def hook_delivery(provider: str, delivery_id: str) -> str:
