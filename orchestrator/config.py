@@ -197,10 +197,37 @@ class OneDriveSourceConfig(_CloudFolderSource):
         return self
 
 
+class LocalGitSourceConfig(RepositorySource):
+    """The app's built-in repository (data_dir/repos/APP.git), served by the API at
+    /git/APP.git: a push to `branch` deploys that revision."""
+    type: Literal["localgit"]
+    url: str = ""                           # filled in: the built-in repository's path
+    poll_interval: Duration = 0.0           # pushes deploy at once; nothing to poll
+
+    def describe(self) -> str:
+        return f"localgit (built-in repository) @ {self.branch}"
+
+
+class ManualSourceConfig(_Strict):
+    """No source: the app is not on continuous deployment. Its files change only through
+    `sluice import` (FTP serves them read-only: releases are immutable)."""
+    type: Literal["manual"]
+    poll_interval: Duration = 0.0
+
+    @property
+    def scm(self) -> str:
+        return "manual"
+
+    def describe(self) -> str:
+        return "manual (not on continuous deployment)"
+
+
 SourceConfig = Annotated[GitSourceConfig | HgSourceConfig | GitHubSourceConfig |
                          BitbucketSourceConfig | AzureDevOpsSourceConfig | DropboxSourceConfig |
-                         OneDriveSourceConfig, Field(discriminator="type")]
-SOURCE_TYPES = ("git", "hg", "github", "bitbucket", "azure-devops", "dropbox", "onedrive")
+                         OneDriveSourceConfig | LocalGitSourceConfig | ManualSourceConfig,
+                         Field(discriminator="type")]
+SOURCE_TYPES = ("git", "hg", "github", "bitbucket", "azure-devops", "dropbox", "onedrive",
+                "localgit", "manual")
 WEBHOOK_TYPES = ("github", "bitbucket", "azure-devops")
 
 
@@ -224,6 +251,48 @@ class ApiConfig(_Strict):
         return int(self.listen.rpartition(":")[2])
 
 
+def builtin_repository(data_dir: Path, app: str) -> Path:
+    return Path(data_dir) / "repos" / f"{app}.git"
+
+
+class FtpConfig(_Strict):
+    """FTP/FTPS access to apps' files (`sluice ftp`; `sluice up` starts it when listen is set)."""
+    listen: str | None = None               # HOST:PORT, e.g. 127.0.0.1:2121
+    public_host: str | None = None          # the address clients are told for passive mode
+    passive_ports: str = "60000-60099"
+    max_connections: int = Field(default=64, ge=1)
+    max_connections_per_ip: int = Field(default=8, ge=1)
+    certificate: Path | None = None         # PEM; with private_key, enables explicit FTPS (AUTH TLS)
+    private_key: Path | None = None
+    require_tls: bool = False               # refuse logins before AUTH TLS
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        return value if value is None else ApiConfig._host_port(value)
+
+    @field_validator("passive_ports")
+    @classmethod
+    def _port_range(cls, value: str) -> str:
+        low, _, high = value.partition("-")
+        if not (low.isdigit() and high.isdigit() and 1024 <= int(low) <= int(high) < 65536):
+            raise ValueError(f"passive_ports {value!r} must be LOW-HIGH, e.g. 60000-60099")
+        return value
+
+    @property
+    def passive_range(self) -> range:
+        low, _, high = self.passive_ports.partition("-")
+        return range(int(low), int(high) + 1)
+
+    @model_validator(mode="after")
+    def _tls_pair(self):
+        if bool(self.certificate) != bool(self.private_key):
+            raise ValueError("ftp needs both certificate and private_key for FTPS, or neither")
+        if self.require_tls and not self.certificate:
+            raise ValueError("ftp.require_tls needs certificate and private_key")
+        return self
+
+
 class RetryPolicy(_Strict):
     attempts: int = Field(default=5, ge=1, le=100)
     base: Duration = 2.0
@@ -233,7 +302,7 @@ class RetryPolicy(_Strict):
 class AppConfig(_Strict):
     layout: Literal["functions", "site"] = "functions"
     target: Path
-    source: SourceConfig
+    source: SourceConfig = ManualSourceConfig(type="manual")
     retry: RetryPolicy = RetryPolicy()
     keep_releases: int = Field(default=5, ge=1, le=1000)
 
@@ -244,6 +313,7 @@ class SluiceConfig(_Strict):
     gc_interval: Duration = 300.0     # at most one garbage collection of the store per interval
     lease_ttl: Duration = 30.0        # a dead worker's app lease frees itself after this
     api: ApiConfig = ApiConfig()
+    ftp: FtpConfig = FtpConfig()
     apps: dict[str, AppConfig] = Field(default_factory=dict)
 
 
@@ -264,6 +334,8 @@ def load_config(path: str | os.PathLike | None = None, env: dict | None = None) 
         raw["data_dir"] = env["SLUICE_DATA_DIR"]
     if env.get("SLUICE_API_LISTEN"):
         raw["api"] = {**(raw.get("api") or {}), "listen": env["SLUICE_API_LISTEN"]}
+    if env.get("SLUICE_FTP_LISTEN"):
+        raw["ftp"] = {**(raw.get("ftp") or {}), "listen": env["SLUICE_FTP_LISTEN"]}
     try:
         config = SluiceConfig.model_validate(raw)
     except ValidationError as exc:
@@ -334,15 +406,20 @@ def _message(err: dict) -> str:
 
 
 def _resolved(config: SluiceConfig, path: Path) -> SluiceConfig:
+    data_dir = _absolute(config.data_dir)
     apps = {name: app.model_copy(update={"target": _absolute(app.target)})
             for name, app in config.apps.items()}
+    for name, app in apps.items():
+        if app.source.type == "localgit":
+            url = str(builtin_repository(data_dir, name))
+            apps[name] = app.model_copy(update={"source": app.source.model_copy(update={"url": url})})
     seen: dict[Path, str] = {}
     for name, app in apps.items():
         if app.target in seen:
             raise ConfigError(f"{path}: apps.{name}.target: {app.target} is also the target of "
                               f"app {seen[app.target]!r}; each app needs its own target")
         seen[app.target] = name
-    return config.model_copy(update={"data_dir": _absolute(config.data_dir), "apps": apps})
+    return config.model_copy(update={"data_dir": data_dir, "apps": apps})
 
 
 def _absolute(p: Path) -> Path:

@@ -8,6 +8,9 @@ from .base import Source
 
 def source_for(app: AppConfig, data_dir: Path) -> Source:
     """GitHub, Bitbucket and Azure DevOps sources are repositories that also send webhooks."""
+    if app.source.scm == "manual":
+        from .manual import ManualSource
+        return ManualSource()
     if app.source.scm == "dropbox":
         from .dropbox import DropboxSource
         return DropboxSource(app.source, data_dir / "cache" / "dropbox")
