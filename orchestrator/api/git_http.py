@@ -1,0 +1,178 @@
+"""/git/{app}.git: each app's built-in repository over Git smart HTTP.
+
+`git http-backend` runs as CGI; request bodies stream into it and its answer streams out, so
+a pack is never held in memory whole. Every request, clone and push alike, needs HTTP Basic
+auth with the app's deployment credentials (the repository holds the app's code). A wrong
+user, a wrong password, an app without credentials and an unknown app all get the same 401;
+an address that keeps failing waits longer and longer for its answers.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import os
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from ..builtin_git import ensure_repository
+from ..config import DEFAULT_CONFIG, builtin_repository
+from ..credentials import Verifier
+from ..services import Services
+
+router = APIRouter()
+RPC_SERVICES = ("git-upload-pack", "git-receive-pack")
+CHUNK = 64 * 1024
+REFUSED = 'Basic realm="sluice"'
+# request header -> CGI variable, passed only when the client sent it
+OPTIONAL_CGI = {"content-length": "CONTENT_LENGTH", "content-encoding": "HTTP_CONTENT_ENCODING",
+                "git-protocol": "GIT_PROTOCOL"}
+
+
+@router.get("/git/{app}.git/info/refs")
+async def info_refs(app: str, request: Request) -> Response:
+    return await _serve(app, "info/refs", request)
+
+
+@router.post("/git/{app}.git/{service}")
+async def rpc(app: str, service: str, request: Request) -> Response:
+    return await _serve(app, service, request)
+
+
+async def _serve(app: str, path: str, request: Request) -> Response:
+    services: Services = request.app.state.services
+    user = await _authenticated_user(request, app)
+    if user is None:
+        return PlainTextResponse("authentication required\n", 401,
+                                 headers={"WWW-Authenticate": REFUSED})
+    if path not in RPC_SERVICES + ("info/refs",):
+        return PlainTextResponse("not found\n", 404)
+    await run_in_threadpool(ensure_repository, services.config, app)
+    return await _run_backend(request, _cgi_environment(request, services, app, path, user))
+
+
+async def _authenticated_user(request: Request, app: str) -> str | None:
+    given = _basic_credentials(request.headers.get("authorization"))
+    if given is None:       # git asks without credentials first: not a failed attempt
+        return None
+    services: Services = request.app.state.services
+    verifier, address = _verifier(request.app), _address(request)
+    # held before the check, so a guesser cannot learn an answer early by hanging up
+    await asyncio.sleep(await run_in_threadpool(verifier.delay_for, address, app))
+    if app in services.config.apps and await run_in_threadpool(verifier.check, app, *given):
+        await run_in_threadpool(verifier.succeeded, address, app)
+        return given[0]
+    await run_in_threadpool(verifier.failed, address, app)
+    return None
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """(user, password), or None without an Authorization header. Unreadable credentials
+    come back as empty ones, which never match and count as a failure."""
+    if header is None:
+        return None
+    scheme, _, encoded = header.partition(" ")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return "", ""
+    user, colon, password = decoded.partition(":")
+    return (user, password) if scheme.lower() == "basic" and colon else ("", "")
+
+
+def _verifier(api: FastAPI) -> Verifier:
+    """One per API, so a clone's several requests share its cache of recent successes."""
+    if not hasattr(api.state, "git_verifier"):
+        api.state.git_verifier = Verifier(api.state.services)
+    return api.state.git_verifier
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _cgi_environment(request: Request, services: Services, app: str, path: str,
+                     user: str) -> dict[str, str]:
+    repos = builtin_repository(services.config.data_dir, app).parent
+    env = {**os.environ,
+           "GIT_PROJECT_ROOT": str(repos), "GIT_HTTP_EXPORT_ALL": "1",
+           "PATH_INFO": f"/{app}.git/{path}", "QUERY_STRING": request.url.query,
+           "REQUEST_METHOD": request.method,
+           "CONTENT_TYPE": request.headers.get("content-type", ""),
+           "REMOTE_USER": user, "REMOTE_ADDR": _address(request),
+           # For the post-receive hook, which runs inside the repository: relative paths
+           # would resolve there, so everything it needs to find is passed absolute.
+           "SLUICE_CONFIG": os.path.abspath(os.environ.get("SLUICE_CONFIG") or DEFAULT_CONFIG),
+           "SLUICE_DATA_DIR": str(services.config.data_dir),
+           "SLUICE_REDIS_URL": services.redis_url}
+    env.update({var: request.headers[name] for name, var in OPTIONAL_CGI.items()
+                if name in request.headers})
+    return env
+
+
+async def _run_backend(request: Request, env: dict[str, str]) -> Response:
+    backend = await asyncio.create_subprocess_exec(
+        "git", "http-backend", env=env, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE)
+    feeding = asyncio.create_task(_feed(request, backend.stdin))
+    try:
+        head = await backend.stdout.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        await _stop(backend, feeding)
+        return PlainTextResponse("git http-backend gave no answer\n", 500)
+    except BaseException:
+        await _stop(backend, feeding)
+        raise
+    status, headers = _cgi_head(head)
+    return _BackendResponse(_relay(backend, feeding), status, headers)
+
+
+async def _feed(request: Request, stdin: asyncio.StreamWriter) -> None:
+    try:
+        async for chunk in request.stream():
+            stdin.write(chunk)
+            await stdin.drain()
+    except (ClientDisconnect, ConnectionError):
+        pass        # a short body: the backend notices and fails the request itself
+    finally:
+        stdin.close()
+
+
+async def _relay(backend: asyncio.subprocess.Process, feeding: asyncio.Task):
+    try:
+        while chunk := await backend.stdout.read(CHUNK):
+            yield chunk
+    finally:
+        await _stop(backend, feeding)
+
+
+async def _stop(backend: asyncio.subprocess.Process, feeding: asyncio.Task) -> None:
+    """Once the answer is out (or abandoned) the backend needs no more of the body."""
+    feeding.cancel()
+    if not backend.stdout.at_eof():
+        with contextlib.suppress(ProcessLookupError):
+            backend.kill()
+    await backend.wait()
+
+
+def _cgi_head(head: bytes) -> tuple[int, dict[str, str]]:
+    status, headers = 200, {}
+    for line in head.decode("latin-1").split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.lower() == "status":
+            status = int(value.split()[0])
+        elif name:
+            headers[name] = value.strip()
+    return status, headers
+
+
+class _BackendResponse(StreamingResponse):
+    """A StreamingResponse without its watch for disconnects: that watch calls receive(),
+    which would take chunks of a request body still flowing into the backend."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.stream_response(send)
