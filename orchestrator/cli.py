@@ -200,6 +200,66 @@ def resume(ctx: typer.Context, app: str,
     _report(services, app, resume_app(services, _app_name(services, app)), wait)
 
 
+@cli.command("import")
+def import_(ctx: typer.Context, app: str, directory: Path,
+            wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end")):
+    """Deploy DIRECTORY as the release of an app not on continuous deployment yet (its files
+    are also committed to the app's built-in Git repository)."""
+    from .moving import import_directory
+    services = _services(ctx)
+    _report(services, app, import_directory(services, _app_name(services, app), directory), wait)
+
+
+@cli.command()
+def export(ctx: typer.Context, app: str, directory: Path):
+    """Copy the app's active release into DIRECTORY (new or empty), writable."""
+    from .moving import export_release
+    services = _services(ctx)
+    release = export_release(services, _app_name(services, app), directory)
+    out.print(f"{app}: exported {release.name} to {directory}")
+
+
+@cli.command()
+def ftp(ctx: typer.Context):
+    """Run the FTP/FTPS server (ftp.listen) for apps' files."""
+    from .ftp import serve_ftp
+    services = _services(ctx)
+    if not services.config.ftp.listen:
+        raise ConfigError("ftp.listen is not set (e.g. ftp: {listen: 127.0.0.1:2121})")
+    serve_ftp(services)
+
+
+credentials_cli = typer.Typer(help="Deployment credentials for the built-in Git repository and FTP.",
+                              no_args_is_help=True)
+cli.add_typer(credentials_cli, name="credentials")
+
+
+@credentials_cli.command("set")
+def credentials_set(ctx: typer.Context, app: str, user: str):
+    """Set the app's deployment user and password (asked for, or read from stdin; never an
+    argument, which other users could see in the process list)."""
+    from .credentials import set_credentials
+    services = _services(ctx)
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    set_credentials(services, _app_name(services, app), user, password)
+    out.print(f"{app}: deployment credentials set for user {user!r}")
+
+
+@credentials_cli.command("show")
+def credentials_show(ctx: typer.Context, app: str):
+    """The app's deployment user and how to reach its files over Git, FTP and FTPS."""
+    from .credentials import credentials_of
+    services = _services(ctx)
+    stored = credentials_of(services, _app_name(services, app))
+    if stored is None:
+        raise SluiceError(f"app {app!r} has no deployment credentials: "
+                          f"sluice credentials set {app} USER")
+    out.print(presenting.connection_details(services.config, app, stored.user), highlight=False)
+
+
 def _report(services: Services, app: str, queued, wait: bool, timeout: float = 600) -> None:
     if not queued.new:
         out.print(f"{app}: {queued.revision[:12]}: nothing new to deploy: {queued.reason}")

@@ -69,3 +69,22 @@ def _short(value) -> str:
 
 def _local(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
+
+
+def connection_details(config, app: str, user: str) -> str:
+    """What `sluice credentials show` prints: the user and each way in."""
+    api, ftp = config.api, config.ftp
+    lines = [f"app:        {app}", f"user:       {user}",
+             f"git:        http://{user}@{api.host}:{api.port}/git/{app}.git"]
+    if ftp.listen:
+        host = ftp.public_host or ftp.listen.rpartition(":")[0]
+        port = ftp.listen.rpartition(":")[2]
+        lines += [f"ftp:        ftp://{host}:{port}  user {app}\\{user}"]
+        if ftp.certificate:
+            lines += [f"ftps:       explicit TLS (AUTH TLS) on {host}:{port}"
+                      + (", required" if ftp.require_tls else "")]
+    else:
+        lines += ["ftp:        off (set ftp.listen)"]
+    mode = "read-only: continuous deployment is on" if config.apps[app].source.type != "manual" \
+        else "not on continuous deployment: `sluice import` deploys files"
+    return "\n".join(lines + [f"files:      {mode}"])

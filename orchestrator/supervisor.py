@@ -1,6 +1,7 @@
 """`sluice up`: the embedded default in one process tree.
 
-Starts Redis (unless the config names one), then a worker and a poller as child processes,
+Starts Redis (unless the config names one), then a worker, a poller, the API (and the FTP
+server when ftp.listen is set) as child processes,
 restarts a child that dies, and stops everything cleanly on Ctrl-C / SIGTERM.
 """
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Supervisor:
         me = [sys.executable, "-m", "orchestrator.cli"]
         children = [Child("worker", me + ["worker"]), Child("poller", me + ["poller"]),
                     Child("api", me + ["api"])]
+        if self.config.ftp.listen:
+            children.append(Child("ftp", me + ["ftp"]))
         try:
             for child in children:
                 self._start(child, env)

@@ -50,11 +50,12 @@ def cloud_fakes():
 
     with FakeDropbox() as dropbox_fake, FakeGraph() as graph_fake:
         os.environ.update(dropbox_fake.hosts, REQUESTS_CA_BUNDLE=dropbox_fake.ca_bundle)
-        if "dropbox" in sys.modules:
+        if "dropbox" in sys.modules:        # imported while collecting: aim it at the fake
             import dropbox.dropbox_client
             import dropbox.session
-            importlib.reload(dropbox.session)
-            importlib.reload(dropbox.dropbox_client)
+            for module in (dropbox.session, dropbox.dropbox_client, dropbox):
+                importlib.reload(module)    # also rebinds dropbox.Dropbox, whose refresh
+                                            # host is a default argument fixed at definition
         yield dropbox_fake, graph_fake
 
 

@@ -1,0 +1,128 @@
+"""Moving an existing app onto continuous deployment: import a directory as its release,
+export it, and the whole flow with real clients (ftplib, the git CLI)."""
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from orchestrator.errors import InvalidAppLayout, PermanentError
+from orchestrator.moving import export_release, import_directory
+from tests.helpers import FUNCTION_APP, write_files
+from tests.integration.flow import tree, wait_until_ended
+
+EXISTING = {**FUNCTION_APP, "HttpHello/data.txt": "existing data\n"}
+
+
+@pytest.fixture
+def existing(tmp_path):
+    """An app's files as they are on some server today, with a stray .git folder."""
+    root = tmp_path / "existing-app"
+    write_files(root, {**EXISTING, ".git/config": "[core]\n"})
+    return root
+
+
+def manual_app(workspace) -> dict:
+    return {"hello": {"target": str(workspace.target("hello"))}}
+
+
+def test_an_imported_directory_becomes_the_first_release(workspace, existing):
+    services = workspace.configure(manual_app(workspace))
+    queued = import_directory(services, "hello", existing)
+    d = wait_until_ended(services, "hello", queued.deployment_id)
+    assert d.status == "success" and d.trigger == "import"
+    assert tree(workspace.target("hello")) == EXISTING
+    live = os.path.realpath(workspace.target("hello"))
+    assert not os.stat(os.path.join(live, "host.json")).st_mode & stat.S_IWUSR
+
+
+def test_an_app_on_continuous_deployment_refuses_an_import(workspace, existing):
+    repo = workspace.repo()
+    repo.commit(FUNCTION_APP)
+    services = workspace.configure({"hello": {"target": str(workspace.target("hello")), "source": {
+        "type": "git", "url": str(repo.path)}}})
+    with pytest.raises(PermanentError, match="is on continuous deployment"):
+        import_directory(services, "hello", existing)
+
+
+def test_a_symlink_leaving_the_directory_fails_the_import_naming_it(workspace, existing):
+    os.symlink("/etc/passwd", existing / "HttpHello" / "passwd")
+    services = workspace.configure(manual_app(workspace))
+    with pytest.raises(InvalidAppLayout, match="HttpHello/passwd"):
+        import_directory(services, "hello", existing)
+    assert not workspace.target("hello").exists()
+
+
+def test_an_export_copies_the_live_release_writable(workspace, existing, tmp_path):
+    services = workspace.configure(manual_app(workspace))
+    wait_until_ended(services, "hello", import_directory(services, "hello", existing).deployment_id)
+    out = tmp_path / "exported"
+    export_release(services, "hello", out)
+    assert tree(out) == EXISTING
+    (out / "host.json").write_text("{}")         # writable, and the release is untouched
+    assert tree(workspace.target("hello")) == EXISTING
+    with pytest.raises(PermanentError, match="not empty"):
+        export_release(services, "hello", out)
+
+
+def test_the_whole_move_import_download_over_ftp_and_git_commit_switch_source_deploy(
+        workspace, existing, tmp_path, monkeypatch):
+    """Azure's "move existing functions to continuous deployment", with real clients."""
+    import ftplib
+    import io
+    import threading
+
+    from orchestrator.credentials import set_credentials
+    from orchestrator.ftp import serve_ftp
+    from tests.helpers import wait_for
+    from tests.integration.flow import sync_and_wait
+    from tests.integration.test_builtin_git import ok_git, serving
+    from tests.integration.test_ftp import _bindable, _free_port, _free_range
+
+    monkeypatch.setenv("SLUICE_CONFIG", str(workspace.config_path))
+    port, password = _free_port(), "m0ve-it-Now"
+    ftp = {"listen": f"127.0.0.1:{port}", "passive_ports": _free_range()}
+    services = workspace.configure(manual_app(workspace), ftp=ftp)
+    set_credentials(services, "hello", "deploy", password)
+
+    # 1. The existing files become the app's first release.
+    d = wait_until_ended(services, "hello", import_directory(services, "hello", existing).deployment_id)
+    assert d.status == "success"
+
+    # 2. The user downloads them over FTP (APP\USER) and clones them over Git.
+    stop = threading.Event()
+    threading.Thread(target=serve_ftp, args=(services, stop), daemon=True).start()
+    wait_for(lambda: not _bindable(port), timeout=10, what="the FTP server")
+    try:
+        client = ftplib.FTP()
+        client.connect("127.0.0.1", port, timeout=10)
+        client.login("hello\\deploy", password)
+        downloaded = io.BytesIO()
+        client.retrbinary("RETR HttpHello/data.txt", downloaded.write)
+        listed = sorted(client.nlst("HttpHello"))
+        client.quit()
+    finally:
+        stop.set()
+    assert downloaded.getvalue() == b"existing data\n"
+    assert listed == ["__init__.py", "data.txt", "function.json"]
+    with serving(services) as base:
+        url = base.replace("://", f"://deploy:{password}@") + "/git/hello.git"
+        ok_git(tmp_path, "clone", "--quiet", url, "code")
+    code = tmp_path / "code"
+    cloned = {str(p.relative_to(code)): p.read_text() for p in code.rglob("*")
+              if p.is_file() and ".git" not in p.relative_to(code).parts}
+    assert cloned == EXISTING
+
+    # 3. They commit a change into a repository of their own and make it the app's source.
+    (code / "HttpHello" / "data.txt").write_text("changed under continuous deployment\n")
+    ok_git(code, "commit", "--quiet", "-am", "First change under continuous deployment")
+    services = workspace.configure({"hello": {"target": str(workspace.target("hello")), "source": {
+        "type": "git", "url": str(code), "branch": "master"}}}, ftp=ftp)
+
+    # 4. The source deploys; the app is now on continuous deployment.
+    d = sync_and_wait(services, "hello")
+    assert d.status == "success" and d.trigger == "manual"
+    assert tree(workspace.target("hello"))["HttpHello/data.txt"] == "changed under continuous deployment\n"
+    with pytest.raises(PermanentError, match="is on continuous deployment"):
+        import_directory(services, "hello", existing)
