@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import shlex
 import shutil
@@ -23,6 +24,7 @@ ALIAS_KIND = "git-blob"
 AUTH_REFUSED = ("Authentication failed", "could not read Username", "could not read Password",
                 "returned error: 403", "Permission denied (publickey")
 FILE_MODES = ("100644", "100755")
+log = logging.getLogger("sluice.git")
 
 
 class GitSource:
@@ -95,6 +97,7 @@ class GitSource:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not (self.mirror / "HEAD").exists():
                 self._clone_mirror()
+            _clear_stale_locks(self.mirror)
             repo = git.Repo(self.mirror)
             if repo.config_reader().get_value("fetch", "unpackLimit", None) != 1:
                 # packs arrive whole (index last); loose objects of a killed fetch would not
@@ -206,3 +209,12 @@ def _diff_tree(repo: git.Repo, base: str, revision: str,
         if relative:
             changes.append((new_mode, relative, new_id))
     return changes
+
+
+def _clear_stale_locks(mirror: Path) -> None:
+    """Lock files a killed git left behind (packed-refs.lock, refs/.../x.lock, shallow.lock):
+    git refuses to go on until someone removes them by hand. Only Sluice runs git in this
+    mirror, and only under the flock we hold, so any lock file here now is stale."""
+    for stale in [*mirror.glob("*.lock"), *(mirror / "refs").rglob("*.lock")]:
+        log.warning("removing %s, left by a git process that was killed", stale.relative_to(mirror))
+        stale.unlink(missing_ok=True)

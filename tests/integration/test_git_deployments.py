@@ -235,3 +235,15 @@ def test_a_deployment_queued_while_the_config_is_broken_runs_once_it_is_fixed(wo
     workspace.configure(good_config)
 
     assert wait_until_ended(services, "hello", queued.deployment_id).status == "success"
+
+
+def test_lock_files_left_in_the_mirror_by_a_killed_git_are_cleared_not_left_for_a_person(workspace):
+    repo, services = workspace.app_with(FUNCTION_APP)
+    sync_and_wait(services, "hello")
+    mirror = next((workspace.data_dir / "cache" / "git").glob("*.git"))
+    (mirror / "packed-refs.lock").write_text("")
+    (mirror / "refs" / "heads").mkdir(parents=True, exist_ok=True)
+    (mirror / "refs" / "heads" / "master.lock").write_text("")
+    repo.commit({"HttpHello/extra.txt": "after a crash\n"})
+    d = sync_and_wait(services, "hello")
+    assert d.status == "success" and not list(mirror.rglob("*.lock"))
