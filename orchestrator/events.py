@@ -85,6 +85,7 @@ class SnapshotBuilt(Event):
     blobs_reused: int
     source: str = ""            # fingerprint of the source settings it was built under
     incremental: bool = False   # built from the live snapshot plus the source's changes
+    seconds: float | None = None    # how long fetching and sealing took (for the log)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ class DeploymentSucceeded(Event):
     deployment_id: str
     snapshot: str
     release: str
+    steps: dict | None = None   # seconds each step after the snapshot took (validate,
+                                # materialise, switch), for the deployment's log
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,8 @@ class DeploymentSkipped(Event):
 class DeploymentFailed(Event):
     deployment_id: str
     reason: str
+    step: str = ""                  # the step that failed (fetch, validate, ...), if one did
+    steps: dict | None = None       # seconds the steps done before it took
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ Caches and coordination (safe to delete; rebuilt or re-derived):
   sluice:hook:{provider}:{id}    a webhook delivery already acted on (kept 7 days)
   sluice:progress:{deployment}   hash: done, total downloads of a deployment's snapshot (1 h TTL)
   sluice:auth:failures:{app}:{addr}  failed logins to an app from an address (15 min TTL)
+  sluice:metrics:app:{app}       JSON: per-app metric aggregates and the stream id they reach
+  sluice:metrics:polls           hash: head-check counts, duration buckets and errors by source type
   sluice:gc                      held (with a TTL of gc_interval) by the worker that last
                                  collected the store's garbage
 """
@@ -41,6 +43,13 @@ def app_projection(app: str) -> str:
 
 def progress(deployment_id: str) -> str:
     return f"{PREFIX}progress:{deployment_id}"
+
+
+METRICS_POLLS = PREFIX + "metrics:polls"
+
+
+def metrics_app(app: str) -> str:
+    return f"{PREFIX}metrics:app:{app}"
 
 
 def credentials(app: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from .backoff import backoff_delay
 from .config import AppConfig
 from .dispatch import Queued, request_deployment
 from .errors import SluiceError
+from .metrics import record_head_check, record_poll_error
 from .services import Services
 from .sources import fingerprint, source_for
 from .watchers import start_watchers
@@ -110,7 +112,11 @@ class Poller:
 
     def _check(self, name: str) -> Queued | None:
         app = self.services.config.apps[name]
-        change = source_for(app, self.services.config.data_dir).latest(read_cursor(self.services, name))
+        started = time.perf_counter()
+        try:
+            change = source_for(app, self.services.config.data_dir).latest(read_cursor(self.services, name))
+        finally:        # for GET /metrics: pollers are separate processes, so into Redis
+            record_head_check(self.services.redis, app.source.type, time.perf_counter() - started)
         if change is None:
             return None
         queued = request_deployment(self.services, name, change.revision, "poll")
@@ -121,6 +127,7 @@ class Poller:
 
     def _failed(self, name: str, app: AppConfig, error: str) -> CheckResult:
         failures = self.services.redis.hincrby(keys.POLL_FAILURES, name, 1)
+        record_poll_error(self.services.redis, app.source.type)
         delay = max(app.source.poll_interval,
                     backoff_delay(failures, app.source.poll_interval, MAX_FAILURE_BACKOFF, self.rng))
         log.warning("%s: head check failed (%d in a row, next in %.0fs): %s",

@@ -6,6 +6,7 @@ a redelivered or duplicated task does nothing.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,33 +61,59 @@ def _attempt(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str
     if not _record(ctx, app, deployment_id, ev.DeploymentStarted,
                    worker=ctx.holder, attempt=attempt):
         return "nothing to do (ended meanwhile)"
+    steps = Steps()
     try:
-        return _deploy(ctx, app, config, deployment_id, lease)
+        return _deploy(ctx, app, config, deployment_id, lease, steps)
     except PermanentError as exc:
-        return _record_end(ctx, app, deployment_id, ev.DeploymentFailed, reason=str(exc))
+        return _record_end(ctx, app, deployment_id, ev.DeploymentFailed, reason=str(exc),
+                           step=steps.current, steps=steps.done or None)
+
+
+class Steps:
+    """How long each step of an attempt took, for its events (and so the deployment's log)."""
+
+    def __init__(self):
+        self.current, self.done, self._started = "", {}, 0.0
+
+    def begin(self, step: str) -> None:
+        self.current, self._started = step, time.perf_counter()
+
+    def end(self, keep: bool = True) -> float:
+        seconds = round(time.perf_counter() - self._started, 4)
+        if keep:
+            self.done[self.current] = seconds
+        self.current = ""
+        return seconds
 
 
 def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
-            lease: Lease) -> str:
+            lease: Lease, steps: Steps) -> str:
     view = ctx.services.projections.app(app)
     live = _live(view, config)
     d = view.deployments[deployment_id]
+    steps.begin("fetch")
     snapshot, source = _snapshot(ctx, config, d, live)
     _record(ctx, app, deployment_id, ev.SnapshotBuilt, snapshot=snapshot.id,
             files=snapshot.files, bytes=snapshot.bytes,
             blobs_added=snapshot.blobs_added, blobs_reused=snapshot.blobs_reused,
-            source=source, incremental=snapshot.incremental)
+            source=source, incremental=snapshot.incremental, seconds=steps.end(keep=False))
     if live and live.snapshot == snapshot.id:
         return _record_end(ctx, app, deployment_id, ev.DeploymentSkipped, snapshot=snapshot.id,
                            reason=f"snapshot {snapshot.id[:12]} is already live "
                                   f"(deployment {view.active_deployment})")
+    steps.begin("validate")
     validate(config.layout, snapshot.manifest, ctx.store)
+    steps.end()
     previous = Previous(ctx.store.manifest(live.snapshot), Path(live.release)) if live else None
+    steps.begin("materialise")
     release = materialise(ctx.store, snapshot.manifest,
                           release_dir(ctx.services.config.data_dir, app, deployment_id), previous)
+    steps.end()
+    steps.begin("switch")
     switch(config.target, release, lease.token, lease.check)
+    steps.end()
     outcome = _record_end(ctx, app, deployment_id, ev.DeploymentSucceeded,
-                          snapshot=snapshot.id, release=str(release))
+                          snapshot=snapshot.id, release=str(release), steps=steps.done)
     _retain(ctx, app, config)
     return outcome
 
@@ -198,7 +225,13 @@ def _record(ctx: WorkerContext, app: str, deployment_id: str, event_type, **fiel
             return []
         return [event_type(app=app, at=now, deployment_id=deployment_id, **fields)]
 
-    return bool(execute(ctx.services.projections, app, decide)[1])
+    appended = execute(ctx.services.projections, app, decide)[1]
+    if appended:
+        reason = fields.get("reason")
+        log.info("%s: deployment %s: %s%s", app, deployment_id, event_type.__name__,
+                 f": {reason}" if reason else "",
+                 extra={"app": app, "deployment": deployment_id, "event": event_type.__name__})
+    return bool(appended)
 
 
 def _record_end(ctx: WorkerContext, app: str, deployment_id: str, event_type, **fields) -> str:

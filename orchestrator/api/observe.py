@@ -1,0 +1,128 @@
+"""What operators and their tools watch:
+
+GET /api/deployments/{id}/log   the deployment's log lines, derived from its events
+                                (?app= narrows the search); 404 {"error"} for an unknown id
+GET /api/events                 Server-Sent Events: every event of `sluice:feed` as it is
+                                appended. `id:` is the feed entry id (so a reconnecting
+                                EventSource resumes exactly after the last one it got, via
+                                Last-Event-ID), `event:` the event type, `data:` the event as
+                                JSON (as `sluice events --json` prints it). ?app= keeps one
+                                app's events; without Last-Event-ID it starts with the events
+                                appended after it connected, or after ?since=ID (0: the whole
+                                feed). A comment line every HEARTBEAT_SECONDS keeps proxies
+                                from closing a quiet stream.
+GET /metrics                    Prometheus text format (orchestrator/metrics.py)
+
+All three are reads: `api.reads` decides who needs the token (access.can_read).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from typing import AsyncIterator
+
+import redis
+import redis.asyncio as aioredis
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from .. import keys
+from ..deployment_log import find_log
+from ..metrics import exposition
+from ..presenting import iso
+from ..services import Services
+from .access import can_read
+
+router = APIRouter(dependencies=[Depends(can_read)])
+log = logging.getLogger("sluice.api")
+
+HEARTBEAT_SECONDS = 15.0
+RECONNECT_MS = 2000             # what an EventSource waits before reconnecting
+BATCH = 500
+STREAM_ID = re.compile(r"^\d+(-\d+)?$")
+
+
+@router.get("/api/deployments/{deployment_id}/log")
+def deployment_log(deployment_id: str, request: Request, app: str | None = None) -> JSONResponse:
+    services: Services = request.app.state.services
+    found = find_log(services, deployment_id, app)
+    if found is None:
+        where = f" of app {app!r}" if app else ""
+        return _error(404, f"no deployment {deployment_id!r}{where}")
+    return JSONResponse(found.to_json())
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request) -> Response:
+    services: Services = request.app.state.services
+    try:
+        body, content_type = exposition(services, request.headers.get("accept"))
+    except redis.RedisError as exc:
+        return _error(503, f"cannot reach Redis: {exc}")
+    return Response(body, headers={"Content-Type": content_type})
+
+
+@router.get("/api/events")
+async def events(request: Request, app: str | None = None, since: str | None = None) -> Response:
+    services: Services = request.app.state.services
+    start = request.headers.get("last-event-id") or since
+    if start is not None and not STREAM_ID.match(start):
+        return _error(400, f"not an event id: {start!r} (ids look like 1714564800000-0)")
+    if app is not None and app not in services.config.apps and \
+            app not in await run_in_threadpool(services.store.apps):
+        return _error(404, f"no app {app!r}")
+    # redis-py's default socket timeout (5 s) is shorter than the XREAD BLOCK of a quiet stream
+    client = aioredis.Redis.from_url(services.redis_url, socket_timeout=HEARTBEAT_SECONDS + 10)
+    try:
+        if start is None:       # now: resolved before streaming, so nothing appended from here is missed
+            newest = await client.xrevrange(keys.FEED, "+", "-", count=1)
+            start = newest[0][0].decode() if newest else "0-0"
+    except BaseException:
+        await client.aclose()
+        raise
+    return StreamingResponse(_stream(client, start, app), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+async def _stream(client: aioredis.Redis, last: str, app: str | None) -> AsyncIterator[str]:
+    try:
+        yield f"retry: {RECONNECT_MS}\n: sluice events after {last}\n\n"
+        quiet_since = time.monotonic()
+        while True:
+            wait = max(0.0, HEARTBEAT_SECONDS - (time.monotonic() - quiet_since))
+            batches = await client.xread({keys.FEED: last}, block=max(1, int(wait * 1000)), count=BATCH)
+            chunks = []
+            for entry_id, fields in batches[0][1] if batches else []:
+                last = entry_id.decode()
+                fields = {k.decode(): v.decode() for k, v in fields.items()}
+                if app is None or fields.get("app") == app:
+                    chunks.append(sse_message(last, fields))
+            if chunks:
+                yield "".join(chunks)
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= HEARTBEAT_SECONDS:
+                yield ": heartbeat\n\n"
+                quiet_since = time.monotonic()
+    except redis.RedisError as exc:      # the client reconnects with Last-Event-ID
+        log.warning("event stream ended: %s", exc)
+    finally:
+        await client.aclose()
+
+
+def sse_message(entry_id: str, fields: dict[str, str]) -> str:
+    """One feed entry as an SSE message; data is the event as `sluice events --json` has it."""
+    try:
+        data = json.loads(fields.get("data") or "{}")
+    except ValueError:
+        data = {}
+    kind = fields.get("type", "message").replace("\n", " ").replace("\r", " ")
+    body = {"version": int(fields.get("n", 0)), "id": entry_id, "type": kind, **data,
+            "app": data.get("app") or fields.get("app", ""), "at": iso(data.get("at"))}
+    return f"id: {entry_id}\nevent: {kind}\ndata: {json.dumps(body)}\n\n"
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status)

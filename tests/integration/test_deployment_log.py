@@ -1,0 +1,161 @@
+"""A deployment's log, derived from its events: through `find_log`, `sluice log` and the API."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from fastapi.testclient import TestClient
+
+from orchestrator.api import create_app
+from orchestrator.deployment_log import find_log, log_lines
+from orchestrator.dispatch import request_deployment
+from orchestrator.projections import AppView
+from tests.helpers import FUNCTION_APP, git_app
+from tests.integration.flow import sync_and_wait, wait_until_ended
+
+LOOPBACK = ("127.0.0.1", 50000)      # the API lets loopback clients read without a token
+
+
+def steps(log) -> list[str]:
+    return [line.step for line in log.lines]
+
+
+def test_a_successful_deployment_logs_each_step_in_order_with_counts_and_timings(workspace):
+    _, services = workspace.app_with(FUNCTION_APP)
+    d = sync_and_wait(services, "hello")
+
+    log = find_log(services, d.id)
+
+    assert (log.app, log.status) == ("hello", "success")
+    assert steps(log) == ["queue", "start", "fetch", "snapshot", "validate", "materialise",
+                          "switch", "live"]
+    by_step = {line.step: line.message for line in log.lines}
+    assert by_step["fetch"].startswith("fetched 3 files (0 reused) in ") and "ms" in by_step["fetch"]
+    assert by_step["snapshot"].startswith(f"snapshot {d.snapshot[:12]}: 3 files, ")
+    assert d.id in by_step["materialise"] and d.id in by_step["live"]
+    assert [line.at for line in log.lines] == sorted(line.at for line in log.lines)
+    assert all(line.level == "info" for line in log.lines)
+
+
+def test_an_incremental_deployment_says_how_little_it_fetched_and_what_retention_removed(workspace):
+    repo, services = workspace.app_with(FUNCTION_APP, keep_releases=1)
+    first = sync_and_wait(services, "hello")
+    repo.commit({"extra.txt": "2"})
+    sync_and_wait(services, "hello")
+    repo.commit({"HttpHello/__init__.py": "def main(req):\n    return 'v3'\n"})
+
+    third = sync_and_wait(services, "hello")
+    log = find_log(services, third.id)
+
+    fetch = next(line.message for line in log.lines if line.step == "fetch")
+    assert fetch.startswith("fetched 1 file (0 reused)") and "only what changed" in fetch
+    assert steps(log)[-1] == "retention"
+    assert log.lines[-1].message == f"removed 1 old release: {first.id}"
+
+
+def test_a_failed_deployment_log_ends_with_the_reason_naming_the_file_at_fault(workspace):
+    _, services = workspace.app_with({**FUNCTION_APP, "HttpHello/function.json": "{not json"})
+    d = sync_and_wait(services, "hello")
+
+    log = find_log(services, d.id)
+
+    assert log.status == "failed"
+    last = log.lines[-1]
+    assert (last.level, last.step) == ("error", "validate")
+    assert last.message == d.message and "HttpHello/function.json" in last.message
+    assert steps(log) == ["queue", "start", "fetch", "snapshot", "validate"]
+
+
+def test_retries_are_lines_of_their_own_before_the_final_failure(workspace):
+    repo = workspace.repo()
+    repo.commit(FUNCTION_APP)
+    retry = {"attempts": 3, "base": "50ms", "max": "100ms"}
+    services = workspace.configure({"hello": git_app(repo, workspace.target("hello"), retry=retry)})
+    revision = repo.head()
+    repo.path.rename(repo.path.with_name("moved"))
+
+    queued = request_deployment(services, "hello", revision, "manual")
+    wait_until_ended(services, "hello", queued.deployment_id)
+    log = find_log(services, queued.deployment_id)
+
+    assert steps(log) == ["queue", "start", "retry", "start", "retry", "start", "failed"]
+    retries = [line for line in log.lines if line.step == "retry"]
+    assert all(line.level == "warning" for line in retries)
+    assert retries[0].message.startswith("attempt 1 failed: ") and "attempt 2 in " in retries[0].message
+    assert log.lines[-1].level == "error" and "gave up after 3 attempts" in log.lines[-1].message
+
+
+def test_a_deployment_older_than_the_cached_view_is_found_in_its_stream(workspace):
+    _, services = workspace.app_with(FUNCTION_APP)
+    d = sync_and_wait(services, "hello")
+    # as if the compact view had forgotten it (it keeps the newest deployments only)
+    services.projections.app = lambda name: AppView(name=name)
+
+    log = find_log(services, d.id)
+
+    assert log is not None and steps(log)[-1] == "live"
+
+
+def test_sluice_log_prints_one_line_per_step_with_time_step_and_message(workspace):
+    _, services = workspace.app_with(FUNCTION_APP)
+    d = sync_and_wait(services, "hello")
+
+    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "--config",
+                           str(workspace.config_path), "log", d.id],
+                          capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 8
+    fetch = next(line for line in lines if "  fetch " in line)
+    clock, step_and_message = fetch.split("  ", 1)
+    assert len(clock) == 12 and clock[2] == clock[5] == ":" and clock[8] == "."
+    assert step_and_message.startswith("fetch      fetched 3 files (0 reused) in ")
+
+
+def test_sluice_log_of_an_unknown_deployment_fails_saying_so(workspace):
+    workspace.app_with(FUNCTION_APP)
+
+    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "--config",
+                           str(workspace.config_path), "log", "20200101-000000-abcdef"],
+                          capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 1 and "no deployment '20200101-000000-abcdef'" in done.stderr
+
+
+def test_the_api_serves_the_log_as_json_and_answers_404_for_an_unknown_deployment(workspace):
+    _, services = workspace.app_with({**FUNCTION_APP, "host.json": "[1,"})
+    d = sync_and_wait(services, "hello")
+    client = TestClient(create_app(services), client=LOOPBACK)
+
+    found = client.get(f"/api/deployments/{d.id}/log")
+    unknown = client.get("/api/deployments/20200101-000000-abcdef/log")
+
+    assert found.status_code == 200
+    body = found.json()
+    assert (body["deployment"], body["app"], body["status"]) == (d.id, "hello", "failed")
+    assert set(body["lines"][0]) == {"at", "level", "step", "message"}
+    assert body["lines"][-1]["level"] == "error" and "host.json" in body["lines"][-1]["message"]
+    assert body["lines"][0]["at"].endswith("Z")
+    assert unknown.status_code == 404 and "20200101-000000-abcdef" in unknown.json()["error"]
+
+
+def test_the_log_is_a_pure_function_of_the_events():
+    from orchestrator import events as ev
+    recorded = [
+        ev.DeploymentQueued(app="a", at=1.0, deployment_id="d", revision="r" * 40, trigger="poll"),
+        ev.DeploymentStarted(app="a", at=2.0, deployment_id="d", worker="w"),
+        ev.SnapshotBuilt(app="a", at=3.0, deployment_id="d", snapshot="s" * 64, files=5,
+                         bytes=2048, blobs_added=2, blobs_reused=1, seconds=0.041),
+        ev.DeploymentFailed(app="a", at=4.0, deployment_id="d", reason="boom", step="switch",
+                            steps={"materialise": 0.25, "validate": 0.5}),
+    ]
+
+    lines = log_lines("d", recorded)
+
+    assert [(line.step, line.at) for line in lines] == [
+        ("queue", 1.0), ("start", 2.0), ("fetch", 3.0), ("snapshot", 3.0),
+        ("validate", 3.75), ("materialise", 4.0), ("switch", 4.0)]
+    assert lines[2].message == "fetched 3 files (1 reused) in 41 ms"
+    assert "5 files, 2.0 KiB" in lines[3].message
+    assert (lines[-1].level, lines[-1].message) == ("error", "boom")
