@@ -233,6 +233,8 @@ WEBHOOK_TYPES = ("github", "bitbucket", "azure-devops")
 
 class ApiConfig(_Strict):
     listen: str = "127.0.0.1:8080"          # where the API (webhooks, ...) listens
+    token: str | None = None                # bearer token for mutating endpoints (and reads, per `reads`)
+    reads: Literal["loopback", "open", "token"] = "loopback"   # who may read without the token
 
     @field_validator("listen")
     @classmethod

@@ -20,6 +20,7 @@ from .services import Services
 
 DEPLOY_TASK = "sluice.deploy"
 DEPLOY_QUEUE = "deploy"
+QUEUED_AT = "sluice_queued_at"      # message header: unix time the message was sent
 AUTOMATIC = ("poll", "webhook", "push")
 
 
@@ -86,5 +87,7 @@ def _covering(view: AppView, revision: str, trigger: str, snapshot: str | None) 
 def enqueue(services: Services, app: str, deployment_id: str, attempt: int = 1,
             countdown: float | None = None) -> None:
     from workers.celery_app import celery_for
+    # QUEUED_AT: when the message was sent, for `sluice queue` (Celery records no such time)
     celery_for(services.redis_url).send_task(
-        DEPLOY_TASK, args=[app, deployment_id, attempt], queue=DEPLOY_QUEUE, countdown=countdown)
+        DEPLOY_TASK, args=[app, deployment_id, attempt], queue=DEPLOY_QUEUE, countdown=countdown,
+        headers={QUEUED_AT: services.clock.now()})

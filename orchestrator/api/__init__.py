@@ -1,21 +1,110 @@
-"""The HTTP API (FastAPI): webhook receivers and the built-in Git repositories; operators' endpoints come next (issue 7)."""
+"""The HTTP API (FastAPI): webhook receivers, the built-in Git repositories, operators'
+endpoints (/api/..., see operations.py), /healthz and /readyz.
+
+Errors are JSON {"error": message}, never a traceback: an unknown app or deployment 404, a
+request the app's state refuses 409, a source or Redis out of reach (or no Redis configured)
+503 with Retry-After, anything else 500 {"error": "internal error"} with the traceback in the
+server's log.
+"""
 from __future__ import annotations
 
-from fastapi import FastAPI
+import logging
 
+import redis
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from ..errors import ConfigError, SluiceError, TransientError
+from ..queue_view import workers_seen
 from ..services import Services
+from .dashboard import router as dashboard_router
 from .git_http import router as git_router
 from .hooks import router as hooks_router
+from .observe import router as observe_router
+from .operations import Error, NotFound
+from .operations import router as operations_router
+
+log = logging.getLogger("sluice.api")
+
+
+class Readiness(BaseModel):
+    status: str
+    redis: str
+    workers: int
 
 
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="Sluice", summary="Continuous deployment: webhooks and operations")
     app.state.services = services
+    add_error_handlers(app)
+    app.include_router(operations_router)
     app.include_router(hooks_router)
     app.include_router(git_router)
+    app.include_router(dashboard_router)
+    app.include_router(observe_router)
 
     @app.get("/healthz")
     def healthz() -> dict:
         return {"status": "ok"}
 
+    @app.get("/readyz", response_model=Readiness, responses={503: {"model": Error}})
+    async def readyz():
+        """Ready when Redis answers and at least one worker answers a ping."""
+        return await run_in_threadpool(readiness, services)
+
     return app
+
+
+def readiness(services: Services):
+    try:
+        services.redis.ping()
+    except (redis.RedisError, ConfigError) as exc:      # ConfigError: no Redis to look for
+        return JSONResponse({"error": f"cannot reach Redis: {exc}", "redis": "unreachable",
+                             "workers": 0}, 503)
+    try:
+        seen = workers_seen(services)
+    except Exception:       # the broker answered PING but not the broadcast: not ready
+        log.warning("pinging the workers failed", exc_info=True)
+        seen = 0
+    if not seen:
+        return JSONResponse({"error": "no worker answered (is `sluice worker` running?)",
+                             "redis": "ok", "workers": 0}, 503)
+    return {"status": "ready", "redis": "ok", "workers": seen}
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    def answer(status: int, message: str, headers: dict | None = None, **extra) -> JSONResponse:
+        return JSONResponse({"error": message, **extra}, status, headers=headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException):
+        return answer(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
+                             for e in exc.errors())
+        return answer(422, f"invalid request: {problems}", detail=jsonable_encoder(exc.errors()))
+
+    @app.exception_handler(SluiceError)
+    async def refused(_: Request, exc: SluiceError):
+        if isinstance(exc, NotFound):
+            return answer(404, str(exc))
+        if isinstance(exc, (TransientError, ConfigError)):     # ConfigError: e.g. no Redis yet
+            return answer(503, str(exc), {"Retry-After": "5"})
+        return answer(409, str(exc))
+
+    @app.exception_handler(redis.ConnectionError)
+    @app.exception_handler(redis.TimeoutError)
+    async def redis_away(_: Request, exc: redis.RedisError):
+        return answer(503, f"cannot reach Redis: {exc}", {"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception):
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return answer(500, "internal error")
