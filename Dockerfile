@@ -4,6 +4,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY orchestrator ./orchestrator
 COPY workers ./workers
-RUN pip install --no-cache-dir .
+# the flower extra: the `flower` service runs `celery -A workers.celery_app flower`
+RUN pip install --no-cache-dir ".[flower]"
 ENV SLUICE_CONFIG=/app/config/sluice.yaml
 ENTRYPOINT ["sluice"]

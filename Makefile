@@ -2,15 +2,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 EXAMPLE_REPO := var/repos/hello
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test venv bench clean
+.PHONY: run test venv test-tools bench clean
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,flower]'     # flower: tests/integration/test_flower.py
 	touch $@
 
 $(EXAMPLE_REPO)/.git:
@@ -23,8 +24,31 @@ $(EXAMPLE_REPO)/.git:
 run: venv $(EXAMPLE_REPO)/.git
 	$(BIN)/sluice --config config/sluice.yaml up
 
-test: venv
+test: venv test-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Tools some tests need from Debian, installed when missing and we are root (apt-get update
+# first; quiet; non-interactive): chromium for the dashboard's browser test (a test tool's own
+# browser download is not used), docker-compose to validate docker-compose.yml (no Docker
+# engine runs here; `config` needs none). If apt-get is missing or fails, the build goes on
+# and the tests that need them skip, saying why.
+test-tools:
+	@packages=""; \
+	[ -x $(CHROMIUM) ] || packages="$$packages chromium"; \
+	docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 \
+	  || packages="$$packages docker-compose"; \
+	[ -n "$$packages" ] || exit 0; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: not installing$$packages (needs root and apt-get): the tests using them skip"; \
+	  exit 0; \
+	fi; \
+	echo "make: installing$$packages from Debian for the tests"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -qq >/dev/null 2>&1 || echo "make: apt-get update failed"; \
+	for package in $$packages; do \
+	  apt-get install -y -qq $$package >/dev/null 2>&1 \
+	    || echo "make: could not install $$package: the tests using it skip"; \
+	done
 
 bench: venv
 	$(BIN)/python bench/deploy_tree.py

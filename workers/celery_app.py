@@ -1,7 +1,8 @@
 """Celery configuration only (see DESIGN.md, "Queue = Celery on the Redis broker").
 
 `celery -A workers.celery_app worker -Q deploy` works as well as `sluice worker`; both find
-Redis from the Sluice config (SLUICE_CONFIG / SLUICE_REDIS_URL).
+Redis from the Sluice config (SLUICE_CONFIG / SLUICE_REDIS_URL), or `celery --broker=URL`.
+So does Flower: `celery -A workers.celery_app flower` (README, "Operating it").
 """
 from __future__ import annotations
 
@@ -46,7 +47,10 @@ def celery_for(broker_url: str) -> Celery:
 def _app_from_environment() -> Celery:
     from orchestrator.config import load_config
     from orchestrator.embedded_redis import redis_url
-    url = os.environ.get("SLUICE_REDIS_URL") or redis_url(load_config())
+    # `celery --broker=URL -A workers.celery_app ...` (flower, inspect) sets CELERY_BROKER_URL,
+    # which Celery itself prefers to any broker it is given: so no config is needed then.
+    url = (os.environ.get("CELERY_BROKER_URL") or os.environ.get("SLUICE_REDIS_URL")
+           or redis_url(load_config()))
     return celery_for(url)
 
 

@@ -1,0 +1,136 @@
+"""The dashboard at `/`: one page, server-rendered from the projections (Jinja2, autoescaped),
+so it shows the apps, their live deployments, queue depths, each app's recent history and the
+latest events without JavaScript. `static/dashboard.js` makes it live: it follows
+`/api/events` (Server-Sent Events), refreshes an app's row from `/api/apps/{app}` when one of
+its events arrives, opens a deployment's log, and posts Sync, Redeploy and Rollback with the
+operator's API token (pasted once, kept in the browser's localStorage).
+
+Data is only rendered into the page for a client the API's read policy lets read
+(access.can_read: `api.reads`); otherwise the page asks for the token and loads its data
+through the API with it.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from .. import keys
+from ..events import Event
+from ..presenting import deployment_json, iso
+from ..projections import AppView
+from ..queue_view import inspect_queue
+from ..services import Services
+from .access import can_read
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                ".svg": "image/svg+xml"}
+HISTORY = 10          # deployments shown per app
+FEED = 30             # latest events shown when the page loads
+
+router = APIRouter()
+_templates = Environment(loader=FileSystemLoader(HERE / "templates"),
+                         autoescape=select_autoescape(default=True, default_for_string=True))
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def dashboard(request: Request) -> HTMLResponse:
+    services: Services = request.app.state.services
+    readable = may_read(request)
+    context = await run_in_threadpool(page_context, services, readable)
+    html = _templates.get_template("dashboard.html").render(**context)
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/static/{name}", include_in_schema=False)
+def static_file(name: str) -> FileResponse:
+    """The page's own CSS and JS (no CDN: the page works on a closed network)."""
+    path = STATIC / name
+    if name not in {p.name for p in STATIC.iterdir()} or path.suffix not in STATIC_TYPES:
+        raise HTTPException(404, "no such file")
+    return FileResponse(path, media_type=STATIC_TYPES[path.suffix])
+
+
+def may_read(request: Request) -> bool:
+    """Whether this request may see the data without more ado: the API's read policy."""
+    try:
+        can_read(request, None)
+    except HTTPException:
+        return False
+    return True
+
+
+def page_context(services: Services, readable: bool) -> dict:
+    config = services.config
+    events = latest_events(services, FEED) if readable else []
+    return {
+        "readable": readable,
+        "apps": [app_row(services, name) for name in config.apps] if readable else [],
+        "queue": inspect_queue(services) if readable else None,
+        "events": events,
+        # the live feed goes on from the newest event shown, so none is missed in between
+        "feed_since": (events[0]["id"] if events else "0-0") if readable else "",
+        "event_types": " ".join(sorted(t for t in Event.registry if t != "UnknownEvent")),
+        "token_configured": bool(config.api.token),
+        "rendered_at": iso(time.time()),
+    }
+
+
+def app_row(services: Services, name: str) -> dict:
+    """One app as the page shows it; the deployments have the API's JSON shape."""
+    app = services.config.apps[name]
+    view: AppView = services.projections.app(name)
+    history = view.history()
+    return {
+        "name": name, "layout": app.layout, "source": app.source.describe(),
+        "continuous": app.source.type != "manual",
+        "paused": view.paused, "waiting": len(view.waiting()),
+        "active": deployment_json(view, view.active) if view.active else None,
+        "latest": deployment_json(view, history[0]) if history else None,
+        "history": [{**deployment_json(view, d), "took": took(d.started_at, d.ended_at)}
+                    for d in history[:HISTORY]],
+    }
+
+
+def took(started: float | None, ended: float | None) -> str:
+    """How long a deployment ran, as the page's script writes it too."""
+    if not (started and ended):
+        return ""
+    seconds = ended - started
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def latest_events(services: Services, count: int) -> list[dict]:
+    """The newest events of every app (from the feed), newest first."""
+    entries = services.redis.xrevrange(keys.FEED, "+", "-", count=count)
+    return [event_item(_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
+            for entry_id, fields in entries]
+
+
+def event_item(entry_id: str, fields: dict) -> dict:
+    event = Event.from_fields(fields)
+    data = json.loads(fields.get("data") or "{}")
+    return {"id": entry_id, "app": fields.get("app") or event.app, "type": event.type,
+            "at": iso(event.at) if event.at else None, "detail": summary(data)}
+
+
+def summary(data: dict) -> str:
+    """An event's fields besides app and time, one line; ids and hashes shortened."""
+    parts = []
+    for key, value in data.items():
+        if key in ("app", "at") or value in (None, "", []):
+            continue
+        text = str(value)
+        parts.append(f"{key}={text[:12] if len(text) in (40, 64) else text}")
+    return " ".join(parts)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,309 @@
+// Sluice dashboard: live feed (EventSource on /api/events), app rows refreshed from
+// /api/apps/{app}, deployment logs, and the Sync / Redeploy / Rollback buttons, which post
+// with the API token the operator pasted once (kept in localStorage). All text goes in
+// through textContent, never innerHTML.
+(() => {
+  "use strict";
+  const TOKEN_KEY = "sluice.token";
+  const FEED_MAX = 200;
+  const HISTORY = 10;
+  const $ = (selector, root = document) => root.querySelector(selector);
+  const token = () => localStorage.getItem(TOKEN_KEY) || "";
+
+  // ---- DOM helpers -------------------------------------------------------------------
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs)) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key.startsWith("data-")) node.dataset[camel(key.slice(5))] = value;
+      else node.setAttribute(key, value);
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === "") continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+  const camel = (name) => name.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
+  const short = (text) => (text || "").slice(0, 12);
+  const clock = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "");
+  const stamp = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+
+  function notice(text, kind = "ok") {
+    const node = $("#notice");
+    node.textContent = text;
+    node.className = `notice ${kind}`;
+    node.hidden = false;
+  }
+
+  // ---- the API ---------------------------------------------------------------------------
+  async function api(method, path, body) {
+    const headers = { Accept: "application/json" };
+    if (token()) headers.Authorization = `Bearer ${token()}`;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(path, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    let data = null;
+    try { data = await response.json(); } catch (_) { data = null; }
+    if (!response.ok) {
+      const why = (data && (data.error || data.detail)) || response.statusText;
+      const hint = response.status === 401 && !token() ? " (paste the API token above)" : "";
+      const error = new Error(`${response.status}: ${typeof why === "string" ? why : JSON.stringify(why)}${hint}`);
+      error.status = response.status;
+      throw error;
+    }
+    return data;
+  }
+
+  // ---- rendering an app (same markup as the server's template) ---------------------------
+  const logLink = (d) => el("a", { class: "log-link", href: `/api/deployments/${encodeURIComponent(d.id)}/log`,
+                                   "data-deployment": d.id }, d.id);
+  const statusBadge = (status) => el("span", { class: `status status-${status}` }, status);
+  const button = (action, app, label, deployment) =>
+    el("button", { type: "button", "data-action": action, "data-app": app, "data-deployment": deployment }, label);
+
+  function took(d) {
+    if (!d.started_at || !d.ended_at) return "";
+    const seconds = (Date.parse(d.ended_at) - Date.parse(d.started_at)) / 1000;
+    return seconds < 1 ? `${Math.round(seconds * 1000)} ms` : `${seconds.toFixed(1)} s`;
+  }
+
+  function appRow(app) {
+    const live = app.active;
+    const latest = (app.deployments || [])[0] || app.running || live;
+    const automatic = !app.continuous ? "manual"
+      : app.paused ? el("span", { class: "paused" }, `paused: ${app.paused}`) : "on";
+    return el("tr", { id: `app-${app.name}`, "data-app": app.name },
+      el("th", { scope: "row", class: "name" }, app.name,
+         el("small", {}, `${app.layout} · ${typeof app.source === "string" ? app.source : describe(app.source)}`)),
+      el("td", { class: "live" }, live ? logLink(live) : "—"),
+      el("td", { class: "revision" }, live ? el("code", {}, short(live.revision)) : ""),
+      el("td", { class: "trigger" }, live ? live.trigger : ""),
+      el("td", { class: "latest" }, latest ? [statusBadge(latest.status), " ", logLink(latest)] : "never deployed"),
+      el("td", { class: "automatic" }, automatic),
+      el("td", { class: "waiting" }, String(app.waiting ?? 0)),
+      el("td", { class: "actions" }, button("sync", app.name, "Sync"), " ",
+         button("redeploy", app.name, "Redeploy"), " ", button("rollback", app.name, "Rollback")));
+  }
+
+  function describe(source) {
+    if (!source || typeof source !== "object") return String(source ?? "");
+    return [source.type, source.url, source.branch && `@ ${source.branch}`, source.path]
+      .filter(Boolean).join(" ");
+  }
+
+  function historyRow(app, d) {
+    const actions = el("td", { class: "actions" });
+    if (d.snapshot) actions.append(button("redeploy", app, "Redeploy", d.id));
+    if (d.status === "success" && !d.active) actions.append(" ", button("rollback", app, "Roll back to", d.id));
+    return el("tr", { "data-deployment": d.id, class: `status-${d.status}${d.active ? " active" : ""}` },
+      el("td", {}, logLink(d), d.active ? [" ", el("span", { class: "badge" }, "live")] : ""),
+      el("td", {}, statusBadge(d.status)),
+      el("td", {}, el("code", {}, short(d.revision))),
+      el("td", {}, d.trigger),
+      el("td", {}, el("time", { datetime: d.received_at }, stamp(d.received_at))),
+      el("td", { class: "took" }, took(d)),
+      el("td", { class: "message" }, d.message || ""),
+      actions);
+  }
+
+  function historySection(app) {
+    const rows = (app.deployments || []).slice(0, HISTORY).map((d) => historyRow(app.name, d));
+    if (!rows.length) rows.push(el("tr", { class: "empty" }, el("td", { colspan: "8" }, "No deployments yet.")));
+    const head = ["deployment", "status", "revision", "trigger", "received", "took", "message", ""]
+      .map((h) => el("th", {}, h));
+    return el("section", { class: "app-history", id: `history-${app.name}`, "data-app": app.name },
+      el("h3", {}, app.name),
+      el("table", {}, el("thead", {}, el("tr", {}, head)), el("tbody", {}, rows)));
+  }
+
+  function showApp(app) {
+    const row = appRow(app);
+    const old = document.getElementById(`app-${app.name}`);
+    if (old) old.replaceWith(row);
+    else {
+      $("#apps-table tbody tr.empty")?.remove();
+      $("#apps-table tbody").append(row);
+    }
+    const section = historySection(app);
+    const oldSection = document.getElementById(`history-${app.name}`);
+    if (oldSection) oldSection.replaceWith(section); else $("#history").append(section);
+  }
+
+  const pending = new Map();
+  function refreshApp(name) {          // debounced: a burst of events costs one request
+    if (!name || pending.has(name)) return;
+    pending.set(name, setTimeout(async () => {
+      pending.delete(name);
+      try { showApp(await api("GET", `/api/apps/${encodeURIComponent(name)}`)); }
+      catch (error) { if (error.status !== 404) console.warn("refresh", name, error); }
+    }, 150));
+  }
+
+  async function loadAll() {
+    const apps = await api("GET", "/api/apps");
+    for (const app of apps) {
+      showApp(await api("GET", `/api/apps/${encodeURIComponent(app.name)}`));
+    }
+    $("#locked")?.remove();
+    refreshQueue();
+  }
+
+  // ---- queue depths ----------------------------------------------------------------------
+  let queueTimer = null;
+  function refreshQueue() {
+    if (queueTimer) return;
+    queueTimer = setTimeout(async () => {
+      queueTimer = null;
+      try { showQueue(await api("GET", "/api/queue")); } catch (_) { /* keep what the server rendered */ }
+    }, 300);
+  }
+
+  function showQueue(queue) {
+    const polls = queue.polls || {};
+    const items = (queue.queues || []).map((q) => [`queue ${q.name}`, `${q.waiting}` +
+      (q.oldest_age ? ` (oldest ${Math.round(q.oldest_age)}s)` : "")]);
+    items.push(["in flight", (queue.in_flight || []).length], ["retrying", (queue.retries || []).length],
+      ["head checks due within a minute", (polls.due_next_minute || []).length],
+      ["head checks overdue", (polls.overdue || []).length]);
+    $("#queue-depths").replaceChildren(...items.map(([name, value]) =>
+      el("div", {}, el("dt", {}, name), el("dd", {}, String(value)))));
+  }
+
+  // ---- the live feed ---------------------------------------------------------------------
+  function summary(data) {
+    return Object.entries(data)
+      .filter(([key, value]) => !["app", "at", "type", "id", "version"].includes(key)
+        && value !== null && value !== "" && !(Array.isArray(value) && !value.length))
+      .map(([key, value]) => {
+        const text = typeof value === "object" ? JSON.stringify(value) : String(value);
+        return `${key}=${text.length === 40 || text.length === 64 ? short(text) : text}`;
+      }).join(" ");
+  }
+
+  function onEvent(message) {
+    let data;
+    try { data = JSON.parse(message.data); } catch (_) { return; }
+    const id = message.lastEventId || data.id || "";
+    const feed = $("#feed");
+    if (id && [...feed.children].some((li) => li.dataset.id === id)) return;
+    const type = data.type || message.type;
+    feed.prepend(el("li", { "data-id": id, "data-app": data.app, "data-type": type, class: "fresh" },
+      el("time", { datetime: data.at }, clock(data.at)), " ", el("b", { class: "app" }, data.app || ""), " ",
+      el("span", { class: "type" }, type), " ", el("span", { class: "detail" }, summary(data))));
+    while (feed.children.length > FEED_MAX) feed.lastElementChild.remove();
+    refreshApp(data.app);
+    refreshQueue();
+  }
+
+  function follow() {
+    if (!window.EventSource) return;
+    const state = $("#feed-state");
+    const since = document.body.dataset.feedSince;
+    const source = new EventSource(`/api/events${since ? `?since=${encodeURIComponent(since)}` : ""}`);
+    const types = (document.body.dataset.eventTypes || "").split(" ").filter(Boolean);
+    for (const type of types) source.addEventListener(type, onEvent);
+    source.onmessage = onEvent;
+    source.onopen = () => { state.textContent = "(following)"; state.className = "ok"; };
+    source.onerror = () => {
+      state.className = "muted";
+      if (source.readyState !== EventSource.CLOSED) { state.textContent = "(reconnecting…)"; return; }
+      // refused (reads need the token, which an EventSource cannot send): poll instead
+      state.textContent = "(live feed refused: refreshing every 5 s)";
+      setInterval(() => { if (token()) loadAll().catch(() => {}); }, 5000);
+    };
+    state.textContent = "(connecting…)";
+  }
+
+  // ---- logs -------------------------------------------------------------------------------
+  async function showLog(deployment) {
+    const panel = $("#log");
+    $("#log-deployment").textContent = deployment;
+    const lines = $("#log-lines");
+    lines.textContent = "loading…";
+    panel.hidden = false;
+    panel.dataset.deployment = deployment;
+    try {
+      const log = await api("GET", `/api/deployments/${encodeURIComponent(deployment)}/log`);
+      lines.textContent = (log.lines || []).map((l) =>
+        [stamp(l.at), (l.level || "").toUpperCase().padEnd(5), l.step ? `[${l.step}]` : "", l.message]
+          .filter(Boolean).join(" ")).join("\n") || "(no log lines)";
+    } catch (error) {
+      lines.textContent = `could not load the log: ${error.message}`;
+    }
+    panel.scrollIntoView({ block: "nearest" });
+  }
+
+  // ---- actions ------------------------------------------------------------------------------
+  async function act(button) {
+    const { action, app, deployment } = button.dataset;
+    const path = `/api/apps/${encodeURIComponent(app)}/${action}`;
+    let body = {};
+    if (action === "redeploy" && deployment) body = { deployment_id: deployment };
+    if (action === "rollback") {
+      const what = deployment ? `deployment ${deployment}` : "the previous release";
+      if (!window.confirm(`Roll ${app} back to ${what}? Automatic deployments pause until resumed.`)) return;
+      if (deployment) body = { to: deployment };
+    }
+    button.disabled = true;
+    try {
+      const result = await api("POST", path, body);
+      notice(describeResult(action, app, result), "ok");
+      refreshApp(app);
+    } catch (error) {
+      notice(`${action} ${app} refused: ${error.message}`, "error");
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function describeResult(action, app, result) {
+    if (!result || typeof result !== "object") return `${action} ${app}: done`;
+    const id = result.deployment_id || result.id;
+    if (action === "sync" && result.new === false) {
+      return `sync ${app}: nothing new to deploy (${result.reason || "covered"})`;
+    }
+    const revision = result.revision ? ` of ${short(result.revision)}` : "";
+    return id ? `${action} ${app}: deployment ${id}${revision} ${result.status || "queued"}`
+      : `${action} ${app}: ${JSON.stringify(result)}`;
+  }
+
+  // ---- the token --------------------------------------------------------------------------
+  function showTokenState() {
+    const state = $("#token-state");
+    if (token()) { state.textContent = "token saved in this browser"; state.className = "ok"; }
+    else if (!state.textContent) { state.textContent = "no token: actions will be refused"; state.className = "muted"; }
+  }
+
+  function wire() {
+    $("#token-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const value = $("#token").value.trim();
+      if (value) localStorage.setItem(TOKEN_KEY, value);
+      $("#token").value = "";
+      showTokenState();
+      if (document.body.dataset.readable === "no" && token()) loadAll().catch((e) => notice(e.message, "error"));
+    });
+    $("#forget-token").addEventListener("click", () => {
+      localStorage.removeItem(TOKEN_KEY);
+      $("#token-state").textContent = "";
+      showTokenState();
+    });
+    document.addEventListener("click", (event) => {
+      const link = event.target.closest("a.log-link");
+      if (link) { event.preventDefault(); showLog(link.dataset.deployment); return; }
+      const action = event.target.closest("button[data-action]");
+      if (action) act(action);
+    });
+    $("#close-log").addEventListener("click", () => { $("#log").hidden = true; });
+    for (const node of document.querySelectorAll("#feed time[datetime]")) node.textContent = clock(node.getAttribute("datetime"));
+  }
+
+  wire();
+  showTokenState();
+  follow();
+  refreshQueue();
+  if (document.body.dataset.readable === "no" && token()) loadAll().catch((e) => notice(e.message, "error"));
+})();
