@@ -30,11 +30,19 @@ err = Console(stderr=True, soft_wrap=True)
 def _options(ctx: typer.Context,
              config: Optional[Path] = typer.Option(None, "--config", "-c",
                                                    help="config file [default: $SLUICE_CONFIG or config/sluice.yaml]"),
-             log_level: str = typer.Option("INFO", help="log level for services")):
+             log_level: str = typer.Option("INFO", envvar="SLUICE_LOG_LEVEL",
+                                           help="log level for services"),
+             log_format: str = typer.Option("text", envvar="SLUICE_LOG_FORMAT",
+                                            help="text, or json: one JSON object per log line")):
+    from .logging_setup import FORMATS, configure
     path = config or Path(os.environ.get("SLUICE_CONFIG") or DEFAULT_CONFIG)
     ctx.obj = path.resolve()
     os.environ["SLUICE_CONFIG"] = str(ctx.obj)     # child processes read the same file
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_format.lower() not in FORMATS:
+        raise typer.BadParameter(f"use one of: {', '.join(FORMATS)}", param_hint="--log-format")
+    # child processes (`sluice up`'s worker, poller, API) log the same way
+    os.environ.update(SLUICE_LOG_FORMAT=log_format.lower(), SLUICE_LOG_LEVEL=log_level.upper())
+    configure(log_format, log_level)
 
 
 def _services(ctx: typer.Context) -> Services:
@@ -98,7 +106,10 @@ def api(ctx: typer.Context):
     from .api import create_app
     services = _services(ctx)
     listen = services.config.api
-    uvicorn.run(create_app(services), host=listen.host, port=listen.port, log_level="info")
+    # log_config=None: uvicorn's records go through Sluice's logging (--log-format); open
+    # event streams (GET /api/events) never end by themselves, so shutdown cuts them after 5 s
+    uvicorn.run(create_app(services), host=listen.host, port=listen.port, log_level="info",
+                log_config=None, timeout_graceful_shutdown=5)
 
 
 @cli.command()
@@ -137,6 +148,50 @@ def events(ctx: typer.Context, app: Optional[str] = typer.Argument(None),
         for r in services.store.follow(after_id=feed_start, app=app):
             if r is not None:
                 print(show(r), flush=True)
+
+
+@cli.command()
+def queue(ctx: typer.Context,
+          as_json: bool = typer.Option(False, "--json", help="a JSON object (with --watch: one per line)"),
+          watch: bool = typer.Option(False, "--watch", "-w", help="refresh every second until Ctrl-C")):
+    """What waits in each Celery queue, what runs, which retries and polls are due."""
+    from rich.live import Live
+    from .queue_view import inspect_queue
+    services = _services(ctx)
+    if as_json:
+        while True:
+            print(json.dumps(inspect_queue(services), indent=None if watch else 2), flush=True)
+            if not watch:
+                return
+            time.sleep(1)
+    if not watch or not out.is_terminal:      # piped: a new report each second, one after another
+        while True:
+            out.print(presenting.queue_tables(inspect_queue(services)))
+            if not watch:
+                return
+            time.sleep(1)
+    with Live(presenting.queue_tables(inspect_queue(services)), console=out, auto_refresh=False) as live:
+        while True:
+            time.sleep(1)
+            live.update(presenting.queue_tables(inspect_queue(services)), refresh=True)
+
+
+@cli.command()
+def log(ctx: typer.Context, deployment_id: str,
+        app: Optional[str] = typer.Option(None, "--app", help="the deployment's app [default: any]"),
+        as_json: bool = typer.Option(False, "--json", help="a JSON object with the lines")):
+    """A deployment's log: its steps, their timings and, for a failed one, why."""
+    from .deployment_log import dumps, find_log
+    services = _services(ctx)
+    found = find_log(services, deployment_id, app and _app_name(services, app))
+    if found is None:
+        raise SluiceError(f"no deployment {deployment_id!r}" + (f" of app {app!r}" if app else ""))
+    if as_json:
+        print(dumps(found))
+        return
+    for line in found.lines:
+        style = {"error": "bold red", "warning": "yellow"}.get(line.level)
+        out.print(line.text(), style=style, markup=False, highlight=False)
 
 
 @cli.command()

@@ -5,6 +5,7 @@ import json
 import time
 from datetime import datetime, timezone
 
+from rich.console import Group
 from rich.table import Table
 
 from .config import SluiceConfig
@@ -88,3 +89,42 @@ def connection_details(config, app: str, user: str) -> str:
     mode = "read-only: continuous deployment is on" if config.apps[app].source.type != "manual" \
         else "not on continuous deployment: `sluice import` deploys files"
     return "\n".join(lines + [f"files:      {mode}"])
+
+
+def queue_tables(report: dict) -> Group:
+    """What `sluice queue` shows (report: queue_view.inspect_queue)."""
+    queues = _table("queues", "queue", "waiting", "oldest waiting")
+    for q in report["queues"]:
+        queues.add_row(q["name"], str(q["waiting"]), _span(q["oldest_age"]))
+    running = _table("in flight", "app", "deployment", "worker", "running for")
+    for t in report["in_flight"]:
+        running.add_row(t["app"], t["deployment_id"], t["worker"] or "?", _span(t["running_for"]))
+    retries = _table("retries scheduled", "app", "deployment", "attempt", "due")
+    for r in report["retries"]:
+        due = f"in {_span(r['due_in'])} ({_local_iso(r['due_at'])})" if r["due_at"] else "?"
+        retries.add_row(r["app"], r["deployment_id"], f"{r['attempt']} of {r['of']}", due)
+    polls = _table("polls", "app", "next head check")
+    for p in report["polls"]["overdue"]:
+        polls.add_row(p["app"], f"overdue by {_span(p['late_by'])} (is a poller running?)",
+                      style="red")
+    for p in report["polls"]["due_next_minute"]:
+        polls.add_row(p["app"], f"due in {_span(p['due_in'])}")
+    return Group(*(t if t.row_count else f"{t.title}: none" for t in (queues, running, retries, polls)))
+
+
+def _table(title: str, *columns: str) -> Table:
+    return Table(*columns, title=title, title_justify="left")
+
+
+def _span(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m {int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h {int(seconds % 3600 // 60):02d}m"
+
+
+def _local_iso(stamp: str) -> str:
+    return _local(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())

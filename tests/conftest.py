@@ -13,7 +13,7 @@ import redis
 
 from orchestrator.config import load_config
 from orchestrator.embedded_redis import start_redis
-from orchestrator.processes import terminate
+from orchestrator.processes import die_with_parent, terminate
 from orchestrator.services import Services
 from workers.runner import WorkerContext
 from workers.snapshots import SnapshotStore
@@ -66,13 +66,16 @@ def celery_worker(redis_url, worker_config_path, tmp_path_factory, cloud_fakes):
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator.cli", "--config", str(worker_config_path),
          "worker", "--concurrency", "2"],
-        env={**os.environ, "SLUICE_REDIS_URL": redis_url}, stdout=log, stderr=subprocess.STDOUT)
-    wait_for(lambda: "ready." in Path(log.name).read_text() or proc.poll() is not None,
-             timeout=60, what="the Celery worker to start")
-    assert proc.poll() is None, Path(log.name).read_text()
-    yield proc
-    terminate(proc)
-    log.close()
+        env={**os.environ, "SLUICE_REDIS_URL": redis_url}, stdout=log, stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent)
+    try:
+        wait_for(lambda: "ready." in Path(log.name).read_text() or proc.poll() is not None,
+                 timeout=60, what="the Celery worker to start")
+        assert proc.poll() is None, Path(log.name).read_text()
+        yield proc
+    finally:                                # a worker that never said ready is stopped too
+        terminate(proc)
+        log.close()
 
 
 @pytest.fixture

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from orchestrator.api import create_app
 from orchestrator.builtin_git import commit_tree, ensure_repository
 from orchestrator.credentials import Verifier, set_credentials
-from tests.helpers import FUNCTION_APP, GIT_ENV, git, wait_for, write_files
+from tests.servers.api_server import serving
+from tests.helpers import FUNCTION_APP, GIT_ENV, git, write_files
 from tests.integration.flow import event_types, wait_until_ended
 
 PASSWORD = "s3cret-pass"
@@ -39,22 +35,6 @@ def ok_git(cwd: Path, *args: str) -> str:
     return done.stdout + done.stderr
 
 
-@contextmanager
-def serving(services):
-    """The API on a free loopback port, in a thread of this process."""
-    config = uvicorn.Config(create_app(services), log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, timeout=10, what="the API to start")
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture

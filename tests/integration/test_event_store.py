@@ -10,7 +10,7 @@ from orchestrator.commands import execute
 from orchestrator.errors import ConcurrencyError
 from orchestrator.projections import Projections, replay
 from orchestrator.store import EventStore
-from tests.helpers import FUNCTION_APP, git_app
+from tests.helpers import FUNCTION_APP
 from tests.integration.flow import sync_and_wait
 
 

@@ -77,7 +77,8 @@ def test_the_whole_move_import_download_over_ftp_and_git_commit_switch_source_de
     from orchestrator.ftp import serve_ftp
     from tests.helpers import wait_for
     from tests.integration.flow import sync_and_wait
-    from tests.integration.test_builtin_git import ok_git, serving
+    from tests.integration.test_builtin_git import ok_git
+    from tests.servers.api_server import serving
     from tests.integration.test_ftp import _bindable, _free_port, _free_range
 
     monkeypatch.setenv("SLUICE_CONFIG", str(workspace.config_path))

@@ -1,0 +1,33 @@
+"""Sluice's API served by a real uvicorn on a free loopback port, in a thread of the test
+process (git, browsers and event-stream clients need a real server, not TestClient)."""
+from __future__ import annotations
+
+import socket
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+import uvicorn
+
+from orchestrator.api import create_app
+from orchestrator.services import Services
+from tests.helpers import wait_for
+
+
+@contextmanager
+def serving(services: Services) -> Iterator[str]:
+    """Yields the base URL. Open event streams are cut after 2 s at shutdown."""
+    config = uvicorn.Config(create_app(services), log_level="warning", lifespan="off",
+                            timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout=10, what="the API to start")
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
