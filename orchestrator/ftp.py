@@ -114,16 +114,19 @@ def build_server(services: Services) -> ThreadedFTPServer:
     try:
         server = _Server((host.strip("[]"), int(port)), _handler_class(services))
     except OSError as exc:
-        raise ConfigError(f"ftp.listen: cannot listen on {ftp.listen}: {exc.strerror}") from None
+        reason = exc.strerror or (exc.args[0].strerror if exc.args and isinstance(exc.args[0], OSError) else exc)
+        raise ConfigError(f"ftp.listen: cannot listen on {ftp.listen}: {reason}") from None
     server.max_cons = ftp.max_connections
     server.max_cons_per_ip = ftp.max_connections_per_ip
     return server
 
 
-def serve_ftp(services: Services, stop: threading.Event | None = None) -> None:
-    """Serve FTP (FTPS when a certificate is configured) until `stop` is set, or forever."""
+def serve_ftp(services: Services, stop: threading.Event | None = None,
+              server: ThreadedFTPServer | None = None) -> None:
+    """Serve FTP (FTPS when a certificate is configured) until `stop` is set, or forever;
+    on `server` if given (already listening: callers that must know it is), else a new one."""
     stop = stop or threading.Event()
-    server = build_server(services)
+    server = server or build_server(services)
     ftp = services.config.ftp
     log.info("serving %s on %s (passive ports %s)", "FTP/FTPS" if ftp.certificate else "FTP",
              ftp.listen, ftp.passive_ports)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.credentials import set_credentials
-from orchestrator.ftp import serve_ftp
+from orchestrator.ftp import build_server, serve_ftp
 from orchestrator.services import Services
 from tests.helpers import FUNCTION_APP, git_app, wait_for, write_files
 from tests.integration.flow import sync_and_wait, tree
@@ -44,11 +44,9 @@ class Site:
         port = _free_port()
         services = self.workspace.configure(self.apps, ftp={
             "listen": f"127.0.0.1:{port}", "passive_ports": _free_range(), **settings})
-        stop = threading.Event()
-        thread = threading.Thread(target=serve_ftp, args=(services, stop), daemon=True)
+        stop, listening = threading.Event(), build_server(services)
+        thread = threading.Thread(target=serve_ftp, args=(services, stop, listening), daemon=True)
         thread.start()
-        # Not by connecting: a probe would count against the connection limits under test.
-        wait_for(lambda: not _bindable(port), timeout=10, what="the FTP server to listen")
         try:
             yield Server(services, port)
         finally:

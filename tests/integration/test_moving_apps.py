@@ -74,12 +74,11 @@ def test_the_whole_move_import_download_over_ftp_and_git_commit_switch_source_de
     import threading
 
     from orchestrator.credentials import set_credentials
-    from orchestrator.ftp import serve_ftp
-    from tests.helpers import wait_for
+    from orchestrator.ftp import build_server, serve_ftp
     from tests.integration.flow import sync_and_wait
     from tests.integration.test_builtin_git import ok_git
     from tests.servers.api_server import serving
-    from tests.integration.test_ftp import _bindable, _free_port, _free_range
+    from tests.integration.test_ftp import _free_port, _free_range
 
     monkeypatch.setenv("SLUICE_CONFIG", str(workspace.config_path))
     port, password = _free_port(), "m0ve-it-Now"
@@ -92,9 +91,8 @@ def test_the_whole_move_import_download_over_ftp_and_git_commit_switch_source_de
     assert d.status == "success"
 
     # 2. The user downloads them over FTP (APP\USER) and clones them over Git.
-    stop = threading.Event()
-    threading.Thread(target=serve_ftp, args=(services, stop), daemon=True).start()
-    wait_for(lambda: not _bindable(port), timeout=10, what="the FTP server")
+    stop, listening = threading.Event(), build_server(services)
+    threading.Thread(target=serve_ftp, args=(services, stop, listening), daemon=True).start()
     try:
         client = ftplib.FTP()
         client.connect("127.0.0.1", port, timeout=10)
