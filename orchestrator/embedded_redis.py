@@ -62,7 +62,10 @@ def start_redis(data_dir: Path, port: int | None = None) -> tuple[subprocess.Pop
         [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
          "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
          "--save", "", "--logfile", str(data_dir / "redis.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
+        # Its own session: a Ctrl-C at the terminal must not stop Redis under the worker and
+        # poller still finishing; whoever started it stops it last.
+        start_new_session=True)
     url = f"redis://127.0.0.1:{port}/0"
     wait_for_redis(url, proc)
     return proc, url

@@ -14,6 +14,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import redis
+
 from . import keys
 from .backoff import backoff_delay
 from .config import AppConfig
@@ -155,7 +157,10 @@ class Poller:
             try:
                 self.tick()
                 wait = min(max_wait, self.seconds_until_due())
-            except Exception:       # Redis away, say: keep serving, try again shortly
+            except redis.ConnectionError as exc:    # Redis away: keep serving, retry shortly
+                log.warning("poll round failed: Redis unreachable: %s", exc)
+                wait = max_wait
+            except Exception:
                 log.exception("poll round failed")
                 wait = max_wait
             self._wake.wait(wait)
