@@ -137,7 +137,10 @@ class _Connection:
         return head
 
     def _receive(self) -> None:
-        data = self.sock.recv(16384)
+        # Acknowledge at once: a server that writes headers and body separately with Nagle on
+        # (Python's http.server, so `hg serve`) otherwise waits for our delayed ACK, 40 ms.
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        data = self.sock.recv(65536)
         if not data:
             raise ConnectionResetError("the server closed the connection")
         self.buffer += data
