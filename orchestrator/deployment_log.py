@@ -26,7 +26,7 @@ from . import keys
 from .presenting import iso
 from .projections import replay
 from .services import Services
-from .store import RecordedEvent
+from .store import RecordedEvent, decode_entry
 
 INFO, WARNING, ERROR = "info", "warning", "error"
 STEP_ORDER = ("validate", "materialise", "switch")
@@ -110,17 +110,17 @@ def _events_of(services: Services, app: str, deployment_id: str,
             if give_up is not None and int(entry_id.split(b"-")[0]) > give_up:
                 return []
             if kind == "DeploymentQueued" and deployment_id.encode() in data \
-                    and _decode(entry_id, fields).event.deployment_id == deployment_id:
-                found.append(_decode(entry_id, fields))
+                    and (r := decode_entry(entry_id, fields)).event.deployment_id == deployment_id:
+                found.append(r)
             continue
         if ended_at is not None:        # after a success: its worker's retention, if any
             if kind == "ReleasesPruned":
-                found.append(_decode(entry_id, fields))
+                found.append(decode_entry(entry_id, fields))
             if kind in ("DeploymentStarted", "ReleasesPruned") or n - ended_at > AFTER_END:
                 break
             continue
         if deployment_id.encode() in data:
-            r = _decode(entry_id, fields)
+            r = decode_entry(entry_id, fields)
             if getattr(r.event, "deployment_id", None) == deployment_id:
                 found.append(r)
                 if isinstance(r.event, ev.TERMINAL):
@@ -138,11 +138,6 @@ def _entries(services: Services, app: str, start: str) -> Iterator[tuple[bytes, 
         if len(batch) < BATCH:
             return
         first = "(" + batch[-1][0].decode()
-
-
-def _decode(entry_id: bytes, fields: dict) -> RecordedEvent:
-    text = {k.decode(): v.decode() for k, v in fields.items()}
-    return RecordedEvent(int(text["n"]), entry_id.decode(), ev.Event.from_fields(text))
 
 
 def log_lines(deployment_id: str, events: Iterable[ev.Event]) -> list[LogLine]:

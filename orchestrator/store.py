@@ -42,7 +42,8 @@ class RecordedEvent:
     event: Event
 
 
-def _decode(entry_id, fields: dict) -> RecordedEvent:
+def decode_entry(entry_id, fields: dict) -> RecordedEvent:
+    """One stream entry (ids and fields as bytes or str) as a RecordedEvent."""
     fields = {_s(k): _s(v) for k, v in fields.items()}
     return RecordedEvent(int(fields["n"]), _s(entry_id), Event.from_fields(fields))
 
@@ -78,7 +79,7 @@ class EventStore:
 
     def read(self, app: str, after_id: str | None = None) -> list[RecordedEvent]:
         start = f"({after_id}" if after_id else "-"
-        return [_decode(i, f) for i, f in self.redis.xrange(keys.app_events(app), start, "+")]
+        return [decode_entry(i, f) for i, f in self.redis.xrange(keys.app_events(app), start, "+")]
 
     def apps(self) -> list[str]:
         return sorted(_s(a) for a in self.redis.smembers(keys.APPS))
@@ -98,6 +99,6 @@ class EventStore:
                 continue
             for entry_id, fields in batches[0][1]:
                 last = _s(entry_id)
-                recorded = _decode(entry_id, fields)
+                recorded = decode_entry(entry_id, fields)
                 if app is None or _s(fields.get(b"app", fields.get("app"))) == app:
                     yield recorded
