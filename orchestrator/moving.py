@@ -71,9 +71,9 @@ def _entries(directory: Path):
     """(relative path, full path) of every file and symlink, without following links or
     descending into version-control folders."""
     for root, dirs, files in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED and not os.path.islink(os.path.join(root, d)))
-        links = [d for d in os.listdir(root) if os.path.islink(os.path.join(root, d))
-                 and os.path.isdir(os.path.join(root, d))]
-        for name in sorted(set(files) | set(links)):
+        # os.walk lists a symlink to a folder among the folders: it is an entry, not a subtree
+        links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED and d not in links)
+        for name in sorted(files + links):
             full = Path(root) / name
             yield full.relative_to(directory).as_posix(), full
