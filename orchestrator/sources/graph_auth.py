@@ -42,6 +42,8 @@ class GraphTokens:
         self.config, self.cache_file = config, Path(cache_file)
         self._lock = threading.Lock()
         self._cache = msal.SerializableTokenCache()
+        self._loaded: tuple | None = None     # the file as last read or written: no need to
+                                              # parse it again for every Graph request
         self._app = None
 
     def get(self) -> str:
@@ -87,16 +89,23 @@ class GraphTokens:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             cache = self._cache
-            with open(fd, "r", closefd=False) as f:
-                text = f.read()
-            cache.deserialize(text or None)
+            if _stamp(fd) != self._loaded:      # another process wrote it: read it again
+                with open(fd, "r", closefd=False) as f:
+                    cache.deserialize(f.read() or None)
+                self._loaded = _stamp(fd)
             yield cache
             if cache.has_state_changed:
                 data = cache.serialize().encode()
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, data, 0)
+                self._loaded = _stamp(fd)
         finally:
             os.close(fd)
+
+
+def _stamp(fd: int) -> tuple[int, int, int]:
+    st = os.fstat(fd)
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _first_line(text: str | None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Iterator
@@ -27,6 +28,17 @@ DOWNLOAD_CHUNK = 1024 * 1024
 MAX_WAITS = 5                   # 429/503 answers in a row before giving up for this attempt
 MAX_RETRY_AFTER = 120.0
 log = logging.getLogger("sluice.onedrive")
+_sessions: dict[int, requests.Session] = {}
+
+
+def _session() -> requests.Session:
+    """One pooled session per process: the poller makes a source object for every head check,
+    and a session of its own would open a new TLS connection to Graph each time. (It trusts
+    REQUESTS_CA_BUNDLE when that is set.)"""
+    pid = os.getpid()
+    if pid not in _sessions:
+        _sessions[pid] = requests.Session()
+    return _sessions[pid]
 
 
 class OneDriveSource(CloudFolderSource):
@@ -37,7 +49,7 @@ class OneDriveSource(CloudFolderSource):
         super().__init__(config, cache_dir, who)
         self._tokens = tokens_for(config, Path(cache_dir) / f"{self.cache_key}.msal.json")
         self._sleep = sleep
-        self._http = requests.Session()      # trusts REQUESTS_CA_BUNDLE when it is set
+        self._http = _session()
 
     def hasher(self, file: RemoteFile):
         return _Sha256() if file.hash.startswith("sha256:") else _QuickXor()
