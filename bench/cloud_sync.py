@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 
 import yaml
-from rich.console import Console
-
 from common import ROOT, ms, pct, results_table, verdict, wait
+from rich.console import Console
 
 sys.path.insert(0, str(ROOT))
 from tests.servers.fake_dropbox import FakeDropbox  # noqa: E402
@@ -49,7 +48,7 @@ def app_config(base: Path, redis_url: str, sources: dict) -> Path:
 
 
 def start_worker(cfg: Path, redis_url: str, log: Path) -> subprocess.Popen:
-    from orchestrator.processes import die_with_parent
+    from orchestrator.runtime.processes import die_with_parent
     out = open(log, "wb")
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "--config", str(cfg),
                              "worker", "--concurrency", "2"], stdout=out, stderr=subprocess.STDOUT,
@@ -62,7 +61,7 @@ def start_worker(cfg: Path, redis_url: str, log: Path) -> subprocess.Popen:
 
 
 def synced(services, app: str, timeout: float = 600):
-    from orchestrator.poller import sync_now
+    from orchestrator.deploying.sync import sync_now
     queued = sync_now(services, app)
 
     def ended():
@@ -87,7 +86,7 @@ def first_and_one_change(services, app: str, fake, change) -> dict:
 
 
 def longpoll_latency(services, fake, live: Path, samples: int) -> list[float]:
-    from orchestrator.poller import Poller
+    from orchestrator.triggers.poller import Poller
     stop = threading.Event()
     thread = threading.Thread(target=Poller(services).run, args=(stop,), daemon=True)
     thread.start()
@@ -108,10 +107,10 @@ def longpoll_latency(services, fake, live: Path, samples: int) -> list[float]:
 
 
 def bench(base: Path, args) -> dict:
-    from orchestrator.config import load_config
-    from orchestrator.embedded_redis import start_redis
-    from orchestrator.processes import terminate
-    from orchestrator.services import Services
+    from orchestrator.config.settings import load_config
+    from orchestrator.runtime.embedded_redis import start_redis
+    from orchestrator.runtime.processes import terminate
+    from orchestrator.runtime.services import Services
 
     files = folder(args.files)
     with FakeDropbox() as dbx, FakeGraph() as graph:

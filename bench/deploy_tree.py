@@ -23,19 +23,26 @@ import time
 from pathlib import Path
 
 import yaml
+from common import GIT_ENV, ROOT, git, ms, pct, results_table, verdict, wait
 from rich.console import Console
 
-from orchestrator.config import GitSourceConfig, load_config
-from orchestrator.embedded_redis import start_redis
-from orchestrator.poller import Poller, sync_now
-from orchestrator.processes import die_with_parent, terminate
-from orchestrator.services import Services
+from orchestrator.config.settings import load_config
+from orchestrator.config.sources import GitSourceConfig
+from orchestrator.deploying.sync import sync_now
+from orchestrator.releases.materialise import (
+    Previous,
+    materialise,
+    release_dir,
+    remove_tree,
+    switch,
+)
+from orchestrator.releases.snapshots import Base, Manifest, SnapshotStore
+from orchestrator.releases.validation import validate
+from orchestrator.runtime.embedded_redis import start_redis
+from orchestrator.runtime.processes import die_with_parent, terminate
+from orchestrator.runtime.services import Services
 from orchestrator.sources.git import GitSource
-from workers.deploy import Previous, materialise, release_dir, remove_tree, switch
-from workers.snapshots import Base, Manifest, SnapshotStore
-from workers.validate import validate
-
-from common import GIT_ENV, ROOT, git, ms, pct, results_table, verdict, wait
+from orchestrator.triggers.poller import Poller
 
 STAGES = ("fetch", "seal", "validate", "materialise", "switch")
 console = Console(width=140)

@@ -22,24 +22,23 @@ import time
 from pathlib import Path
 
 import yaml
+from common import GIT_ENV, ROOT, git, ms, results_table, wait
 from rich.console import Console
 
-from orchestrator.config import load_config
-from orchestrator.dispatch import enqueue
-from orchestrator.embedded_redis import start_redis
-from orchestrator.poller import sync_now
-from orchestrator.processes import die_with_parent, terminate
-from orchestrator.services import Services
+from orchestrator.config.settings import load_config
+from orchestrator.deploying.dispatch import enqueue
+from orchestrator.deploying.rollback import rollback
+from orchestrator.deploying.sync import sync_now
+from orchestrator.releases.materialise import remove_tree
+from orchestrator.releases.snapshots import SnapshotStore
+from orchestrator.runtime.embedded_redis import start_redis
+from orchestrator.runtime.processes import die_with_parent, terminate
+from orchestrator.runtime.services import Services
 from workers import runner, tasks
-from workers.deploy import remove_tree
-from workers.rollback import rollback
-from workers.snapshots import SnapshotStore
-
-from common import GIT_ENV, ROOT, git, ms, results_table, wait
 
 APP, FILES, ROLLBACKS, CLI_RUNS = "site", 200, 20, 10
 SUCCEEDED = re.compile(r"Task sluice\.deploy\[[^\]]+\] succeeded in ([0-9.e-]+)s: 'nothing to do")
-IMPORTS = "import orchestrator.cli, workers.rollback"     # what `sluice rollback` imports
+IMPORTS = "import orchestrator.cli, orchestrator.deploying.rollback"     # what `sluice rollback` imports
 CLI_SAYS = re.compile(r"rolled back to deployment .* in (\d+) ms")
 console = Console(width=140)
 

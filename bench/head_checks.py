@@ -26,26 +26,26 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import yaml
+from common import GIT_ENV, ROOT, git, ms, pct, results_table, run, verdict, wait
 from rich.console import Console
 
-from orchestrator import keys
-from orchestrator.config import HgSourceConfig, load_config
-from orchestrator.embedded_redis import free_port, start_redis
-from orchestrator.poller import Poller
-from orchestrator.processes import die_with_parent, terminate
-from orchestrator.services import Services
+from orchestrator.config.settings import load_config
+from orchestrator.config.sources import HgSourceConfig
+from orchestrator.core import keys
+from orchestrator.releases.materialise import remove_tree
+from orchestrator.runtime.embedded_redis import free_port, start_redis
+from orchestrator.runtime.processes import die_with_parent, terminate
+from orchestrator.runtime.services import Services
 from orchestrator.sources import fingerprint
 from orchestrator.sources.git_http import remote_head
 from orchestrator.sources.hg import HgSource, hg_executable
-from workers.deploy import remove_tree
-
-from common import GIT_ENV, ROOT, git, ms, pct, results_table, run, verdict, wait
+from orchestrator.triggers.poller import Poller
 
 HG_ENV = {"HGPLAIN": "1", "HGRCPATH": "", "HGUSER": "bench"}
 PUSH = ROOT.parent / "shared" / "fixtures" / "github" / "push_with-new-branch.payload.json"

@@ -15,10 +15,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from . import keys, presenting
-from .config import DEFAULT_CONFIG, load_config
-from .errors import ConfigError, SluiceError
-from .services import Services
+from orchestrator.config.settings import DEFAULT_CONFIG, load_config
+from orchestrator.core import keys
+from orchestrator.core.errors import ConfigError, SluiceError
+from orchestrator.observe import formatting
+from orchestrator.runtime.services import Services
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sluice: continuous deployment from Git (and more) to atomic releases.")
@@ -34,7 +35,7 @@ def _options(ctx: typer.Context,
                                            help="log level for services"),
              log_format: str = typer.Option("text", envvar="SLUICE_LOG_FORMAT",
                                             help="text, or json: one JSON object per log line")):
-    from .logging_setup import FORMATS, configure
+    from orchestrator.observe.logging_setup import FORMATS, configure
     path = config or Path(os.environ.get("SLUICE_CONFIG") or DEFAULT_CONFIG)
     ctx.obj = path.resolve()
     os.environ["SLUICE_CONFIG"] = str(ctx.obj)     # child processes read the same file
@@ -68,7 +69,7 @@ def check_config(ctx: typer.Context):
 @cli.command()
 def up(ctx: typer.Context):
     """Run everything: embedded Redis (unless redis_url is set), a worker and a poller."""
-    from .supervisor import Supervisor
+    from orchestrator.runtime.supervisor import Supervisor
     config = load_config(ctx.obj)
     for name, app in config.apps.items():
         out.print(f"watching {name}: {app.source.describe()} every "
@@ -79,7 +80,7 @@ def up(ctx: typer.Context):
 @cli.command()
 def worker(ctx: typer.Context, concurrency: int = typer.Option(1, help="parallel deployments")):
     """Run a deploy worker (a Celery worker on the `deploy` queue)."""
-    from workers.celery_app import celery_for
+    from orchestrator.deploying.task_queue import celery_for
     services = _services(ctx)
     celery_for(services.redis_url).worker_main(
         ["worker", "-Q", "deploy", f"--concurrency={concurrency}", "--loglevel=INFO",
@@ -90,7 +91,8 @@ def worker(ctx: typer.Context, concurrency: int = typer.Option(1, help="parallel
 def poller(ctx: typer.Context, concurrency: int = typer.Option(16, help="head checks at once")):
     """Run the poller: head checks of due sources, deployments on change."""
     import signal
-    from .poller import Poller
+
+    from orchestrator.triggers.poller import Poller
     services = _services(ctx)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -103,7 +105,8 @@ def poller(ctx: typer.Context, concurrency: int = typer.Option(16, help="head ch
 def api(ctx: typer.Context):
     """Run the HTTP API (webhook receivers) on api.listen."""
     import uvicorn
-    from .api import create_app
+
+    from orchestrator.api import create_app
     services = _services(ctx)
     listen = services.config.api
     # log_config=None: uvicorn's records go through Sluice's logging (--log-format); open
@@ -117,7 +120,7 @@ def apps(ctx: typer.Context):
     """The configured apps and what is live."""
     services = _services(ctx)
     views = {name: services.projections.app(name) for name in services.config.apps}
-    out.print(presenting.apps_table(services.config, views))
+    out.print(formatting.apps_table(services.config, views))
 
 
 @cli.command()
@@ -127,9 +130,9 @@ def deployments(ctx: typer.Context, app: str,
     services = _services(ctx)
     view = services.projections.history(_app_name(services, app))
     if as_json:
-        print(json.dumps([presenting.deployment_json(view, d) for d in view.history()], indent=2))
+        print(json.dumps([formatting.deployment_json(view, d) for d in view.history()], indent=2))
     else:
-        out.print(presenting.deployments_table(view))
+        out.print(formatting.deployments_table(view))
 
 
 @cli.command()
@@ -138,7 +141,7 @@ def events(ctx: typer.Context, app: Optional[str] = typer.Argument(None),
            as_json: bool = typer.Option(False, "--json", help="one JSON object per line")):
     """Print the event history (of one app, or of all), and follow it."""
     services = _services(ctx)
-    show = presenting.event_json if as_json else presenting.event_line
+    show = formatting.event_json if as_json else formatting.event_line
     feed_start = services.store.feed_last_id()
     names = [app] if app else services.store.apps()
     history = sorted((r for n in names for r in services.store.read(n)), key=lambda r: r.id)
@@ -156,7 +159,8 @@ def queue(ctx: typer.Context,
           watch: bool = typer.Option(False, "--watch", "-w", help="refresh every second until Ctrl-C")):
     """What waits in each Celery queue, what runs, which retries and polls are due."""
     from rich.live import Live
-    from .queue_view import inspect_queue
+
+    from orchestrator.observe.queue_view import inspect_queue
     services = _services(ctx)
     if as_json:
         while True:
@@ -166,14 +170,14 @@ def queue(ctx: typer.Context,
             time.sleep(1)
     if not watch or not out.is_terminal:      # piped: a new report each second, one after another
         while True:
-            out.print(presenting.queue_tables(inspect_queue(services)))
+            out.print(formatting.queue_tables(inspect_queue(services)))
             if not watch:
                 return
             time.sleep(1)
-    with Live(presenting.queue_tables(inspect_queue(services)), console=out, auto_refresh=False) as live:
+    with Live(formatting.queue_tables(inspect_queue(services)), console=out, auto_refresh=False) as live:
         while True:
             time.sleep(1)
-            live.update(presenting.queue_tables(inspect_queue(services)), refresh=True)
+            live.update(formatting.queue_tables(inspect_queue(services)), refresh=True)
 
 
 @cli.command()
@@ -181,7 +185,7 @@ def log(ctx: typer.Context, deployment_id: str,
         app: Optional[str] = typer.Option(None, "--app", help="the deployment's app [default: any]"),
         as_json: bool = typer.Option(False, "--json", help="a JSON object with the lines")):
     """A deployment's log: its steps, their timings and, for a failed one, why."""
-    from .deployment_log import dumps, find_log
+    from orchestrator.observe.deployment_log import dumps, find_log
     services = _services(ctx)
     found = find_log(services, deployment_id, app and _app_name(services, app))
     if found is None:
@@ -199,16 +203,17 @@ def sync(ctx: typer.Context, app: str,
          wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end"),
          timeout: float = typer.Option(600, help="seconds to wait with --wait")):
     """Check the app's source now and deploy its head (the portal's Sync button)."""
-    from .poller import sync_now
+    from orchestrator.deploying.sync import sync_now
     services = _services(ctx)
     _report(services, app, sync_now(services, _app_name(services, app)), wait, timeout)
 
 
 @cli.command()
 def rollback(ctx: typer.Context, app: str,
-             to: Optional[str] = typer.Option(None, "--to", help="deployment id [default: the previous successful one]")):
+             to: Optional[str] = typer.Option(None, "--to",
+                                              help="deployment id [default: the previous successful one]")):
     """Switch the app back to a kept release at once, and pause automatic deployments."""
-    from workers.rollback import rollback as roll_back
+    from orchestrator.deploying.rollback import rollback as roll_back
     services = _services(ctx)
     started = time.perf_counter()
     d = roll_back(services, _app_name(services, app), to)
@@ -222,7 +227,7 @@ def redeploy(ctx: typer.Context, app: str,
              deployment_id: Optional[str] = typer.Argument(None, help="[default: the active one]"),
              wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end")):
     """Deploy an earlier deployment's snapshot again, as a new deployment."""
-    from .operations import redeploy as run_again
+    from orchestrator.deploying.operator_actions import redeploy as run_again
     services = _services(ctx)
     _report(services, app, run_again(services, _app_name(services, app), deployment_id), wait)
 
@@ -231,7 +236,7 @@ def redeploy(ctx: typer.Context, app: str,
 def promote(ctx: typer.Context, from_app: str, to_app: str,
             wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end")):
     """Deploy what is live on FROM_APP to TO_APP (staging to production), without rebuilding."""
-    from .operations import promote as promote_live
+    from orchestrator.deploying.operator_actions import promote as promote_live
     services = _services(ctx)
     queued = promote_live(services, _app_name(services, from_app), _app_name(services, to_app))
     _report(services, to_app, queued, wait)
@@ -240,7 +245,7 @@ def promote(ctx: typer.Context, from_app: str, to_app: str,
 @cli.command()
 def pause(ctx: typer.Context, app: str):
     """Stop automatic deployments of the app (changes are still recorded)."""
-    from .operations import pause as pause_app
+    from orchestrator.deploying.operator_actions import pause as pause_app
     services = _services(ctx)
     changed = pause_app(services, _app_name(services, app))
     out.print(f"{app}: automatic deployments {'paused' if changed else 'were already paused'}")
@@ -250,7 +255,7 @@ def pause(ctx: typer.Context, app: str):
 def resume(ctx: typer.Context, app: str,
            wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end")):
     """Follow the source again: deploy its head now unless it is already live."""
-    from .operations import resume as resume_app
+    from orchestrator.deploying.operator_actions import resume as resume_app
     services = _services(ctx)
     _report(services, app, resume_app(services, _app_name(services, app)), wait)
 
@@ -260,7 +265,7 @@ def import_(ctx: typer.Context, app: str, directory: Path,
             wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end")):
     """Deploy DIRECTORY as the release of an app not on continuous deployment yet (its files
     are also committed to the app's built-in Git repository)."""
-    from .moving import import_directory
+    from orchestrator.deploying.import_export import import_directory
     services = _services(ctx)
     _report(services, app, import_directory(services, _app_name(services, app), directory), wait)
 
@@ -268,7 +273,7 @@ def import_(ctx: typer.Context, app: str, directory: Path,
 @cli.command()
 def export(ctx: typer.Context, app: str, directory: Path):
     """Copy the app's active release into DIRECTORY (new or empty), writable."""
-    from .moving import export_release
+    from orchestrator.deploying.import_export import export_release
     services = _services(ctx)
     release = export_release(services, _app_name(services, app), directory)
     out.print(f"{app}: exported {release.name} to {directory}")
@@ -277,7 +282,7 @@ def export(ctx: typer.Context, app: str, directory: Path):
 @cli.command()
 def ftp(ctx: typer.Context):
     """Run the FTP/FTPS server (ftp.listen) for apps' files."""
-    from .ftp import serve_ftp
+    from orchestrator.access.ftp import serve_ftp
     services = _services(ctx)
     if not services.config.ftp.listen:
         raise ConfigError("ftp.listen is not set (e.g. ftp: {listen: 127.0.0.1:2121})")
@@ -293,7 +298,7 @@ cli.add_typer(credentials_cli, name="credentials")
 def credentials_set(ctx: typer.Context, app: str, user: str):
     """Set the app's deployment user and password (asked for, or read from stdin; never an
     argument, which other users could see in the process list)."""
-    from .credentials import set_credentials
+    from orchestrator.access.credentials import set_credentials
     services = _services(ctx)
     if sys.stdin.isatty():
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -306,13 +311,13 @@ def credentials_set(ctx: typer.Context, app: str, user: str):
 @credentials_cli.command("show")
 def credentials_show(ctx: typer.Context, app: str):
     """The app's deployment user and how to reach its files over Git, FTP and FTPS."""
-    from .credentials import credentials_of
+    from orchestrator.access.credentials import credentials_of
     services = _services(ctx)
     stored = credentials_of(services, _app_name(services, app))
     if stored is None:
         raise SluiceError(f"app {app!r} has no deployment credentials: "
                           f"sluice credentials set {app} USER")
-    out.print(presenting.connection_details(services.config, app, stored.user), highlight=False)
+    out.print(formatting.connection_details(services.config, app, stored.user), highlight=False)
 
 
 def _report(services: Services, app: str, queued, wait: bool, timeout: float = 600) -> None:

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator.config import load_config
-from orchestrator.embedded_redis import start_redis
-from orchestrator.processes import die_with_parent, terminate
-from orchestrator.services import Services
-from workers.runner import WorkerContext
-from workers.snapshots import SnapshotStore
+from orchestrator.config.settings import load_config
+from orchestrator.releases.snapshots import SnapshotStore
+from orchestrator.runtime.embedded_redis import start_redis
+from orchestrator.runtime.processes import die_with_parent, terminate
+from orchestrator.runtime.services import Services
 from tests.helpers import GIT_ENV, GitRepo, git_app, wait_for, write_config
+from workers.runner import WorkerContext
 
 os.environ.update(GIT_ENV)
 # ssh to the host ssh.sluice.test runs the remote command locally (tests/servers/fake_ssh.py),

@@ -10,22 +10,28 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import events as ev
-from orchestrator import keys
-from orchestrator.backoff import backoff_delay
-from orchestrator.commands import execute
-from orchestrator.config import AppConfig
-from orchestrator.dispatch import enqueue
-from orchestrator.errors import PermanentError
-from orchestrator.lease import Lease
-from orchestrator.projections import FAILED, SUPERSEDED, AppView, DeploymentView
-from orchestrator.services import Services
+from orchestrator.config.settings import AppConfig
+from orchestrator.core import events as ev
+from orchestrator.core import keys
+from orchestrator.core.backoff import backoff_delay
+from orchestrator.core.decisions import execute
+from orchestrator.core.errors import PermanentError
+from orchestrator.core.event_store import ANY_VERSION
+from orchestrator.core.lease import Lease
+from orchestrator.core.projections import FAILED, SUPERSEDED, AppView, DeploymentView
+from orchestrator.deploying.dispatch import enqueue
+from orchestrator.releases.materialise import (
+    Previous,
+    live_release,
+    materialise,
+    release_dir,
+    switch,
+)
+from orchestrator.releases.retention import collect_garbage, kept_snapshots, prune_releases
+from orchestrator.releases.snapshots import Base, Snapshot, SnapshotStore
+from orchestrator.releases.validation import validate
+from orchestrator.runtime.services import Services
 from orchestrator.sources import fingerprint, source_for
-from orchestrator.store import ANY_VERSION
-from .deploy import Previous, live_release, materialise, release_dir, switch
-from .retention import collect_garbage, kept_snapshots, prune_releases
-from .snapshots import Base, Snapshot, SnapshotStore
-from .validate import validate
 
 log = logging.getLogger("sluice.worker")
 

@@ -11,13 +11,14 @@ from pathlib import Path
 import redis
 from celery import shared_task
 
-from orchestrator.config import load_config
-from orchestrator.dispatch import DEPLOY_TASK, enqueue
-from orchestrator.errors import ConfigError, TransientError
-from orchestrator.lease import LeaseBusy
-from orchestrator.services import Services
-from . import runner
-from .snapshots import SnapshotStore
+from orchestrator.config.settings import load_config
+from orchestrator.core.errors import ConfigError, TransientError
+from orchestrator.core.lease import LeaseBusy
+from orchestrator.deploying.dispatch import enqueue
+from orchestrator.deploying.task_queue import DEPLOY_TASK
+from orchestrator.releases.snapshots import SnapshotStore
+from orchestrator.runtime.services import Services
+from workers import runner
 
 log = logging.getLogger("sluice.worker")
 
@@ -36,7 +37,7 @@ def deploy(self, app: str, deployment_id: str, attempt: int = 1) -> str:
         outcome = _run(ctx, app, deployment_id, attempt)
     except (ConfigError, redis.RedisError) as exc:
         log.error("deployment %s of %s cannot run yet: %s", deployment_id, app, exc)
-        raise self.retry(exc=exc, countdown=INFRA_RETRY_DELAY)
+        raise self.retry(exc=exc, countdown=INFRA_RETRY_DELAY) from exc
     log.info("deployment %s of %s: %s", deployment_id, app, outcome)
     return outcome
 

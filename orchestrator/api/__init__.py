@@ -19,15 +19,15 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from ..errors import ConfigError, SluiceError, TransientError
-from ..queue_view import workers_seen
-from ..services import Services
-from .dashboard import router as dashboard_router
-from .git_http import router as git_router
-from .hooks import router as hooks_router
-from .observe import router as observe_router
-from .operations import Error, NotFound
-from .operations import router as operations_router
+from orchestrator.api.apps import Error, NotFound
+from orchestrator.api.apps import router as apps_router
+from orchestrator.api.dashboard import router as dashboard_router
+from orchestrator.api.git_http import router as git_router
+from orchestrator.api.hooks import router as hooks_router
+from orchestrator.api.observe import router as observe_router
+from orchestrator.core.errors import ConfigError, SluiceError, TransientError
+from orchestrator.observe.queue_view import workers_seen
+from orchestrator.runtime.services import Services
 
 log = logging.getLogger("sluice.api")
 
@@ -42,7 +42,7 @@ def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="Sluice", summary="Continuous deployment: webhooks and operations")
     app.state.services = services
     add_error_handlers(app)
-    app.include_router(operations_router)
+    app.include_router(apps_router)
     app.include_router(hooks_router)
     app.include_router(git_router)
     app.include_router(dashboard_router)

@@ -17,7 +17,7 @@ import ipaddress
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..config import ApiConfig
+from orchestrator.config.settings import ApiConfig
 
 # Documents the scheme in /openapi.json; the decisions below read the header themselves.
 bearer = HTTPBearer(auto_error=False, description="api.token from the Sluice config")

@@ -20,13 +20,13 @@ from fastapi.responses import FileResponse, HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from .. import keys
-from ..events import Event
-from ..presenting import deployment_json, iso
-from ..projections import AppView
-from ..queue_view import inspect_queue
-from ..services import Services
-from .access import can_read
+from orchestrator.api.access import can_read
+from orchestrator.core import keys
+from orchestrator.core.events import Event
+from orchestrator.core.projections import AppView
+from orchestrator.observe.formatting import deployment_json, iso
+from orchestrator.observe.queue_view import inspect_queue
+from orchestrator.runtime.services import Services
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"

@@ -19,10 +19,10 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from ..builtin_git import ensure_repository
-from ..config import DEFAULT_CONFIG, builtin_repository
-from ..credentials import Verifier
-from ..services import Services
+from orchestrator.access.builtin_git import ensure_repository
+from orchestrator.access.credentials import Verifier
+from orchestrator.config.settings import DEFAULT_CONFIG, builtin_repository
+from orchestrator.runtime.services import Services
 
 router = APIRouter()
 RPC_SERVICES = ("git-upload-pack", "git-receive-pack")

@@ -11,10 +11,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from .. import keys, webhooks
-from ..config import AppConfig
-from ..dispatch import request_deployment
-from ..services import Services
+from orchestrator.config.settings import AppConfig
+from orchestrator.core import keys
+from orchestrator.deploying.dispatch import request_deployment
+from orchestrator.runtime.services import Services
+from orchestrator.triggers import webhooks
 
 router = APIRouter()
 MAX_BODY = 5 * 1024 * 1024

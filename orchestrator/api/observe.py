@@ -21,7 +21,7 @@ import json
 import logging
 import re
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import redis
 import redis.asyncio as aioredis
@@ -29,12 +29,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from .. import keys
-from ..deployment_log import find_log
-from ..metrics import exposition
-from ..presenting import iso
-from ..services import Services
-from .access import can_read
+from orchestrator.api.access import can_read
+from orchestrator.core import keys
+from orchestrator.observe.deployment_log import find_log
+from orchestrator.observe.formatting import iso
+from orchestrator.observe.metrics import exposition
+from orchestrator.runtime.services import Services
 
 router = APIRouter(dependencies=[Depends(can_read)])
 log = logging.getLogger("sluice.api")

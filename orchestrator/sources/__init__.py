@@ -2,25 +2,25 @@
 import hashlib
 from pathlib import Path
 
-from ..config import AppConfig
-from .base import Source
+from orchestrator.config.settings import AppConfig
+from orchestrator.sources.base import Source
 
 
 def source_for(app: AppConfig, data_dir: Path) -> Source:
     """GitHub, Bitbucket and Azure DevOps sources are repositories that also send webhooks."""
     if app.source.scm == "manual":
-        from .manual import ManualSource
+        from orchestrator.sources.manual import ManualSource
         return ManualSource()
     if app.source.scm == "dropbox":
-        from .dropbox import DropboxSource
+        from orchestrator.sources.dropbox import DropboxSource
         return DropboxSource(app.source, data_dir / "cache" / "dropbox")
     if app.source.scm == "onedrive":
-        from .onedrive import OneDriveSource
+        from orchestrator.sources.onedrive import OneDriveSource
         return OneDriveSource(app.source, data_dir / "cache" / "onedrive")
     if app.source.scm == "hg":
-        from .hg import HgSource
+        from orchestrator.sources.hg import HgSource
         return HgSource(app.source, data_dir / "cache" / "hg")
-    from .git import GitSource
+    from orchestrator.sources.git import GitSource
     return GitSource(app.source, data_dir / "cache" / "git")
 
 

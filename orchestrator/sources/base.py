@@ -1,8 +1,9 @@
 """The small Protocol every source adapter implements."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO, Iterable, Protocol
+from typing import BinaryIO, Protocol
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class KnownBlob(Protocol):
 
 
 class SnapshotWriter(Protocol):
-    """Where an adapter puts a revision's files (implemented by workers.snapshots)."""
+    """Where an adapter puts a revision's files (implemented by orchestrator.releases.snapshots)."""
 
     def known(self, kind: str, keys: Iterable[str]) -> dict[str, KnownBlob]: ...
 

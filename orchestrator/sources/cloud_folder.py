@@ -14,13 +14,14 @@ import logging
 import os
 import tempfile
 import unicodedata
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO, Callable, Iterator, Protocol
+from typing import BinaryIO, Protocol
 
-from ..errors import InvalidAppLayout, TransientError
-from .base import Change, SnapshotWriter
+from orchestrator.core.errors import InvalidAppLayout, TransientError
+from orchestrator.sources.base import Change, SnapshotWriter
 
 CONCURRENT_DOWNLOADS = 8
 log = logging.getLogger("sluice.cloud")
@@ -137,7 +138,7 @@ def relative_name(path: str, root: str) -> str | None:
     return inner[len(root) + 1:]
 
 
-def check_names(files: dict[str, "RemoteFile"], where: str) -> None:
+def check_names(files: dict[str, RemoteFile], where: str) -> None:
     """Names that could leave or corrupt a release fail the deployment, naming the entry."""
     for f in files.values():
         if "\0" in f.path:

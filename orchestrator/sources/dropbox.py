@@ -13,18 +13,24 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import dropbox
 import requests
 from dropbox import exceptions as dbx_errors
 from dropbox.files import DeletedMetadata, FileMetadata, ListFolderResult
 
-from ..config import DropboxSourceConfig
-from ..errors import AuthenticationFailed, PermanentError, RevisionNotFound, SluiceError, TransientError
-from .cloud_folder import CloudFolderSource, Listing, RemoteFile, relative_name
-from .cloud_hashes import DropboxContentHash
+from orchestrator.config.sources import DropboxSourceConfig
+from orchestrator.core.errors import (
+    AuthenticationFailed,
+    PermanentError,
+    RevisionNotFound,
+    SluiceError,
+    TransientError,
+)
+from orchestrator.sources.cloud_folder import CloudFolderSource, Listing, RemoteFile, relative_name
+from orchestrator.sources.cloud_hashes import DropboxContentHash
 
 PAGE = 2000
 DOWNLOAD_CHUNK = 1024 * 1024
@@ -106,7 +112,7 @@ class DropboxSource(CloudFolderSource):
                     del listing.files[key]
         return bool(result.entries)
 
-    def hasher(self, file: RemoteFile) -> "_ContentHash":
+    def hasher(self, file: RemoteFile) -> _ContentHash:
         return _ContentHash()
 
     def download(self, file: RemoteFile) -> Iterator[bytes]:

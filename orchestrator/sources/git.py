@@ -14,11 +14,11 @@ from pathlib import Path
 import git
 from gitdb.util import hex_to_bin
 
-from ..config import RepositorySource
-from ..errors import AuthenticationFailed, RevisionNotFound, TransientError
-from ..urls import sanitize_url
-from .base import Change, SnapshotWriter, strip_prefix
-from .git_http import remote_head
+from orchestrator.config.sources import RepositorySource
+from orchestrator.core.errors import AuthenticationFailed, RevisionNotFound, TransientError
+from orchestrator.core.urls import sanitize_url
+from orchestrator.sources.base import Change, SnapshotWriter, strip_prefix
+from orchestrator.sources.git_http import remote_head
 
 ALIAS_KIND = "git-blob"
 AUTH_REFUSED = ("Authentication failed", "could not read Username", "could not read Password",

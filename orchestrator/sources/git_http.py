@@ -6,12 +6,12 @@ v2, later checks go straight to `ls-refs`: one request per head check.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import Iterator
 
-from ..errors import AuthenticationFailed, RevisionNotFound, TransientError
-from ..lean_http import HttpError, Pool, Response
-from ..urls import sanitize_url
+from orchestrator.core.errors import AuthenticationFailed, RevisionNotFound, TransientError
+from orchestrator.core.urls import sanitize_url
+from orchestrator.sources.lean_http import HttpError, Pool, Response
 
 UPLOAD_PACK = "git-upload-pack"
 _pool = Pool(timeout=15, headers={"Git-Protocol": "version=2"})

@@ -15,19 +15,19 @@ from pathlib import Path
 
 import msal
 
-from ..config import OneDriveSourceConfig
-from ..errors import AuthenticationFailed
+from orchestrator.config.sources import OneDriveSourceConfig
+from orchestrator.core.errors import AuthenticationFailed
 
 APP_ONLY_SCOPES = ["https://graph.microsoft.com/.default"]
 DELEGATED_SCOPES = ["Files.Read"]
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 
 
-_tokens: dict[tuple, "GraphTokens"] = {}
+_tokens: dict[tuple, GraphTokens] = {}
 _tokens_lock = threading.Lock()
 
 
-def tokens_for(config: OneDriveSourceConfig, cache_file: Path) -> "GraphTokens":
+def tokens_for(config: OneDriveSourceConfig, cache_file: Path) -> GraphTokens:
     """One per sign-in and process: an MSAL application fetches the authority's metadata
     when it is made, and a poller makes a source object for every head check."""
     key = (os.getpid(), config.model_dump_json(), str(cache_file))
@@ -90,7 +90,7 @@ class GraphTokens:
             fcntl.flock(fd, fcntl.LOCK_EX)
             cache = self._cache
             if _stamp(fd) != self._loaded:      # another process wrote it: read it again
-                with open(fd, "r", closefd=False) as f:
+                with open(fd, closefd=False) as f:
                     cache.deserialize(f.read() or None)
                 self._loaded = _stamp(fd)
             yield cache

@@ -14,14 +14,18 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-
 from urllib.parse import urlencode
 
-from ..config import RepositorySource
-from ..errors import AuthenticationFailed, PermanentError, RevisionNotFound, TransientError
-from ..lean_http import HttpError, Pool
-from ..urls import sanitize_url
-from .base import Change, SnapshotWriter, strip_prefix
+from orchestrator.config.sources import RepositorySource
+from orchestrator.core.errors import (
+    AuthenticationFailed,
+    PermanentError,
+    RevisionNotFound,
+    TransientError,
+)
+from orchestrator.core.urls import sanitize_url
+from orchestrator.sources.base import Change, SnapshotWriter, strip_prefix
+from orchestrator.sources.lean_http import HttpError, Pool
 
 ALIAS_KIND = "hg-filenode"
 NODE = re.compile(r"^[0-9a-f]{40}$")

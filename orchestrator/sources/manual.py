@@ -2,8 +2,8 @@
 come from `sluice import` (with the snapshot already built), never from a fetch."""
 from __future__ import annotations
 
-from ..errors import PermanentError
-from .base import Change, SnapshotWriter
+from orchestrator.core.errors import PermanentError
+from orchestrator.sources.base import Change, SnapshotWriter
 
 
 class ManualSource:

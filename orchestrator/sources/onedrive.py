@@ -12,17 +12,23 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote
 
 import requests
 
-from ..config import OneDriveSourceConfig
-from ..errors import AuthenticationFailed, PermanentError, RevisionNotFound, SluiceError, TransientError
-from .cloud_folder import CloudFolderSource, Listing, RemoteFile, relative_name
-from .cloud_hashes import QuickXorHash
-from .graph_auth import tokens_for
+from orchestrator.config.sources import OneDriveSourceConfig
+from orchestrator.core.errors import (
+    AuthenticationFailed,
+    PermanentError,
+    RevisionNotFound,
+    SluiceError,
+    TransientError,
+)
+from orchestrator.sources.cloud_folder import CloudFolderSource, Listing, RemoteFile, relative_name
+from orchestrator.sources.cloud_hashes import QuickXorHash
+from orchestrator.sources.graph_auth import tokens_for
 
 DOWNLOAD_CHUNK = 1024 * 1024
 MAX_WAITS = 5                   # 429/503 answers in a row before giving up for this attempt

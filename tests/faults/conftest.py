@@ -13,18 +13,18 @@ from unittest import mock
 
 import pytest
 
-from orchestrator.config import load_config
-from orchestrator import embedded_redis
-from orchestrator.embedded_redis import start_redis
-from orchestrator.processes import die_with_parent, terminate
-from orchestrator.services import Services
+from orchestrator.config.settings import load_config
+from orchestrator.runtime import embedded_redis
+from orchestrator.runtime.embedded_redis import start_redis
+from orchestrator.runtime.processes import die_with_parent, terminate
+from orchestrator.runtime.services import Services
 from tests.helpers import GitRepo, wait_for, write_config
 
 
 class Worker:
     """A `sluice worker` in its own process group, so SIGKILL takes its prefork child too."""
 
-    def __init__(self, rig: "Rig", number: int):
+    def __init__(self, rig: Rig, number: int):
         self.log_path = rig.root / "logs" / f"worker-{number}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w")

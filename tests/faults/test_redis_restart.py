@@ -14,10 +14,10 @@ import kombu.exceptions
 import pytest
 import redis
 
-from orchestrator import keys
-from orchestrator.dispatch import request_deployment
-from orchestrator.embedded_redis import start_redis
-from orchestrator.processes import terminate
+from orchestrator.core import keys
+from orchestrator.deploying.dispatch import request_deployment
+from orchestrator.runtime.embedded_redis import start_redis
+from orchestrator.runtime.processes import terminate
 from tests.helpers import git_app, wait_for
 from tests.integration.flow import tree
 
@@ -162,7 +162,7 @@ def test_an_embedded_redis_started_again_at_once_comes_back_on_its_port(tmp_path
 
 @pytest.mark.timeout(120)
 def test_a_deployment_recorded_just_before_redis_went_away_still_runs(rig_factory, monkeypatch):
-    from orchestrator import dispatch
+    from orchestrator.deploying import dispatch
     rig = rig_factory(visibility_timeout=VISIBILITY_TIMEOUT)
     repo = rig.repo()
     repo.commit(files(1))

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import keys
-from orchestrator.dispatch import request_deployment
+from orchestrator.core import keys
+from orchestrator.deploying.dispatch import request_deployment
 from tests.helpers import git_app, wait_for
 from tests.integration.flow import sync_and_wait, tree, wait_until_ended
 
@@ -298,7 +298,7 @@ def test_a_worker_killed_while_restoring_unacked_tasks_does_not_hold_redelivery_
         raise RuntimeError("the deployment ended before the kill; nothing to redeliver")
     # The state a kill inside kombu's restore_visible() leaves: a redis-py Lock with the
     # expiry the Celery configuration gives it (kombu's default when unset: 300 s).
-    from workers.celery_app import create_app
+    from orchestrator.deploying.task_queue import create_app
     options = create_app(services.redis_url).conf.broker_transport_options
     services.redis.set(KOMBU_RESTORE_MUTEX, "dead-worker-token",
                        px=int(options.get("unacked_mutex_expire", 300) * 1000))

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.poller import sync_now
-from orchestrator.projections import DeploymentView
-from orchestrator.services import Services
+from orchestrator.core.projections import DeploymentView
+from orchestrator.deploying.sync import sync_now
+from orchestrator.runtime.services import Services
 from tests.helpers import wait_for
 
 

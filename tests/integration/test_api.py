@@ -10,13 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from orchestrator.api import create_app
-from orchestrator.config import SluiceConfig
-from orchestrator.dispatch import request_deployment
-from orchestrator.presenting import deployment_json
-from orchestrator.services import Services
-from tests.servers.api_server import serving
+from orchestrator.config.settings import SluiceConfig
+from orchestrator.deploying.dispatch import request_deployment
+from orchestrator.observe.formatting import deployment_json
+from orchestrator.runtime.services import Services
 from tests.helpers import FUNCTION_APP, git_app
 from tests.integration.flow import sync_and_wait, wait_until_ended
+from tests.servers.api_server import serving
 
 TOKEN = "t0ken-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -276,7 +276,7 @@ def test_readyz_is_503_when_no_worker_listens_on_its_redis(workspace):
 
 
 def test_readyz_is_503_with_the_reason_when_redis_cannot_be_reached():
-    from orchestrator.embedded_redis import free_port
+    from orchestrator.runtime.embedded_redis import free_port
     services = Services.build(SluiceConfig(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
 
     response = TestClient(create_app(services)).get("/readyz")

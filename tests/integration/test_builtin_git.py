@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.builtin_git import commit_tree, ensure_repository
-from orchestrator.credentials import Verifier, set_credentials
-from tests.servers.api_server import serving
+from orchestrator.access.builtin_git import commit_tree, ensure_repository
+from orchestrator.access.credentials import Verifier, set_credentials
 from tests.helpers import FUNCTION_APP, GIT_ENV, git, write_files
 from tests.integration.flow import event_types, wait_until_ended
+from tests.servers.api_server import serving
 
 PASSWORD = "s3cret-pass"
 V2 = {"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n"}

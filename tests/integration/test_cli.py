@@ -6,14 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
-
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from orchestrator.embedded_redis import free_port
-
+from orchestrator.runtime.embedded_redis import free_port
 from tests.helpers import FUNCTION_APP, git_app, wait_for, write_config
 from tests.integration.flow import sync_and_wait
 

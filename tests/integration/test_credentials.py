@@ -9,8 +9,13 @@ import sys
 
 import pytest
 
-from orchestrator import keys
-from orchestrator.credentials import CredentialsRejected, Verifier, check_policy, set_credentials
+from orchestrator.access.credentials import (
+    CredentialsRejected,
+    Verifier,
+    check_policy,
+    set_credentials,
+)
+from orchestrator.core import keys
 
 GOOD = "s3cret-Password"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.operations import pause
+from orchestrator.deploying.operator_actions import pause
 from tests.helpers import FUNCTION_APP
 from tests.integration.flow import sync_and_wait
 from tests.servers.api_server import serving

@@ -7,9 +7,9 @@ import sys
 from fastapi.testclient import TestClient
 
 from orchestrator.api import create_app
-from orchestrator.deployment_log import find_log, log_lines
-from orchestrator.dispatch import request_deployment
-from orchestrator.projections import AppView
+from orchestrator.core.projections import AppView
+from orchestrator.deploying.dispatch import request_deployment
+from orchestrator.observe.deployment_log import find_log, log_lines
 from tests.helpers import FUNCTION_APP, git_app
 from tests.integration.flow import sync_and_wait, wait_until_ended
 
@@ -141,7 +141,7 @@ def test_the_api_serves_the_log_as_json_and_answers_404_for_an_unknown_deploymen
 
 
 def test_the_log_is_a_pure_function_of_the_events():
-    from orchestrator import events as ev
+    from orchestrator.core import events as ev
     recorded = [
         ev.DeploymentQueued(app="a", at=1.0, deployment_id="d", revision="r" * 40, trigger="poll"),
         ev.DeploymentStarted(app="a", at=2.0, deployment_id="d", worker="w"),

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from orchestrator import keys
-from orchestrator.poller import Poller
+from orchestrator.core import keys
+from orchestrator.triggers.poller import Poller
 from tests.helpers import wait_for
 from tests.integration.flow import sync_and_wait, tree
 
@@ -85,7 +85,7 @@ def test_rate_limits_server_errors_and_an_expired_token_are_ridden_out(workspace
 def test_wrong_credentials_fail_the_deployment_naming_dropbox_and_no_secret(workspace, dbx):
     services = workspace.configure(dropbox_app(workspace, dbx))
     sync_and_wait(services, "site")
-    from orchestrator.dispatch import request_deployment
+    from orchestrator.deploying.dispatch import request_deployment
     from tests.integration.flow import wait_until_ended
     services = workspace.configure(dropbox_app(workspace, dbx, refresh_token="revoked-t0ken"))
     queued = request_deployment(services, "site", "f" * 40, "manual")

@@ -6,17 +6,17 @@ import time
 
 import pytest
 
-from orchestrator import keys
-from orchestrator.dispatch import enqueue, request_deployment
-from orchestrator.lease import Lease, LeaseLost
-from orchestrator.operations import pause, promote, redeploy, resume
-from orchestrator.poller import Poller
-from workers import runner
-from workers.deploy import Fenced, switch
-from workers.retention import collect_garbage, kept_snapshots
-from workers.rollback import rollback
+from orchestrator.core import keys
+from orchestrator.core.lease import Lease, LeaseLost
+from orchestrator.deploying.dispatch import enqueue, request_deployment
+from orchestrator.deploying.operator_actions import pause, promote, redeploy, resume
+from orchestrator.deploying.rollback import rollback
+from orchestrator.releases.materialise import Fenced, switch
+from orchestrator.releases.retention import collect_garbage, kept_snapshots
+from orchestrator.triggers.poller import Poller
 from tests.helpers import FUNCTION_APP, git_app, wait_for
 from tests.integration.flow import event_types, sync_and_wait, tree, wait_until_ended
+from workers import runner
 
 V2 = {"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n"}
 V3 = {"HttpHello/__init__.py": "def main(req):\n    return 'v3'\n"}

@@ -5,11 +5,11 @@ import threading
 
 import pytest
 
-from orchestrator import events as ev
-from orchestrator.commands import execute
-from orchestrator.errors import ConcurrencyError
-from orchestrator.projections import Projections, replay
-from orchestrator.store import EventStore
+from orchestrator.core import events as ev
+from orchestrator.core.decisions import execute
+from orchestrator.core.errors import ConcurrencyError
+from orchestrator.core.event_store import EventStore
+from orchestrator.core.projections import Projections, replay
 from tests.helpers import FUNCTION_APP
 from tests.integration.flow import sync_and_wait
 

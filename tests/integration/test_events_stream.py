@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import httpx
 
 from orchestrator.api import observe
-from orchestrator.poller import sync_now
-from tests.servers.api_server import serving
+from orchestrator.deploying.sync import sync_now
 from tests.helpers import FUNCTION_APP, git_app, wait_for
 from tests.integration.flow import event_types, wait_until_ended
+from tests.servers.api_server import serving
 
 DEPLOYMENT = ["ChangeDetected", "DeploymentQueued", "DeploymentStarted", "SnapshotBuilt",
               "DeploymentSucceeded"]

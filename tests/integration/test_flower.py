@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.embedded_redis import free_port
-from orchestrator.processes import terminate
+from orchestrator.runtime.embedded_redis import free_port
+from orchestrator.runtime.processes import terminate
 from tests.helpers import wait_for
 
 pytest.importorskip("flower", reason="flower is not installed (pip install '.[flower]')")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.credentials import set_credentials
-from orchestrator.ftp import build_server, serve_ftp
-from orchestrator.services import Services
+from orchestrator.access.credentials import set_credentials
+from orchestrator.access.ftp import build_server, serve_ftp
+from orchestrator.runtime.services import Services
 from tests.helpers import FUNCTION_APP, git_app, wait_for, write_files
 from tests.integration.flow import sync_and_wait, tree
 from tests.servers.tls import authority

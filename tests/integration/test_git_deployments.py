@@ -5,8 +5,8 @@ import os
 import stat
 import time
 
-from orchestrator.dispatch import request_deployment
-from orchestrator.poller import Poller
+from orchestrator.deploying.dispatch import request_deployment
+from orchestrator.triggers.poller import Poller
 from tests.helpers import FUNCTION_APP, git_app
 from tests.integration.flow import event_types, sync_and_wait, tree, wait_until_ended
 
@@ -167,7 +167,7 @@ def test_released_files_and_folders_are_read_only(workspace):
 
     release = sync_and_wait(services, "hello").release
 
-    for root, dirs, files in os.walk(release):
+    for root, _dirs, files in os.walk(release):
         assert stat.S_IMODE(os.stat(root).st_mode) == 0o555
         for name in files:
             assert stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode) == 0o444

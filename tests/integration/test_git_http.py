@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from orchestrator.api import create_app
-from orchestrator.config import GitSourceConfig
-from orchestrator.errors import AuthenticationFailed, RevisionNotFound
+from orchestrator.config.sources import GitSourceConfig
+from orchestrator.core.errors import AuthenticationFailed, RevisionNotFound
 from orchestrator.sources.git import GitSource
 from tests.helpers import FUNCTION_APP, git
 from tests.integration.flow import sync_and_wait, tree, wait_until_ended
@@ -88,7 +88,7 @@ def test_a_private_repository_is_reached_with_credentials_that_never_reach_event
 def test_a_fetch_with_a_refused_password_fails_at_once_naming_the_cause(served, workspace):
     root, work, _ = served
     with GitHttpServer(root, auth=("deploy", "right")) as server:
-        from orchestrator.dispatch import request_deployment
+        from orchestrator.deploying.dispatch import request_deployment
         services = workspace.configure({"hello": {
             "target": str(workspace.target("hello")),
             "source": {"type": "git", "url": f"{server.url}/app.git", "username": "deploy",

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from orchestrator.config import HgSourceConfig
-from orchestrator.errors import AuthenticationFailed, RevisionNotFound
+from orchestrator.config.sources import HgSourceConfig
+from orchestrator.core.errors import AuthenticationFailed, RevisionNotFound
 from orchestrator.sources.hg import HgSource
 from tests.integration.flow import sync_and_wait, tree
 from tests.servers.hg_serve import HgRepo, hg_serve, hg_serve_with_auth
@@ -181,7 +181,9 @@ def test_a_bitbucket_mercurial_push_webhook_deploys_from_hg_serve(workspace, rep
     import hashlib
     import hmac
     import json
+
     from fastapi.testclient import TestClient
+
     from orchestrator.api import create_app
     from tests.integration.flow import wait_until_ended
     from tests.integration.test_webhook_api import FIXTURES

@@ -6,8 +6,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.api import create_app
-from orchestrator.metrics import app_state_key, exposition, queue_depth
-from orchestrator.poller import Poller
+from orchestrator.observe.metrics import app_state_key, exposition, queue_depth
+from orchestrator.triggers.poller import Poller
 from tests.helpers import FUNCTION_APP, git_app
 from tests.integration.flow import sync_and_wait
 

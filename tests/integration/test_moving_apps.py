@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from orchestrator.errors import InvalidAppLayout, PermanentError
-from orchestrator.moving import export_release, import_directory
+from orchestrator.core.errors import InvalidAppLayout, PermanentError
+from orchestrator.deploying.import_export import export_release, import_directory
 from tests.helpers import FUNCTION_APP, write_files
 from tests.integration.flow import tree, wait_until_ended
 
@@ -73,12 +73,12 @@ def test_the_whole_move_import_download_over_ftp_and_git_commit_switch_source_de
     import io
     import threading
 
-    from orchestrator.credentials import set_credentials
-    from orchestrator.ftp import build_server, serve_ftp
+    from orchestrator.access.credentials import set_credentials
+    from orchestrator.access.ftp import build_server, serve_ftp
     from tests.integration.flow import sync_and_wait
     from tests.integration.test_builtin_git import ok_git
-    from tests.servers.api_server import serving
     from tests.integration.test_ftp import _free_port, _free_range
+    from tests.servers.api_server import serving
 
     monkeypatch.setenv("SLUICE_CONFIG", str(workspace.config_path))
     port, password = _free_port(), "m0ve-it-Now"

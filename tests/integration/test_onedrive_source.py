@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from orchestrator.dispatch import request_deployment
+from orchestrator.deploying.dispatch import request_deployment
 from tests.integration.flow import sync_and_wait, tree, wait_until_ended
 
 SITE = {"index.html": b"<h1>v1</h1>", "css/site.css": b"body {}", "js/app.js": b"go()"}

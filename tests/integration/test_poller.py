@@ -5,11 +5,11 @@ import random
 
 import pytest
 
-from orchestrator import keys
-from orchestrator.clock import FakeClock
-from orchestrator.config import load_config
-from orchestrator.poller import Poller
-from orchestrator.services import Services
+from orchestrator.config.settings import load_config
+from orchestrator.core import keys
+from orchestrator.core.clock import FakeClock
+from orchestrator.runtime.services import Services
+from orchestrator.triggers.poller import Poller
 from tests.helpers import FUNCTION_APP, git_app
 
 

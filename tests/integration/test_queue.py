@@ -11,14 +11,15 @@ import uuid
 
 import pytest
 
-from orchestrator import events as ev
-from orchestrator.clock import FakeClock
-from orchestrator.commands import execute
-from orchestrator.dispatch import DEPLOY_TASK, QUEUED_AT, request_deployment
-from orchestrator.lease import Lease
-from orchestrator.poller import Poller
-from orchestrator.queue_view import POLL_GRACE, inspect_queue
-from orchestrator.services import Services
+from orchestrator.core import events as ev
+from orchestrator.core.clock import FakeClock
+from orchestrator.core.decisions import execute
+from orchestrator.core.lease import Lease
+from orchestrator.deploying.dispatch import request_deployment
+from orchestrator.deploying.task_queue import DEPLOY_TASK, QUEUED_AT, celery_for
+from orchestrator.observe.queue_view import POLL_GRACE, inspect_queue
+from orchestrator.runtime.services import Services
+from orchestrator.triggers.poller import Poller
 from tests.helpers import FUNCTION_APP, git_app, wait_for
 from tests.integration.flow import event_types, sync_and_wait
 
@@ -56,7 +57,6 @@ def test_a_queued_deployment_waits_in_the_deploy_queue_with_the_age_of_its_messa
 
 def test_every_queue_the_broker_knows_is_listed_and_foreign_messages_count_without_an_age(unserved):
     _, services = unserved
-    from workers.celery_app import celery_for
     celery = celery_for(services.redis_url)
     name = f"other-{uuid.uuid4().hex[:6]}"
     celery.send_task(DEPLOY_TASK, args=["hello", "x", 1], queue=name,

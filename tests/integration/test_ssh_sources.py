@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from orchestrator.config import GitSourceConfig, HgSourceConfig
+from orchestrator.config.sources import GitSourceConfig, HgSourceConfig
 from orchestrator.sources.git import GitSource
 from orchestrator.sources.hg import HgSource
 from tests.helpers import FUNCTION_APP

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import uvicorn
 
 from orchestrator.api import create_app
-from orchestrator.services import Services
+from orchestrator.runtime.services import Services
 from tests.helpers import wait_for
 
 

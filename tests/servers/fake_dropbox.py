@@ -38,11 +38,12 @@ import secrets
 import ssl
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 from urllib.parse import parse_qs
 
 from orchestrator.sources.cloud_hashes import DropboxContentHash
@@ -89,7 +90,7 @@ def parent_of(path_lower: str) -> str:
 
 
 def now_stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def normal_path(path: str) -> str:
@@ -148,7 +149,7 @@ class Cursor:
         return base64.urlsafe_b64encode(json.dumps(self.__dict__).encode()).decode()
 
     @classmethod
-    def decode(cls, text: object) -> "Cursor":
+    def decode(cls, text: object) -> Cursor:
         try:
             return cls(**json.loads(base64.urlsafe_b64decode(str(text).encode())))
         except (ValueError, TypeError):     # binascii.Error is a ValueError
@@ -199,7 +200,7 @@ class FakeDropbox:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> "FakeDropbox":
+    def start(self) -> FakeDropbox:
         self._stopping = False
         context = self.authority.server_context()
         for key, env in HOST_ENV.items():
@@ -218,7 +219,7 @@ class FakeDropbox:
             listener.server_close()
         self._listeners.clear()
 
-    def __enter__(self) -> "FakeDropbox":
+    def __enter__(self) -> FakeDropbox:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -477,7 +478,7 @@ class FakeDropbox:
         try:
             arg = json.loads(raw or "{}")
         except ValueError:
-            raise bad_input(f'Error in call to API function "{route}": could not decode input as JSON')
+            raise bad_input(f'Error in call to API function "{route}": could not decode input as JSON') from None
         return spec.handler(arg)
 
     def _authorize(self, route: str, header: str) -> None:

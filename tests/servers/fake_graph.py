@@ -32,11 +32,11 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterator
 from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 
 from orchestrator.sources.cloud_hashes import QuickXorHash
@@ -74,7 +74,7 @@ HASHERS: dict[str, Callable[[bytes], str]] = {
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _b64url(data: bytes) -> str:
@@ -365,7 +365,7 @@ def _graph_error(status: int, code: str, message: str, headers: dict | None = No
 def _aad_error(status: int, error: str, code: int, description: str,
                headers: dict | None = None) -> _Reply:
     trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     return _json(status, {
         "error": error,
         "error_description": f"AADSTS{code}: {description} Trace ID: {trace} "
@@ -452,7 +452,7 @@ class FakeGraph:
 
     # ---- lifecycle
 
-    def start(self) -> "FakeGraph":
+    def start(self) -> FakeGraph:
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -463,7 +463,7 @@ class FakeGraph:
             self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> "FakeGraph":
+    def __enter__(self) -> FakeGraph:
         return self.start()
 
     def __exit__(self, *exc) -> None:

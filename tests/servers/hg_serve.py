@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from orchestrator.processes import terminate
+from orchestrator.runtime.processes import terminate
 from orchestrator.sources.hg import hg_executable
 from tests.helpers import wait_for, write_files
 

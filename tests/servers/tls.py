@@ -7,9 +7,9 @@ an ssl.SSLContext holding a certificate for 127.0.0.1 and localhost.
 from __future__ import annotations
 
 import ssl
+import tempfile
 from functools import cache
 from pathlib import Path
-import tempfile
 
 import trustme
 

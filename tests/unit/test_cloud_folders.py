@@ -7,9 +7,15 @@ import os
 
 import pytest
 
-from orchestrator.errors import InvalidAppLayout
-from orchestrator.sources.cloud_folder import (Listing, ListingFile, RemoteFile,
-                                               check_case_collisions, check_names, relative_name)
+from orchestrator.core.errors import InvalidAppLayout
+from orchestrator.sources.cloud_folder import (
+    Listing,
+    ListingFile,
+    RemoteFile,
+    check_case_collisions,
+    check_names,
+    relative_name,
+)
 from orchestrator.sources.cloud_hashes import DropboxContentHash, QuickXorHash
 from orchestrator.sources.onedrive import _path
 
@@ -97,7 +103,7 @@ def test_onedrive_paths_follow_parents_so_a_moved_folder_moves_its_files_and_orp
 
 
 def test_a_download_that_does_not_hash_to_the_clouds_hash_is_refused_naming_the_file():
-    from orchestrator.errors import TransientError
+    from orchestrator.core.errors import TransientError
     from orchestrator.sources.cloud_folder import _fetch_verified
 
     class Sha256:

@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import load_config, parse_duration
-from orchestrator.errors import ConfigError
+from orchestrator.config.settings import load_config
+from orchestrator.config.sources import parse_duration
+from orchestrator.core.errors import ConfigError
 
 
 @pytest.mark.parametrize("text,seconds", [("30s", 30), ("5m", 300), ("1h", 3600), ("500ms", 0.5),

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import trustme
 
-from orchestrator.lean_http import HttpError, Pool
+from orchestrator.sources.lean_http import HttpError, Pool
 
 
 class Scripted:

@@ -11,9 +11,9 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator import logging_setup
 from orchestrator.cli import cli
-from orchestrator.logging_setup import JsonFormatter, TextFormatter, configure, redact
+from orchestrator.observe import logging_setup
+from orchestrator.observe.logging_setup import JsonFormatter, TextFormatter, configure, redact
 
 
 @pytest.fixture(autouse=True)
@@ -119,7 +119,7 @@ def test_the_cli_refuses_an_unknown_log_format(tmp_path):
 
 
 def test_a_child_process_started_with_the_environment_logs_json_lines():
-    code = ("import logging; from orchestrator.logging_setup import configure; configure(); "
+    code = ("import logging; from orchestrator.observe.logging_setup import configure; configure(); "
             "logging.getLogger('sluice.poller').info('polling %d app(s)', 2, extra={'app': 'hello'})")
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                            env={**os.environ, logging_setup.FORMAT_ENV: "json"})

@@ -1,6 +1,6 @@
-from orchestrator import events as ev
-from orchestrator.projections import AppView, replay
-from orchestrator.store import RecordedEvent
+from orchestrator.core import events as ev
+from orchestrator.core.event_store import RecordedEvent
+from orchestrator.core.projections import AppView, replay
 
 
 def recorded(*events):
@@ -78,7 +78,7 @@ def test_events_round_trip_through_their_stream_fields():
 
 
 def test_the_cached_view_keeps_what_the_engine_needs_and_a_window_of_recent_history():
-    from orchestrator.projections import RECENT
+    from orchestrator.core.projections import RECENT
     events = []
     for n in range(RECENT + 30):
         events += queued(f"d{n}", f"r{n}", float(n))

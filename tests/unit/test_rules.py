@@ -1,9 +1,9 @@
 import random
 
-from orchestrator.backoff import backoff_delay
+from orchestrator.core.backoff import backoff_delay
+from orchestrator.core.urls import sanitize_url
+from orchestrator.releases.ignore import IgnoreRules
 from orchestrator.sources.base import strip_prefix
-from orchestrator.urls import sanitize_url
-from workers.ignore import IgnoreRules
 
 
 def test_git_folders_and_local_settings_are_ignored_anywhere():

@@ -3,9 +3,15 @@ import os
 
 import pytest
 
-from orchestrator.errors import InvalidAppLayout, PermanentError
-from workers.deploy import Previous, live_release, materialise, remove_tree, switch
-from workers.snapshots import SnapshotStore, safe_path
+from orchestrator.core.errors import InvalidAppLayout, PermanentError
+from orchestrator.releases.materialise import (
+    Previous,
+    live_release,
+    materialise,
+    remove_tree,
+    switch,
+)
+from orchestrator.releases.snapshots import SnapshotStore, safe_path
 
 
 @pytest.fixture

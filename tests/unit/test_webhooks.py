@@ -8,9 +8,16 @@ from urllib.parse import urlencode
 
 import pytest
 
-from orchestrator.webhooks import (BadDelivery, basic_auth_valid, decide, github_signature_valid,
-                                   hub_signature_valid, parse_azure_devops, parse_bitbucket,
-                                   parse_github)
+from orchestrator.triggers.webhooks import (
+    BadDelivery,
+    basic_auth_valid,
+    decide,
+    github_signature_valid,
+    hub_signature_valid,
+    parse_azure_devops,
+    parse_bitbucket,
+    parse_github,
+)
 
 # ../shared/fixtures beside the repository (so in CI too), as DESIGN.md lays it out
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"

@@ -1,0 +1,255 @@
+"""/api/...: what operators and the dashboard read and do: apps, deployments, sync, redeploy,
+rollback and the queue. Reads need `can_read`, changes `can_change` (see access.py).
+
+Deployments are shown as `sluice deployments --json` shows them (formatting.deployment_json).
+An unknown app or deployment is a 404 {"error": ...}; what the app's state refuses (nothing
+live yet, no earlier release, a manual app's sync) a 409; see create_app's handlers.
+"""
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from orchestrator.api.access import can_change, can_read
+from orchestrator.core.errors import SluiceError
+from orchestrator.core.projections import BUILDING, DEPLOYING, RECENT, AppView, DeploymentView
+from orchestrator.observe.formatting import deployment_json
+from orchestrator.observe.queue_view import inspect_queue
+from orchestrator.runtime.services import Services
+
+DETAIL_DEPLOYMENTS = 20
+DEPLOYMENT_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")     # dispatch.new_deployment_id
+
+
+class NotFound(SluiceError):
+    """No such app or deployment: a 404."""
+
+
+class Error(BaseModel):
+    error: str = Field(description="what went wrong, for people")
+
+
+class Deployment(BaseModel):
+    id: str
+    app: str
+    status: str = Field(description="pending, building, deploying, success, failed, skipped, superseded")
+    revision: str | None
+    snapshot: str | None
+    active: bool = Field(description="this deployment's release is the live one")
+    trigger: str
+    message: str
+    received_at: str | None = Field(description="ISO 8601, UTC")
+    started_at: str | None
+    ended_at: str | None
+    attempts: int
+
+
+class App(BaseModel):
+    name: str
+    layout: str
+    source: str
+    target: str
+    paused: str | None = Field(description="why automatic deployments are paused; null if not")
+    continuous: bool = Field(description="the app has a source (not `manual`)")
+    active: Deployment | None
+    running: Deployment | None
+    waiting: int = Field(description="deployments queued and not started")
+
+
+class AppDetail(App):
+    deployments: list[Deployment] = Field(description=f"newest first, up to {DETAIL_DEPLOYMENTS}")
+
+
+class QueuedDeployment(BaseModel):
+    app: str
+    deployment_id: str | None = Field(description="null when nothing was queued (see reason)")
+    revision: str | None
+    new: bool = Field(description="false when an existing deployment already covers this")
+    reason: str
+
+
+class RedeployRequest(BaseModel):
+    deployment_id: str | None = Field(None, description="default: the active deployment")
+
+
+class RollbackRequest(BaseModel):
+    to: str | None = Field(None, description="a deployment id; default: the previous successful one")
+
+
+class CeleryQueue(BaseModel):
+    name: str
+    waiting: int
+    oldest_age: float | None = Field(description="seconds the oldest waiting message has waited")
+
+
+class InFlight(BaseModel):
+    worker: str | None
+    app: str
+    deployment_id: str
+    running_for: float | None = Field(description="seconds since this attempt started")
+
+
+class Retry(BaseModel):
+    app: str
+    deployment_id: str
+    attempt: int = Field(description="the attempt that is due")
+    of: int = Field(description="the app's retry.attempts")
+    due_at: str | None
+    due_in: float | None = Field(description="seconds; 0 when due already")
+
+
+class PollDue(BaseModel):
+    app: str
+    due_in: float
+
+
+class PollOverdue(BaseModel):
+    app: str
+    late_by: float
+
+
+class Polls(BaseModel):
+    due_next_minute: list[PollDue]
+    overdue: list[PollOverdue]
+
+
+class QueueReport(BaseModel):
+    queues: list[CeleryQueue]
+    in_flight: list[InFlight]
+    retries: list[Retry]
+    polls: Polls
+    at: str
+
+
+ERRORS = {401: {"model": Error, "description": "token missing or wrong"},
+          403: {"model": Error, "description": "no api.token configured"}}
+NOT_FOUND = {404: {"model": Error, "description": "unknown app or deployment"}}
+REFUSED = {409: {"model": Error, "description": "the app's state does not allow it"},
+           503: {"model": Error, "description": "the source or Redis cannot be reached now"}}
+
+router = APIRouter(prefix="/api", tags=["operations"], responses=ERRORS)
+reading = [Depends(can_read)]
+changing = [Depends(can_change)]
+
+
+@router.get("/apps", response_model=list[App], dependencies=reading)
+def list_apps(request: Request) -> list[dict]:
+    services = _services(request)
+    return [app_json(services, name, services.projections.app(name)) for name in services.config.apps]
+
+
+@router.get("/apps/{app}", response_model=AppDetail, dependencies=reading, responses=NOT_FOUND)
+def show_app(app: str, request: Request) -> dict:
+    services = _services(request)
+    view = services.projections.app(known_app(services, app))
+    return {**app_json(services, app, view),
+            "deployments": [deployment_json(view, d) for d in view.history()[:DETAIL_DEPLOYMENTS]]}
+
+
+@router.get("/apps/{app}/deployments", response_model=list[Deployment], dependencies=reading,
+            responses=NOT_FOUND)
+def list_deployments(app: str, request: Request,
+                     limit: int = Query(50, ge=1, le=1000, description="at most this many, newest first")
+                     ) -> list[dict]:
+    services = _services(request)
+    known_app(services, app)
+    # the cached view holds at least the newest RECENT deployments; older ones need a replay
+    view = services.projections.app(app) if limit <= RECENT else services.projections.history(app)
+    return [deployment_json(view, d) for d in view.history()[:limit]]
+
+
+@router.get("/deployments/{deployment_id}", response_model=Deployment, dependencies=reading,
+            responses=NOT_FOUND)
+def show_deployment(deployment_id: str, request: Request) -> dict:
+    view, d = find_deployment(_services(request), deployment_id)
+    return deployment_json(view, d)
+
+
+@router.post("/apps/{app}/sync", status_code=202, response_model=QueuedDeployment,
+             dependencies=changing, responses={**NOT_FOUND, **REFUSED})
+def sync(app: str, request: Request) -> dict:
+    """Check the source now and deploy its head (a head that is live ends as skipped)."""
+    from orchestrator.deploying.sync import sync_now
+    services = _services(request)
+    return queued_json(app, sync_now(services, known_app(services, app), trigger="manual"))
+
+
+@router.post("/apps/{app}/redeploy", status_code=202, response_model=QueuedDeployment,
+             dependencies=changing, responses={**NOT_FOUND, **REFUSED})
+def redeploy(app: str, request: Request, body: RedeployRequest | None = None) -> dict:
+    """Deploy an earlier deployment's snapshot again as a new deployment."""
+    from orchestrator.deploying.operator_actions import redeploy as run_again
+    services = _services(request)
+    wanted = body.deployment_id if body else None
+    if wanted is not None:
+        app_deployment(services, known_app(services, app), wanted)
+    return queued_json(app, run_again(services, known_app(services, app), wanted))
+
+
+@router.post("/apps/{app}/rollback", response_model=Deployment, dependencies=changing,
+             responses={**NOT_FOUND, **REFUSED})
+def rollback(app: str, request: Request, body: RollbackRequest | None = None) -> dict:
+    """Switch back to a kept release at once and pause automatic deployments."""
+    from orchestrator.deploying.rollback import rollback as roll_back
+    services = _services(request)
+    to = body.to if body else None
+    if to is not None:
+        app_deployment(services, known_app(services, app), to)
+    d = roll_back(services, known_app(services, app), to, holder="api")
+    return deployment_json(services.projections.app(app), d)
+
+
+@router.get("/queue", response_model=QueueReport, dependencies=reading)
+def queue(request: Request) -> dict:
+    """What waits in each Celery queue, what runs, which retries and polls are due."""
+    return inspect_queue(_services(request))
+
+
+def app_json(services: Services, name: str, view: AppView) -> dict:
+    config = services.config.apps[name]
+    running = next((d for d in view.history() if d.status in (BUILDING, DEPLOYING)), None)
+    return {"name": name, "layout": config.layout, "source": config.source.describe(),
+            "target": str(config.target), "paused": view.paused,
+            "continuous": config.source.type != "manual",
+            "active": deployment_json(view, view.active) if view.active else None,
+            "running": deployment_json(view, running) if running else None,
+            "waiting": len(view.waiting())}
+
+
+def queued_json(app: str, queued) -> dict:
+    return {"app": app, "deployment_id": queued.deployment_id, "revision": queued.revision,
+            "new": queued.new, "reason": queued.reason}
+
+
+def known_app(services: Services, app: str) -> str:
+    if app not in services.config.apps:
+        raise NotFound(f"no app {app!r} (configured: {', '.join(services.config.apps) or 'none'})")
+    return app
+
+
+def app_deployment(services: Services, app: str, deployment_id: str) -> tuple[AppView, DeploymentView]:
+    """The app's deployment with this id, from the cached view or, if older, a replay."""
+    view = services.projections.app(app)
+    if deployment_id not in view.deployments and DEPLOYMENT_ID.match(deployment_id):
+        view = services.projections.history(app)
+    if deployment_id not in view.deployments:
+        raise NotFound(f"app {app!r} has no deployment {deployment_id!r}")
+    return view, view.deployments[deployment_id]
+
+
+def find_deployment(services: Services, deployment_id: str) -> tuple[AppView, DeploymentView]:
+    """The deployment with this id, of whichever app (ids are unique across apps)."""
+    # ids look like 20240131-235959-0a1b2c; anything else cannot be in any history
+    loads = (services.projections.app, services.projections.history)
+    for load in loads if DEPLOYMENT_ID.match(deployment_id) else loads[:1]:
+        for name in services.config.apps:
+            view = load(name)
+            if deployment_id in view.deployments:
+                return view, view.deployments[deployment_id]
+    raise NotFound(f"no deployment {deployment_id!r}")
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services

@@ -1,0 +1,217 @@
+"""Load and validate the configuration: config/sluice.yaml (or --config / SLUICE_CONFIG).
+
+Strings may say ${NAME} to take an environment variable. Relative paths (and local
+repository paths) resolve against the working directory. Every problem becomes one
+ConfigError naming the file and the key.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from orchestrator.config.sources import SOURCE_TYPES, Duration, ManualSourceConfig, SourceConfig, _Strict
+from orchestrator.core.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/sluice.yaml")
+APP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# libyaml's parser when present: ten times faster, and workers read the config every task.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class ApiConfig(_Strict):
+    listen: str = "127.0.0.1:8080"          # where the API (webhooks, ...) listens
+    token: str | None = None                # bearer token for mutating endpoints (and reads, per `reads`)
+    reads: Literal["loopback", "open", "token"] = "loopback"   # who may read without the token
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"listen {value!r} must be HOST:PORT, e.g. 127.0.0.1:8080")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+def builtin_repository(data_dir: Path, app: str) -> Path:
+    return Path(data_dir) / "repos" / f"{app}.git"
+
+
+class FtpConfig(_Strict):
+    """FTP/FTPS access to apps' files (`sluice ftp`; `sluice up` starts it when listen is set)."""
+    listen: str | None = None               # HOST:PORT, e.g. 127.0.0.1:2121
+    public_host: str | None = None          # the address clients are told for passive mode
+    passive_ports: str = "60000-60099"
+    max_connections: int = Field(default=64, ge=1)
+    max_connections_per_ip: int = Field(default=8, ge=1)
+    certificate: Path | None = None         # PEM; with private_key, enables explicit FTPS (AUTH TLS)
+    private_key: Path | None = None
+    require_tls: bool = False               # refuse logins before AUTH TLS
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        return value if value is None else ApiConfig._host_port(value)
+
+    @field_validator("passive_ports")
+    @classmethod
+    def _port_range(cls, value: str) -> str:
+        low, _, high = value.partition("-")
+        if not (low.isdigit() and high.isdigit() and 1024 <= int(low) <= int(high) < 65536):
+            raise ValueError(f"passive_ports {value!r} must be LOW-HIGH, e.g. 60000-60099")
+        return value
+
+    @property
+    def passive_range(self) -> range:
+        low, _, high = self.passive_ports.partition("-")
+        return range(int(low), int(high) + 1)
+
+    @model_validator(mode="after")
+    def _tls_pair(self):
+        if bool(self.certificate) != bool(self.private_key):
+            raise ValueError("ftp needs both certificate and private_key for FTPS, or neither")
+        if self.require_tls and not self.certificate:
+            raise ValueError("ftp.require_tls needs certificate and private_key")
+        return self
+
+
+class RetryPolicy(_Strict):
+    attempts: int = Field(default=5, ge=1, le=100)
+    base: Duration = 2.0
+    max: Duration = 60.0
+
+
+class AppConfig(_Strict):
+    layout: Literal["functions", "site"] = "functions"
+    target: Path
+    source: SourceConfig = ManualSourceConfig(type="manual")
+    retry: RetryPolicy = RetryPolicy()
+    keep_releases: int = Field(default=5, ge=1, le=1000)
+
+
+class SluiceConfig(_Strict):
+    data_dir: Path = Path("./var")
+    redis_url: str | None = None
+    gc_interval: Duration = 300.0     # at most one garbage collection of the store per interval
+    lease_ttl: Duration = 30.0        # a dead worker's app lease frees itself after this
+    api: ApiConfig = ApiConfig()
+    ftp: FtpConfig = FtpConfig()
+    apps: dict[str, AppConfig] = Field(default_factory=dict)
+
+
+def load_config(path: str | os.PathLike | None = None, env: dict | None = None) -> SluiceConfig:
+    """Read, expand and validate the config; raises ConfigError with a readable message."""
+    env = os.environ if env is None else env
+    path = Path(path or env.get("SLUICE_CONFIG") or DEFAULT_CONFIG)
+    raw = _read_yaml(path)
+    raw = _expand(raw, env, path, ())
+    _check_app_names(raw, path)
+    if env.get("SLUICE_REDIS_URL"):
+        raw["redis_url"] = env["SLUICE_REDIS_URL"]
+    if env.get("SLUICE_DATA_DIR"):
+        raw["data_dir"] = env["SLUICE_DATA_DIR"]
+    if env.get("SLUICE_API_LISTEN"):
+        raw["api"] = {**(raw.get("api") or {}), "listen": env["SLUICE_API_LISTEN"]}
+    if env.get("SLUICE_FTP_LISTEN"):
+        raw["ftp"] = {**(raw.get("ftp") or {}), "listen": env["SLUICE_FTP_LISTEN"]}
+    try:
+        config = SluiceConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc)) from None
+    return _resolved(config, path)
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        raw = yaml.load(text, Loader=_YAML_LOADER)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys (data_dir, apps, ...)")
+    return raw
+
+
+def _check_app_names(raw: dict, path: Path) -> None:
+    for name in raw.get("apps") or {}:
+        if not APP_NAME.match(str(name)):
+            raise ConfigError(f"{path}: apps.{name}: app name {str(name)!r} must match "
+                              "[a-z0-9][a-z0-9-]* (lower-case letters, digits, hyphens)")
+
+
+def _expand(value: Any, env, path: Path, where: tuple) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, env, path, where + (str(k),)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, path, where + (str(i),)) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        def sub(m: re.Match) -> str:
+            if m.group(1) not in env:
+                raise ConfigError(f"{path}: {'.'.join(where)}: environment variable "
+                                  f"{m.group(1)} is not set")
+            return env[m.group(1)]
+        return _ENV_REF.sub(sub, value)
+    return value
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    lines = [f"{_location(err['loc']) or '(top level)'}: {_message(err)}" for err in exc.errors()]
+    return f"{path}: " + (lines[0] if len(lines) == 1 else "\n  " + "\n  ".join(lines))
+
+
+def _location(loc: tuple) -> str:
+    # pydantic puts the discriminator's value (e.g. "git") into the path of a tagged union.
+    parts = [str(p) for i, p in enumerate(loc) if not (i and loc[i - 1] == "source")
+             or p not in SOURCE_TYPES]
+    return ".".join(p for p in parts if not p.startswith("function-"))
+
+
+def _message(err: dict) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    if err["type"] == "union_tag_invalid":
+        return f"unknown source type {err['ctx']['tag']!r} (expected one of: {', '.join(SOURCE_TYPES)})"
+    if err["type"] == "union_tag_not_found":
+        return f"required key 'type' is missing (one of: {', '.join(SOURCE_TYPES)})"
+    return err["msg"].removeprefix("Value error, ")
+
+
+def _resolved(config: SluiceConfig, path: Path) -> SluiceConfig:
+    data_dir = _absolute(config.data_dir)
+    apps = {name: app.model_copy(update={"target": _absolute(app.target)})
+            for name, app in config.apps.items()}
+    for name, app in apps.items():
+        if app.source.type == "localgit":
+            url = str(builtin_repository(data_dir, name))
+            apps[name] = app.model_copy(update={"source": app.source.model_copy(update={"url": url})})
+    seen: dict[Path, str] = {}
+    for name, app in apps.items():
+        if app.target in seen:
+            raise ConfigError(f"{path}: apps.{name}.target: {app.target} is also the target of "
+                              f"app {seen[app.target]!r}; each app needs its own target")
+        seen[app.target] = name
+    return config.model_copy(update={"data_dir": data_dir, "apps": apps})
+
+
+def _absolute(p: Path) -> Path:
+    return Path(os.path.abspath(p.expanduser()))

@@ -1,0 +1,151 @@
+"""Event types (past tense) and their wire form in Redis Streams.
+
+Every event carries the app it belongs to and `at`, the wall-clock time it happened.
+Adding an optional field is compatible; renaming or removing one needs a new SCHEMA.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import ClassVar
+
+SCHEMA = 1
+
+TRIGGERS = ("poll", "webhook", "push", "manual", "redeploy", "rollback", "promote", "import")
+
+
+@dataclass(frozen=True)
+class Event:
+    app: str
+    at: float
+
+    registry: ClassVar[dict[str, type[Event]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        Event.registry[cls.__name__] = cls
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+    def to_fields(self) -> dict[str, str]:
+        return {"type": self.type, "schema": str(SCHEMA),
+                "data": json.dumps(dataclasses.asdict(self), sort_keys=True)}
+
+    @staticmethod
+    def from_fields(fields: dict[str, str]) -> Event:
+        cls = Event.registry.get(fields["type"])
+        if cls is None:
+            return UnknownEvent(app="", at=0.0, name=fields["type"], raw=fields.get("data", ""))
+        data = json.loads(fields["data"])
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class UnknownEvent(Event):
+    """An event written by a newer Sluice; kept so readers skip it instead of crashing."""
+    name: str = ""
+    raw: str = ""
+
+
+@dataclass(frozen=True)
+class ChangeDetected(Event):
+    revision: str
+    trigger: str
+    previous: str | None = None
+
+
+@dataclass(frozen=True)
+class DeploymentQueued(Event):
+    deployment_id: str
+    revision: str
+    trigger: str
+    snapshot: str | None = None     # set: deploy this snapshot as it is (redeploy, promote)
+    origin: str | None = None       # the deployment (maybe of another app) it comes from
+    source: str | None = None       # fingerprint of the source settings the snapshot was built under
+
+
+@dataclass(frozen=True)
+class DeploymentStarted(Event):
+    deployment_id: str
+    worker: str
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class SnapshotBuilt(Event):
+    deployment_id: str
+    snapshot: str
+    files: int
+    bytes: int
+    blobs_added: int
+    blobs_reused: int
+    source: str = ""            # fingerprint of the source settings it was built under
+    incremental: bool = False   # built from the live snapshot plus the source's changes
+    seconds: float | None = None    # how long fetching and sealing took (for the log)
+
+
+@dataclass(frozen=True)
+class DeploymentRetrying(Event):
+    deployment_id: str
+    attempt: int
+    reason: str
+    retry_in: float
+
+
+@dataclass(frozen=True)
+class DeploymentSucceeded(Event):
+    deployment_id: str
+    snapshot: str
+    release: str
+    steps: dict | None = None   # seconds each step after the snapshot took (validate,
+                                # materialise, switch), for the deployment's log
+
+
+@dataclass(frozen=True)
+class DeploymentSkipped(Event):
+    deployment_id: str
+    snapshot: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeploymentFailed(Event):
+    deployment_id: str
+    reason: str
+    step: str = ""                  # the step that failed (fetch, validate, ...), if one did
+    steps: dict | None = None       # seconds the steps done before it took
+
+
+@dataclass(frozen=True)
+class DeploymentSuperseded(Event):
+    """A newer change arrived before this deployment started: only the newest deploys."""
+    deployment_id: str
+    by: str
+
+
+@dataclass(frozen=True)
+class AppPaused(Event):
+    reason: str
+
+
+@dataclass(frozen=True)
+class AppResumed(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class ReleasesPruned(Event):
+    releases: list[str]
+
+
+TERMINAL = (DeploymentSucceeded, DeploymentSkipped, DeploymentFailed, DeploymentSuperseded)
+
+
+@dataclass(frozen=True)
+class CredentialsChanged(Event):
+    """The app's deployment credentials were set; the secret itself is never an event."""
+    user: str

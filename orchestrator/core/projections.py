@@ -1,0 +1,185 @@
+"""App status and deployment history, folded from an app's events.
+
+`fold` is pure. `Projections` keeps the folded view in Redis as a cache together with the
+stream id it has seen, and catches up from there; deleting the cache and replaying gives
+the same view (tests check this).
+
+The cached view is compact: deployments not yet ended, the active one, those whose release
+is still on disk and the newest RECENT others; so its cost does not grow with the app's age.
+The whole history is a replay of the stream (`Projections.history`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import orjson
+
+from orchestrator.core import events as ev
+from orchestrator.core import keys
+from orchestrator.core.event_store import EventStore, RecordedEvent
+
+RECENT = 50
+PENDING, BUILDING, DEPLOYING = "pending", "building", "deploying"
+SUCCESS, FAILED, SKIPPED, SUPERSEDED = "success", "failed", "skipped", "superseded"
+TERMINAL_STATUSES = (SUCCESS, FAILED, SKIPPED, SUPERSEDED)
+
+
+@dataclass
+class DeploymentView:
+    id: str
+    revision: str
+    trigger: str
+    received_at: float
+    status: str = PENDING
+    snapshot: str | None = None
+    source: str | None = None
+    release: str | None = None
+    message: str = ""
+    started_at: float | None = None
+    ended_at: float | None = None
+    attempts: int = 0
+    preset_snapshot: str | None = None
+    origin: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass
+class AppView:
+    name: str
+    version: int = 0
+    last_id: str | None = None
+    last_revision: str | None = None
+    active_deployment: str | None = None
+    paused: str | None = None             # why automatic deployments are paused, if they are
+    pruned: list[str] = field(default_factory=list)   # releases removed from disk
+    deployments: dict[str, DeploymentView] = field(default_factory=dict)
+
+    @property
+    def active(self) -> DeploymentView | None:
+        return self.deployments.get(self.active_deployment) if self.active_deployment else None
+
+    def history(self) -> list[DeploymentView]:
+        """Deployments newest first."""
+        return list(reversed(self.deployments.values()))
+
+    def waiting(self) -> list[DeploymentView]:
+        """Deployments queued but not yet running, oldest first."""
+        return [d for d in self.deployments.values() if d.status == PENDING]
+
+    def kept_releases(self) -> list[str]:
+        """Releases of successful deployments still on disk, newest first, no repeats."""
+        pruned, seen = set(self.pruned), []
+        for d in self.history():
+            if d.status == SUCCESS and d.release and d.release not in pruned and d.release not in seen:
+                seen.append(d.release)
+        return seen
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)           # dicts keep their (queue) order
+
+    @staticmethod
+    def from_json(text: bytes) -> AppView:
+        data = orjson.loads(text)
+        data["deployments"] = {k: DeploymentView(**d) for k, d in data["deployments"].items()}
+        return AppView(**data)
+
+
+def fold(view: AppView, recorded: RecordedEvent, compact: bool = True) -> AppView:
+    e = recorded.event
+    view.version, view.last_id = recorded.version, recorded.id
+    _apply(view, e)
+    if compact and isinstance(e, (ev.DeploymentQueued, ev.ReleasesPruned)):
+        _compact(view)
+    return view
+
+
+def _apply(view: AppView, e: ev.Event) -> None:
+    if isinstance(e, ev.ChangeDetected):
+        view.last_revision = e.revision
+    elif isinstance(e, ev.DeploymentQueued):
+        view.deployments[e.deployment_id] = DeploymentView(
+            id=e.deployment_id, revision=e.revision, trigger=e.trigger, received_at=e.at,
+            snapshot=e.snapshot, preset_snapshot=e.snapshot, origin=e.origin, source=e.source)
+    elif isinstance(e, ev.AppPaused):
+        view.paused = e.reason
+    elif isinstance(e, ev.AppResumed):
+        view.paused = None
+    elif isinstance(e, ev.ReleasesPruned):
+        view.pruned.extend(e.releases)
+    elif d := view.deployments.get(getattr(e, "deployment_id", "")):
+        _fold_deployment(view, d, e)
+
+
+def _compact(view: AppView) -> None:
+    """Forget ended deployments nothing refers to any more (only those: an ended deployment
+    gets no further events, so a replay that compacts the same way gives the same view)."""
+    kept = set(view.kept_releases())
+    needed = {d.id for d in view.deployments.values() if not d.terminal
+              or d.id == view.active_deployment or d.release in kept}
+    recent = [k for k in view.deployments if k not in needed][-RECENT:]
+    keep = needed | set(recent)
+    view.deployments = {k: d for k, d in view.deployments.items() if k in keep}
+    releases = {d.release for d in view.deployments.values()}
+    view.pruned = [r for r in view.pruned if r in releases]
+
+
+def _fold_deployment(view: AppView, d: DeploymentView, e: ev.Event) -> None:
+    if isinstance(e, ev.DeploymentStarted):
+        d.status, d.attempts = BUILDING, e.attempt
+        d.started_at = d.started_at or e.at
+    elif isinstance(e, ev.SnapshotBuilt):
+        d.status, d.snapshot, d.source = DEPLOYING, e.snapshot, e.source
+        d.message = f"snapshot of {e.files} files ({e.blobs_added} new blobs)"
+    elif isinstance(e, ev.DeploymentRetrying):
+        d.status = PENDING
+        d.message = f"attempt {e.attempt} failed, retrying in {e.retry_in:.1f}s: {e.reason}"
+    elif isinstance(e, ev.DeploymentSucceeded):
+        d.status, d.snapshot, d.release, d.ended_at = SUCCESS, e.snapshot, e.release, e.at
+        d.message = "live"
+        view.active_deployment = d.id
+    elif isinstance(e, ev.DeploymentSkipped):
+        d.status, d.snapshot, d.ended_at, d.message = SKIPPED, e.snapshot, e.at, e.reason
+    elif isinstance(e, ev.DeploymentFailed):
+        d.status, d.ended_at, d.message = FAILED, e.at, e.reason
+    elif isinstance(e, ev.DeploymentSuperseded):
+        d.status, d.ended_at, d.message = SUPERSEDED, e.at, f"superseded by {e.by}"
+
+
+def replay(name: str, recorded: list[RecordedEvent], compact: bool = True) -> AppView:
+    view = AppView(name=name)
+    for r in recorded:
+        fold(view, r, compact)
+    return view
+
+
+class Projections:
+    def __init__(self, store: EventStore):
+        self.store = store
+
+    def app(self, name: str) -> AppView:
+        """The app's view, caught up with its stream."""
+        view = self._cached(name) or AppView(name=name)
+        new = self.store.read(name, after_id=view.last_id)
+        for r in new:
+            fold(view, r)
+        if new:
+            self.store.redis.set(keys.app_projection(name), view.to_json())
+        return view
+
+    def _cached(self, name: str) -> AppView | None:
+        cached = self.store.redis.get(keys.app_projection(name))
+        try:
+            return AppView.from_json(cached) if cached else None
+        except (ValueError, TypeError, KeyError):
+            return None     # written by another version of Sluice: replay instead
+
+    def history(self, name: str) -> AppView:
+        """The app's view with every deployment it ever had (a full replay)."""
+        return replay(name, self.store.read(name), compact=False)
+
+    def rebuild(self, name: str) -> AppView:
+        self.store.redis.delete(keys.app_projection(name))
+        return self.app(name)

@@ -1,0 +1,79 @@
+"""Moving an existing app onto continuous deployment: import a directory as the app's
+release (for apps not on continuous deployment yet), export the active release.
+
+An import is an ordinary deployment with its snapshot built here, from the directory, so it
+is validated, switched atomically and recorded like any other (trigger `import`). Its files
+are also committed to the app's built-in Git repository, so `git clone` hands users the
+code they can then move into a repository of their own.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from orchestrator.config.settings import AppConfig
+from orchestrator.core.errors import PermanentError
+from orchestrator.deploying.dispatch import Queued, request_deployment
+from orchestrator.runtime.services import Services
+
+SKIPPED = {".git", ".hg"}
+
+
+def import_directory(services: Services, app: str, directory: Path) -> Queued:
+    from orchestrator.access.builtin_git import commit_tree
+    from orchestrator.releases.snapshots import SnapshotStore
+    config = services.config.apps[app]
+    _refuse_if_continuous(app, config)
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise PermanentError(f"{directory} is not a directory")
+    writer = SnapshotStore(services.config.data_dir / "store").writer()
+    for path, full in _entries(directory):
+        if full.is_symlink():
+            writer.add_symlink(path, os.readlink(full))
+        else:
+            with open(full, "rb") as stream:
+                writer.add_stream(path, stream, executable=os.access(full, os.X_OK))
+    snapshot = writer.seal()
+    revision = commit_tree(services.config, app, directory, f"Imported into Sluice from {directory}")
+    return request_deployment(services, app, revision, "import", snapshot=snapshot.id,
+                              origin=str(directory))
+
+
+def export_release(services: Services, app: str, destination: Path) -> Path:
+    """Copy the active release to `destination` (new or empty), writable, links kept."""
+    release = Path(os.path.realpath(services.config.apps[app].target))
+    if not release.is_dir():
+        raise PermanentError(f"app {app!r} has nothing live to export")
+    destination = Path(destination)
+    if destination.exists() and any(destination.iterdir()):
+        raise PermanentError(f"{destination} is not empty; export into a new or empty directory")
+    shutil.copytree(release, destination, symlinks=True, dirs_exist_ok=True)
+    for root, dirs, files in os.walk(destination):
+        for name in dirs + files:
+            full = os.path.join(root, name)
+            if not os.path.islink(full):
+                os.chmod(full, os.stat(full).st_mode | stat.S_IWUSR)
+    os.chmod(destination, os.stat(destination).st_mode | stat.S_IWUSR)
+    return release
+
+
+def _refuse_if_continuous(app: str, config: AppConfig) -> None:
+    if config.source.type != "manual":
+        raise PermanentError(f"app {app!r} is on continuous deployment ({config.source.describe()}); "
+                             "its files come from its source. Import is for apps not on it yet "
+                             "(source type manual, the default)")
+
+
+def _entries(directory: Path):
+    """(relative path, full path) of every file and symlink, without following links or
+    descending into version-control folders."""
+    for root, dirs, files in os.walk(directory):
+        # os.walk lists a symlink to a folder among the folders: it is an entry, not a subtree
+        links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED and d not in links)
+        for name in sorted(files + links):
+            full = Path(root) / name
+            yield full.relative_to(directory).as_posix(), full

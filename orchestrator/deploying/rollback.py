@@ -1,0 +1,70 @@
+"""Rollback: switch the target back to a kept release at once, and pause automatic
+deployments so the next poll does not undo it (`sluice resume` follows the source again)."""
+from __future__ import annotations
+
+import time
+
+from orchestrator.core import events as ev
+from orchestrator.core.decisions import execute
+from orchestrator.core.errors import PermanentError
+from orchestrator.core.lease import Lease, LeaseBusy
+from orchestrator.core.projections import SUCCESS, AppView, DeploymentView
+from orchestrator.deploying.dispatch import new_deployment_id
+from orchestrator.releases.materialise import live_release, switch
+from orchestrator.runtime.services import Services
+
+LEASE_PATIENCE = 30.0
+
+
+def rollback(services: Services, app: str, to: str | None = None, holder: str = "cli") -> DeploymentView:
+    """Returns the deployment record of the rollback (trigger `rollback`)."""
+    target = services.config.apps[app].target
+    with _lease(services, app, holder) as lease:
+        view = services.projections.app(app)
+        chosen = _choose(view, to, str(live_release(target)))
+        now = services.clock.now()
+        rollback_id = new_deployment_id(now)
+        execute(services.projections, app, lambda v: [
+            ev.DeploymentQueued(app=app, at=now, deployment_id=rollback_id, revision=chosen.revision,
+                                trigger="rollback", snapshot=chosen.snapshot, origin=chosen.id),
+            ev.DeploymentStarted(app=app, at=now, deployment_id=rollback_id, worker=holder),
+            *[ev.DeploymentSuperseded(app=app, at=now, deployment_id=d.id, by=rollback_id)
+              for d in v.waiting()]])
+        switch(target, chosen.release, lease.token, lease.check)
+        done = services.clock.now()
+        execute(services.projections, app, lambda v: [
+            ev.DeploymentSucceeded(app=app, at=done, deployment_id=rollback_id,
+                                   snapshot=chosen.snapshot, release=chosen.release),
+            *([] if v.paused else [ev.AppPaused(app=app, at=done,
+                                                reason=f"rolled back to {chosen.id}")])])
+    return services.projections.app(app).deployments[rollback_id]
+
+
+def _choose(view: AppView, to: str | None, live: str) -> DeploymentView:
+    kept = set(view.kept_releases())
+    if to is not None:
+        d = view.deployments.get(to)
+        if d is None or d.status != SUCCESS:
+            raise PermanentError(f"deployment {to!r} of {view.name!r} did not succeed; "
+                                 "only successful deployments can be rolled back to")
+        if d.release not in kept:
+            raise PermanentError(f"the release of deployment {to} is no longer kept "
+                                 f"(keep_releases); redeploy it instead: sluice redeploy {view.name} {to}")
+        return d
+    for d in view.history():
+        if d.status == SUCCESS and d.release in kept and d.release != live:
+            return d
+    raise PermanentError(f"app {view.name!r} has no earlier release to roll back to")
+
+
+def _lease(services: Services, app: str, holder: str) -> Lease:
+    """The app's lease, waiting a while for a running deployment to end."""
+    deadline = time.monotonic() + LEASE_PATIENCE
+    while True:
+        try:
+            return Lease(services.redis, app, holder, services.config.lease_ttl).acquire()
+        except LeaseBusy:
+            if time.monotonic() > deadline:
+                raise PermanentError(f"a deployment of {app!r} is still running after "
+                                     f"{LEASE_PATIENCE:.0f}s; try again when it ends") from None
+            time.sleep(0.2)

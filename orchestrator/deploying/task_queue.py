@@ -1,0 +1,58 @@
+"""The deploy queue: Celery on the Redis broker (see docs/architecture.md).
+
+Producers (dispatch, the runner's retries and hand-overs) send `sluice.deploy` by name, and
+operators' tools ping and inspect workers, through the Celery app built here. The worker
+process itself is `workers.celery_app`, which takes this app and adds the task module named
+in TASK_MODULES, so nothing here imports the worker.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from celery import Celery
+
+DEPLOY_TASK = "sluice.deploy"
+DEPLOY_QUEUE = "deploy"
+QUEUED_AT = "sluice_queued_at"      # message header: unix time the message was sent
+TASK_MODULES = ["workers.tasks"]    # imported by a worker when it starts, by name
+
+# Longer than the longest deployment, so a running task is not handed out twice; a crashed
+# worker's task comes back after it (plus the 1 s restore scan below).
+VISIBILITY_TIMEOUT = float(os.environ.get("SLUICE_VISIBILITY_TIMEOUT", "300"))
+
+
+def create_app(broker_url: str) -> Celery:
+    app = Celery("sluice", broker=broker_url, include=TASK_MODULES)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_default_queue=DEPLOY_QUEUE,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+            # kombu's default restore scan waits ~100 s after the timeout (FACTS.md)
+            "unacked_restore_interval": 1,
+            "unacked_restore_throttle": 1,
+            # a worker killed while holding the restore scan's lock would otherwise stall
+            # every redelivery for kombu's default 300 s
+            "unacked_mutex_expire": 10,
+        },
+    )
+    return app
+
+
+@lru_cache(maxsize=8)
+def celery_for(broker_url: str) -> Celery:
+    return create_app(broker_url)
+
+
+def send_deploy(broker_url: str, app: str, deployment_id: str, attempt: int, queued_at: float,
+                countdown: float | None = None) -> None:
+    # QUEUED_AT: when the message was sent, for `sluice queue` (Celery records no such time)
+    celery_for(broker_url).send_task(
+        DEPLOY_TASK, args=[app, deployment_id, attempt], queue=DEPLOY_QUEUE, countdown=countdown,
+        headers={QUEUED_AT: queued_at})

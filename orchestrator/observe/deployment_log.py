@@ -1,0 +1,251 @@
+"""A deployment's log: ordered lines derived from its events, so it is replayable like
+everything else (`sluice log DEPLOYMENT_ID`, GET /api/deployments/{id}/log).
+
+Each line is {"at", "level", "step", "message"}. The events say it all: DeploymentQueued
+(what and why), DeploymentStarted (each attempt), SnapshotBuilt (fetch: files read and
+reused, time; snapshot: size), DeploymentRetrying (why, when the next attempt comes),
+DeploymentSucceeded / DeploymentFailed (how long validate, materialise and switch took;
+a failure's reason, which names the file or setting at fault, is always the last line),
+DeploymentSkipped, DeploymentSuperseded, and the ReleasesPruned its worker appended after
+it went live.
+
+Finding a deployment: the apps' compact views know recent and live ones; an older one is
+found in its app's stream near the time its id names (ids start with the UTC time they
+were queued), so a lookup reads a window of the stream, never the whole of it.
+"""
+from __future__ import annotations
+
+import calendar
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from orchestrator.core import events as ev
+from orchestrator.core import keys
+from orchestrator.core.event_store import RecordedEvent, decode_entry
+from orchestrator.core.projections import replay
+from orchestrator.observe.formatting import iso
+from orchestrator.runtime.services import Services
+
+INFO, WARNING, ERROR = "info", "warning", "error"
+STEP_ORDER = ("validate", "materialise", "switch")
+MARGIN = 600.0          # seconds either side of an id's time searched (clocks disagree)
+BATCH = 200             # stream entries read at a time
+AFTER_END = 50          # entries looked at after a success, for its worker's ReleasesPruned
+
+
+@dataclass(frozen=True)
+class LogLine:
+    at: float
+    level: str
+    step: str
+    message: str
+
+    def to_json(self) -> dict:
+        return {"at": iso(self.at), "level": self.level, "step": self.step, "message": self.message}
+
+    def text(self) -> str:
+        """`12:00:01.234  fetch      fetched 3 files (2 reused) in 41 ms` (local time)"""
+        clock = time.strftime("%H:%M:%S", time.localtime(self.at)) + f".{int(self.at % 1 * 1000):03d}"
+        return f"{clock}  {self.step:<10} {self.message}"
+
+
+@dataclass(frozen=True)
+class DeploymentLog:
+    app: str
+    deployment_id: str
+    status: str
+    lines: list[LogLine]
+
+    def to_json(self) -> dict:
+        return {"deployment": self.deployment_id, "app": self.app, "status": self.status,
+                "lines": [line.to_json() for line in self.lines]}
+
+
+def find_log(services: Services, deployment_id: str, app: str | None = None) -> DeploymentLog | None:
+    """The deployment's log, or None if no app (or not `app`) has such a deployment."""
+    names = [app] if app else services.store.apps()
+    for name in names:
+        d = services.projections.app(name).deployments.get(deployment_id)
+        if d is not None:
+            recorded = _events_of(services, name, deployment_id, d.received_at)
+            if not recorded:        # the producer's clock was far off: read the whole stream
+                recorded = _events_of(services, name, deployment_id, None)
+            return _log(name, deployment_id, recorded)
+    around = id_time(deployment_id)
+    if around is None:
+        return None
+    for name in names:
+        recorded = _events_of(services, name, deployment_id, around)
+        if recorded:
+            return _log(name, deployment_id, recorded)
+    return None
+
+
+def _log(app: str, deployment_id: str, recorded: list[RecordedEvent]) -> DeploymentLog:
+    d = replay(app, recorded, compact=False).deployments[deployment_id]
+    return DeploymentLog(app, deployment_id, d.status, log_lines(deployment_id, (r.event for r in recorded)))
+
+
+def id_time(deployment_id: str) -> float | None:
+    """The UTC time a deployment id names (`20240501-120001-ab12cd`), or None."""
+    try:
+        return float(calendar.timegm(time.strptime(deployment_id[:15], "%Y%m%d-%H%M%S")))
+    except ValueError:
+        return None
+
+
+def _events_of(services: Services, app: str, deployment_id: str,
+               around: float | None) -> list[RecordedEvent]:
+    """The deployment's events (from its DeploymentQueued on) and the ReleasesPruned its
+    worker appended after it went live; [] if its DeploymentQueued is not in the window."""
+    start = "-" if around is None else str(max(0, int((around - MARGIN) * 1000)))
+    give_up = None if around is None else (around + MARGIN) * 1000
+    found: list[RecordedEvent] = []
+    ended_at = None
+    for n, (entry_id, fields) in enumerate(_entries(services, app, start)):
+        kind, data = fields.get(b"type", b"").decode(), fields.get(b"data", b"")
+        if not found:
+            if give_up is not None and int(entry_id.split(b"-")[0]) > give_up:
+                return []
+            if kind == "DeploymentQueued" and deployment_id.encode() in data \
+                    and (r := decode_entry(entry_id, fields)).event.deployment_id == deployment_id:
+                found.append(r)
+            continue
+        if ended_at is not None:        # after a success: its worker's retention, if any
+            if kind == "ReleasesPruned":
+                found.append(decode_entry(entry_id, fields))
+            if kind in ("DeploymentStarted", "ReleasesPruned") or n - ended_at > AFTER_END:
+                break
+            continue
+        if deployment_id.encode() in data:
+            r = decode_entry(entry_id, fields)
+            if getattr(r.event, "deployment_id", None) == deployment_id:
+                found.append(r)
+                if isinstance(r.event, ev.TERMINAL):
+                    if not isinstance(r.event, ev.DeploymentSucceeded):
+                        break
+                    ended_at = n
+    return found
+
+
+def _entries(services: Services, app: str, start: str) -> Iterator[tuple[bytes, dict]]:
+    key, first = keys.app_events(app), start
+    while True:
+        batch = services.redis.xrange(key, first, "+", count=BATCH)
+        yield from batch
+        if len(batch) < BATCH:
+            return
+        first = "(" + batch[-1][0].decode()
+
+
+def log_lines(deployment_id: str, events: Iterable[ev.Event]) -> list[LogLine]:
+    """The log of one deployment from its events, in order (pure)."""
+    lines: list[LogLine] = []
+    queued: ev.DeploymentQueued | None = None
+    for e in events:
+        if isinstance(e, ev.DeploymentQueued):
+            queued = e
+        if getattr(e, "deployment_id", deployment_id) == deployment_id:
+            lines.extend(_lines(e, queued))
+    return lines
+
+
+def _lines(e: ev.Event, queued: ev.DeploymentQueued | None) -> list[LogLine]:
+    if isinstance(e, ev.DeploymentQueued):
+        return [LogLine(e.at, INFO, "queue", _queued(e))]
+    if isinstance(e, ev.DeploymentStarted):
+        return [LogLine(e.at, INFO, "start", f"attempt {e.attempt} started on {e.worker}")]
+    if isinstance(e, ev.SnapshotBuilt):
+        return _snapshot_lines(e, queued)
+    if isinstance(e, ev.DeploymentRetrying):
+        return [LogLine(e.at, WARNING, "retry", f"attempt {e.attempt} failed: {e.reason}; "
+                                                f"attempt {e.attempt + 1} in {duration(e.retry_in)}")]
+    if isinstance(e, ev.DeploymentSkipped):
+        return [LogLine(e.at, INFO, "skip", f"nothing to deploy: {e.reason}")]
+    if isinstance(e, ev.DeploymentSuperseded):
+        return [LogLine(e.at, INFO, "supersede", f"superseded by deployment {e.by}, which "
+                                                 "deploys a newer change instead")]
+    if isinstance(e, ev.DeploymentSucceeded):
+        return _step_lines(e.at, e.steps, e.release) + [
+            LogLine(e.at, INFO, "live", f"live: the target shows release {_name(e.release)}")]
+    if isinstance(e, ev.DeploymentFailed):
+        return _step_lines(e.at, e.steps, "") + [LogLine(e.at, ERROR, e.step or "failed", e.reason)]
+    if isinstance(e, ev.ReleasesPruned):
+        return [LogLine(e.at, INFO, "retention", f"removed {_count(len(e.releases), 'old release')}: "
+                                                 + ", ".join(_name(r) for r in e.releases))]
+    return []
+
+
+def _queued(e: ev.DeploymentQueued) -> str:
+    if e.snapshot:
+        origin = f" of deployment {e.origin}" if e.origin else ""
+        return (f"queued ({e.trigger}): snapshot {e.snapshot[:12]}{origin}, "
+                f"revision {e.revision[:12]}, deployed as it is")
+    return f"queued ({e.trigger}): revision {e.revision[:12]}"
+
+
+def _snapshot_lines(e: ev.SnapshotBuilt, queued: ev.DeploymentQueued | None) -> list[LogLine]:
+    took = f" in {duration(e.seconds)}" if e.seconds is not None else ""
+    size = f"{_count(e.files, 'file')}, {size_text(e.bytes)}"
+    if queued is not None and queued.snapshot == e.snapshot and not e.blobs_added + e.blobs_reused:
+        return [LogLine(e.at, INFO, "snapshot", f"snapshot {e.snapshot[:12]} ({size}) "
+                                                f"taken as it is, nothing fetched{took}")]
+    read = e.blobs_added + e.blobs_reused
+    fetched = f"fetched {_count(read, 'file')} ({e.blobs_reused} reused){took}"
+    if e.incremental:
+        fetched += ": only what changed since the live revision"
+    how = "the live snapshot plus the changes" if e.incremental else "every file of the revision"
+    return [LogLine(e.at, INFO, "fetch", fetched),
+            LogLine(e.at, INFO, "snapshot", f"snapshot {e.snapshot[:12]}: {size}, built from {how}")]
+
+
+def _step_lines(end: float, steps: dict | None, release: str) -> list[LogLine]:
+    """One line per timed step; each ends where the next begins, the last at `end`."""
+    steps = steps or {}
+    names = [s for s in STEP_ORDER if s in steps] + sorted(s for s in steps if s not in STEP_ORDER)
+    lines, at = [], end
+    for name in reversed(names):
+        lines.append(LogLine(at, INFO, name, _step_message(name, steps[name], release)))
+        at -= steps[name]
+    return lines[::-1]
+
+
+def _step_message(step: str, seconds: float, release: str) -> str:
+    took = duration(seconds)
+    if step == "validate":
+        return f"the app's layout is valid ({took})"
+    if step == "materialise":
+        return f"built release {_name(release)} in {took}" if release else f"built the release in {took}"
+    if step == "switch":
+        return f"switched the target to the new release in {took}"
+    return f"{step} done in {took}"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+
+
+def size_text(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _name(release: str) -> str:
+    return release.rstrip("/").rpartition("/")[2] or release
+
+
+def dumps(log: DeploymentLog) -> str:
+    return json.dumps(log.to_json(), indent=2)

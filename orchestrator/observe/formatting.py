@@ -1,0 +1,130 @@
+"""How views and events are shown to people (Rich) and to programs (JSON)."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+from rich.console import Group
+from rich.table import Table
+
+from orchestrator.config.settings import SluiceConfig
+from orchestrator.core.event_store import RecordedEvent
+from orchestrator.core.projections import AppView, DeploymentView
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def deployment_json(view: AppView, d: DeploymentView) -> dict:
+    return {"id": d.id, "app": view.name, "status": d.status, "revision": d.revision,
+            "snapshot": d.snapshot, "active": d.id == view.active_deployment,
+            "trigger": d.trigger, "message": d.message, "attempts": d.attempts,
+            "received_at": iso(d.received_at), "started_at": iso(d.started_at),
+            "ended_at": iso(d.ended_at)}
+
+
+def deployments_table(view: AppView) -> Table:
+    table = Table("id", "status", "revision", "trigger", "received", "took", "message",
+                  title=f"deployments of {view.name}")
+    for d in view.history():
+        took = f"{d.ended_at - d.started_at:.2f}s" if d.ended_at and d.started_at else ""
+        mark = " *" if d.id == view.active_deployment else ""
+        table.add_row(d.id + mark, d.status, d.revision[:12], d.trigger,
+                      _local(d.received_at), took, d.message)
+    return table
+
+
+def apps_table(config: SluiceConfig, views: dict[str, AppView]) -> Table:
+    table = Table("app", "layout", "source", "target", "active", "last deployment", "automatic")
+    for name, app in config.apps.items():
+        view = views[name]
+        active = view.active
+        last = next(iter(view.history()), None)
+        table.add_row(name, app.layout, app.source.describe(), str(app.target),
+                      f"{active.id} ({active.revision[:12]})" if active else "-",
+                      f"{last.status} {last.id}" if last else "-",
+                      f"paused: {view.paused}" if view.paused else "on")
+    return table
+
+
+def event_line(r: RecordedEvent) -> str:
+    e = r.event
+    fields = {k: v for k, v in vars(e).items() if k not in ("app", "at")}
+    detail = " ".join(f"{k}={_short(v)}" for k, v in fields.items() if v not in (None, ""))
+    return f"{_local(e.at)}  {e.app:<16} #{r.version:<5} {e.type:<20} {detail}"
+
+
+def event_json(r: RecordedEvent) -> str:
+    return json.dumps({"version": r.version, "id": r.id, "type": r.event.type,
+                       **vars(r.event), "at": iso(r.event.at)})
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text[:12] if len(text) == 40 or len(text) == 64 else text
+
+
+def _local(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
+
+
+def connection_details(config, app: str, user: str) -> str:
+    """What `sluice credentials show` prints: the user and each way in."""
+    api, ftp = config.api, config.ftp
+    lines = [f"app:        {app}", f"user:       {user}",
+             f"git:        http://{user}@{api.host}:{api.port}/git/{app}.git"]
+    if ftp.listen:
+        host = ftp.public_host or ftp.listen.rpartition(":")[0]
+        port = ftp.listen.rpartition(":")[2]
+        lines += [f"ftp:        ftp://{host}:{port}  user {app}\\{user}"]
+        if ftp.certificate:
+            lines += [f"ftps:       explicit TLS (AUTH TLS) on {host}:{port}"
+                      + (", required" if ftp.require_tls else "")]
+    else:
+        lines += ["ftp:        off (set ftp.listen)"]
+    mode = "read-only: continuous deployment is on" if config.apps[app].source.type != "manual" \
+        else "not on continuous deployment: `sluice import` deploys files"
+    return "\n".join(lines + [f"files:      {mode}"])
+
+
+def queue_tables(report: dict) -> Group:
+    """What `sluice queue` shows (report: queue_view.inspect_queue)."""
+    queues = _table("queues", "queue", "waiting", "oldest waiting")
+    for q in report["queues"]:
+        queues.add_row(q["name"], str(q["waiting"]), _span(q["oldest_age"]))
+    running = _table("in flight", "app", "deployment", "worker", "running for")
+    for t in report["in_flight"]:
+        running.add_row(t["app"], t["deployment_id"], t["worker"] or "?", _span(t["running_for"]))
+    retries = _table("retries scheduled", "app", "deployment", "attempt", "due")
+    for r in report["retries"]:
+        due = f"in {_span(r['due_in'])} ({_local_iso(r['due_at'])})" if r["due_at"] else "?"
+        retries.add_row(r["app"], r["deployment_id"], f"{r['attempt']} of {r['of']}", due)
+    polls = _table("polls", "app", "next head check")
+    for p in report["polls"]["overdue"]:
+        polls.add_row(p["app"], f"overdue by {_span(p['late_by'])} (is a poller running?)",
+                      style="red")
+    for p in report["polls"]["due_next_minute"]:
+        polls.add_row(p["app"], f"due in {_span(p['due_in'])}")
+    return Group(*(t if t.row_count else f"{t.title}: none" for t in (queues, running, retries, polls)))
+
+
+def _table(title: str, *columns: str) -> Table:
+    return Table(*columns, title=title, title_justify="left")
+
+
+def _span(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m {int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h {int(seconds % 3600 // 60):02d}m"
+
+
+def _local_iso(stamp: str) -> str:
+    return _local(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())

@@ -1,0 +1,268 @@
+"""Prometheus metrics (GET /metrics), computed when scraped, from what Redis holds.
+
+The worker, the poller and the API are separate processes (often on separate machines), so
+no counter lives in a process's memory:
+
+- deployment counters and histograms are folded from the apps' event streams, like the
+  projections: a small per-app state (`sluice:metrics:app:{app}`, JSON, with the stream id
+  it has seen) is caught up at each scrape and saved; it is a cache — deleting it and
+  replaying gives the same figures.
+- head checks are timed by the poller, which adds each one to a hash
+  (`sluice:metrics:polls`: `{source type}:le:{bound}`, `:sum`, `:count`, `:errors`).
+- queue depth is the length of the Celery `deploy` queue's lists, read at the scrape.
+
+Metrics:
+  sluice_deployments_total{app,status}               ended deployments (success, failed, skipped, superseded)
+  sluice_deployment_retries_total{app}               attempts that failed and were retried
+  sluice_deployments_in_progress{app,status}         pending, building, deploying now
+  sluice_deployment_duration_seconds{app,status}     first attempt's start to the end
+  sluice_change_to_live_seconds{app}                 ChangeDetected of a revision to its DeploymentSucceeded
+  sluice_app_paused{app}                             1 while automatic deployments are paused
+  sluice_queue_depth{queue}                          messages waiting in the Celery queue
+  sluice_head_checks_total{source_type}              head checks made by pollers
+  sluice_poll_errors_total{source_type}              head checks that failed
+  sluice_head_check_duration_seconds{source_type}    how long head checks took
+"""
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import orjson
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import CollectorRegistry
+
+from orchestrator.core import events as ev
+from orchestrator.core import keys
+from orchestrator.core.event_store import RecordedEvent
+from orchestrator.core.projections import BUILDING, DEPLOYING, PENDING, TERMINAL_STATUSES
+from orchestrator.deploying.task_queue import DEPLOY_QUEUE
+from orchestrator.runtime.services import Services
+
+log = logging.getLogger("sluice.metrics")
+
+POLLS = keys.METRICS_POLLS
+STATE_VERSION = 1
+DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+LATENCY_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+HEAD_CHECK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+REMEMBERED_CHANGES = 100    # revisions detected and not yet live, kept for change-to-live
+PRIORITY_STEPS = (0, 3, 6, 9)   # kombu keeps one list per priority step: deploy, deploy\x06\x163, ...
+ENDED = {ev.DeploymentSucceeded: "success", ev.DeploymentFailed: "failed",
+         ev.DeploymentSkipped: "skipped", ev.DeploymentSuperseded: "superseded"}
+
+
+def app_state_key(app: str) -> str:
+    return keys.metrics_app(app)
+
+
+# ---- what the poller records ------------------------------------------------------------
+
+def record_head_check(client: redis.Redis, source_type: str, seconds: float) -> None:
+    """Add one head check's duration to the pollers' shared figures (never fails the caller)."""
+    bound = bisect.bisect_left(HEAD_CHECK_BUCKETS, seconds)
+    le = repr(float(HEAD_CHECK_BUCKETS[bound])) if bound < len(HEAD_CHECK_BUCKETS) else "+Inf"
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.hincrby(POLLS, f"{source_type}:le:{le}", 1)
+        pipe.hincrby(POLLS, f"{source_type}:count", 1)
+        pipe.hincrbyfloat(POLLS, f"{source_type}:sum", seconds)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.debug("head check figures not recorded: %s", exc)
+
+
+def record_poll_error(client: redis.Redis, source_type: str) -> None:
+    """Count one failed head check of a source type (never fails the caller)."""
+    try:
+        client.hincrby(POLLS, f"{source_type}:errors", 1)
+    except redis.RedisError as exc:
+        log.debug("poll error not counted: %s", exc)
+
+
+# ---- deployment figures folded from events -----------------------------------------------
+
+@dataclass
+class Histogram:
+    counts: list[int]       # per bucket (not cumulative), the last one +Inf
+    sum: float = 0.0
+
+    @staticmethod
+    def empty(bounds: tuple) -> Histogram:
+        return Histogram([0] * (len(bounds) + 1))
+
+    def observe(self, bounds: tuple, value: float) -> None:
+        self.counts[bisect.bisect_left(bounds, value)] += 1
+        self.sum += value
+
+    def buckets(self, bounds: tuple) -> list[tuple[str, int]]:
+        total, out = 0, []
+        for bound, count in zip([*map(str, map(float, bounds)), "+Inf"], self.counts):
+            total += count
+            out.append((bound, total))
+        return out
+
+
+@dataclass
+class AppFigures:
+    last_id: str | None = None
+    seen: int = 0                                       # the stream's version folded so far
+    ended: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
+    durations: dict[str, Histogram] = field(default_factory=dict)
+    latency: Histogram = field(default_factory=lambda: Histogram.empty(LATENCY_BUCKETS))
+    running: dict[str, list] = field(default_factory=dict)      # id -> [revision, started_at]
+    changes: dict[str, float] = field(default_factory=dict)     # revision -> detected at
+    version: int = STATE_VERSION
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @staticmethod
+    def from_json(raw: bytes) -> AppFigures:
+        data = orjson.loads(raw)
+        if data.get("version") != STATE_VERSION:
+            raise ValueError("figures of another version")
+        data["durations"] = {k: Histogram(**h) for k, h in data["durations"].items()}
+        data["latency"] = Histogram(**data["latency"])
+        return AppFigures(**data)
+
+
+def fold(figures: AppFigures, recorded: RecordedEvent) -> AppFigures:
+    e = recorded.event
+    figures.last_id, figures.seen = recorded.id, recorded.version
+    if isinstance(e, ev.ChangeDetected):
+        figures.changes.pop(e.revision, None)
+        figures.changes[e.revision] = e.at
+        while len(figures.changes) > REMEMBERED_CHANGES:
+            figures.changes.pop(next(iter(figures.changes)))
+    elif isinstance(e, ev.DeploymentQueued):
+        figures.running[e.deployment_id] = [e.revision, None]
+    elif isinstance(e, ev.DeploymentStarted) and e.deployment_id in figures.running:
+        figures.running[e.deployment_id][1] = figures.running[e.deployment_id][1] or e.at
+    elif isinstance(e, ev.DeploymentRetrying):
+        figures.retries += 1
+    elif type(e) in ENDED:
+        _ended(figures, e, ENDED[type(e)])
+    return figures
+
+
+def _ended(figures: AppFigures, e, status: str) -> None:
+    figures.ended[status] = figures.ended.get(status, 0) + 1
+    revision, started = figures.running.pop(e.deployment_id, [None, None])
+    if started is not None:
+        figures.durations.setdefault(status, Histogram.empty(DURATION_BUCKETS)).observe(
+            DURATION_BUCKETS, max(0.0, e.at - started))
+    if status == "success" and revision in figures.changes:
+        figures.latency.observe(LATENCY_BUCKETS, max(0.0, e.at - figures.changes.pop(revision)))
+
+
+def app_figures(services: Services, app: str) -> AppFigures:
+    """The app's figures, caught up with its stream (and saved for the next scrape)."""
+    key = app_state_key(app)
+    figures = None
+    if raw := services.redis.get(key):
+        try:
+            figures = AppFigures.from_json(raw)
+        except (ValueError, TypeError, KeyError):
+            figures = None          # another version's: replay
+    if figures is None or figures.seen > services.store.version(app):   # stream recreated
+        figures = AppFigures()
+    new = services.store.read(app, after_id=figures.last_id)
+    for r in new:
+        fold(figures, r)
+    if new:
+        services.redis.set(key, figures.to_json())
+    return figures
+
+
+# ---- the collector -------------------------------------------------------------------------
+
+class SluiceCollector:
+    """A prometheus_client collector reading Redis at each scrape."""
+
+    def __init__(self, services: Services):
+        self.services = services
+
+    def collect(self) -> Iterator:
+        apps = self.services.store.apps()
+        yield from self._deployments(apps, {app: app_figures(self.services, app) for app in apps})
+        yield from self._now(apps)
+        yield from self._polls()
+
+    def _deployments(self, apps: list[str], figures: dict[str, AppFigures]) -> Iterable:
+        ended = CounterMetricFamily("sluice_deployments", "Deployments ended, by app and status",
+                                    labels=["app", "status"])
+        retries = CounterMetricFamily("sluice_deployment_retries",
+                                      "Deployment attempts that failed and were retried", labels=["app"])
+        durations = HistogramMetricFamily(
+            "sluice_deployment_duration_seconds",
+            "Seconds from a deployment's first start to its end, by app and status",
+            labels=["app", "status"])
+        latency = HistogramMetricFamily(
+            "sluice_change_to_live_seconds",
+            "Seconds from a revision's ChangeDetected to its DeploymentSucceeded", labels=["app"])
+        for app in apps:
+            f = figures[app]
+            for status in TERMINAL_STATUSES:
+                ended.add_metric([app, status], f.ended.get(status, 0))
+            retries.add_metric([app], f.retries)
+            for status, h in f.durations.items():
+                durations.add_metric([app, status], h.buckets(DURATION_BUCKETS), h.sum)
+            latency.add_metric([app], f.latency.buckets(LATENCY_BUCKETS), f.latency.sum)
+        return [ended, retries, durations, latency]
+
+    def _now(self, apps: list[str]) -> Iterable:
+        in_progress = GaugeMetricFamily("sluice_deployments_in_progress",
+                                        "Deployments not ended, by app and status",
+                                        labels=["app", "status"])
+        paused = GaugeMetricFamily("sluice_app_paused",
+                                   "1 while the app's automatic deployments are paused", labels=["app"])
+        for app in apps:
+            view = self.services.projections.app(app)
+            statuses = [d.status for d in view.deployments.values()]
+            for status in (PENDING, BUILDING, DEPLOYING):
+                in_progress.add_metric([app, status], statuses.count(status))
+            paused.add_metric([app], 1 if view.paused else 0)
+        depth = GaugeMetricFamily("sluice_queue_depth", "Messages waiting in the Celery queue",
+                                  labels=["queue"])
+        depth.add_metric([DEPLOY_QUEUE], queue_depth(self.services.redis, DEPLOY_QUEUE))
+        return [in_progress, paused, depth]
+
+    def _polls(self) -> Iterable:
+        raw = {k.decode(): v.decode() for k, v in self.services.redis.hgetall(POLLS).items()}
+        checks = CounterMetricFamily("sluice_head_checks", "Head checks made by pollers",
+                                     labels=["source_type"])
+        errors = CounterMetricFamily("sluice_poll_errors", "Head checks that failed, by source type",
+                                     labels=["source_type"])
+        durations = HistogramMetricFamily("sluice_head_check_duration_seconds",
+                                          "Seconds a head check took, by source type",
+                                          labels=["source_type"])
+        for kind in sorted({k.partition(":")[0] for k in raw}):
+            counts = [int(raw.get(f"{kind}:le:{float(b)!r}", 0)) for b in HEAD_CHECK_BUCKETS]
+            h = Histogram(counts + [int(raw.get(f"{kind}:le:+Inf", 0))], float(raw.get(f"{kind}:sum", 0)))
+            checks.add_metric([kind], int(raw.get(f"{kind}:count", 0)))
+            errors.add_metric([kind], int(raw.get(f"{kind}:errors", 0)))
+            durations.add_metric([kind], h.buckets(HEAD_CHECK_BUCKETS), h.sum)
+        return [checks, errors, durations]
+
+
+def queue_depth(client: redis.Redis, queue: str) -> int:
+    """Messages waiting in a Celery queue on the Redis transport (all its priority lists)."""
+    pipe = client.pipeline(transaction=False)
+    for step in PRIORITY_STEPS:
+        pipe.llen(queue if step == 0 else f"{queue}\x06\x16{step}")
+    return sum(pipe.execute())
+
+
+def exposition(services: Services, accept: str | None = None) -> tuple[bytes, str]:
+    """What a scrape receives and its content type: the Prometheus text format (0.0.4), or
+    OpenMetrics when the scraper's Accept header asks for it."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SluiceCollector(services))
+    encode, content_type = choose_encoder(accept or "")
+    return encode(registry), content_type

@@ -1,0 +1,212 @@
+"""Releases: build a snapshot's tree beside the live one, then switch the target symlink
+with one rename(2). A crash at any point leaves the previous release live.
+
+A new release starts as a hardlinked copy (`cp -al`) of the live release and is patched
+with the difference between the two manifests, so a one-file change writes one file; with
+no live release it is built from the store entry by entry.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.core.errors import PermanentError, TransientError
+from orchestrator.releases.snapshots import Manifest, SnapshotStore, implied_dirs
+
+BUILDING_SUFFIX = ".building"
+
+
+@dataclass(frozen=True)
+class Previous:
+    """A release already on disk and the manifest it was built from."""
+    manifest: Manifest
+    release: Path
+
+
+def release_dir(data_dir: Path, app: str, deployment_id: str) -> Path:
+    return Path(data_dir) / "releases" / app / deployment_id
+
+
+def materialise(store: SnapshotStore, manifest: Manifest, release: Path,
+                previous: Previous | None = None) -> Path:
+    """Build the release directory: hardlinks into the store, read-only throughout."""
+    if release.exists():
+        return release          # a release is immutable once built: a retry reuses it
+    building = release.with_name(release.name + BUILDING_SUFFIX)
+    remove_tree(building)
+    building.parent.mkdir(parents=True, exist_ok=True)
+    if previous and _hardlink_copy(previous.release, building):
+        touched = _patch(store, str(building), previous.manifest, manifest)
+    else:
+        building.mkdir()
+        touched = _build(store, str(building), manifest)
+    for d in sorted(touched, key=len, reverse=True):
+        os.chmod(d, 0o555)
+    os.rename(building, release)
+    return release
+
+
+def _hardlink_copy(source: Path, dest: Path) -> bool:
+    if not source.is_dir() or shutil.which("cp") is None:
+        return False
+    done = subprocess.run(["cp", "-al", "--", str(source), str(dest)], capture_output=True)
+    if done.returncode != 0:
+        remove_tree(dest)
+    return done.returncode == 0
+
+
+def _build(store: SnapshotStore, root: str, manifest: Manifest) -> list[str]:
+    dirs = sorted(implied_dirs((*manifest.files, *manifest.links)))
+    for d in dirs:
+        os.mkdir(f"{root}/{d}")
+    for path in manifest.files:
+        _place_file(store, root, path, manifest)
+    for path, target in manifest.links.items():
+        os.symlink(target, f"{root}/{path}")
+    return [root] + [f"{root}/{d}" for d in dirs]
+
+
+def _patch(store: SnapshotStore, root: str, old: Manifest, new: Manifest) -> set[str]:
+    """Turn a copy of the release of `old` into the release of `new`, touching only what
+    differs; returns the folders it opened for writing (to be made read-only again)."""
+    changed_files = [p for p, e in new.files.items() if old.files.get(p) != e]
+    changed_links = [p for p, t in new.links.items() if old.links.get(p) != t]
+    gone = [p for p in (*old.files, *old.links) if p not in new.files and p not in new.links]
+    opened: set[str] = set()
+
+    def open_folder(folder: str) -> None:
+        if folder not in opened:
+            os.chmod(folder, 0o755)
+            opened.add(folder)
+
+    for path in (*gone, *changed_files, *changed_links):
+        if path in old.files or path in old.links:
+            open_folder(os.path.dirname(f"{root}/{path}"))
+            os.unlink(f"{root}/{path}")
+    _remove_emptied_folders(root, gone, open_folder, opened)
+    for path in changed_files:
+        _make_folders(root, path, open_folder, opened)
+        _place_file(store, root, path, new)
+    for path in changed_links:
+        _make_folders(root, path, open_folder, opened)
+        os.symlink(new.links[path], f"{root}/{path}")
+    return opened
+
+
+def _remove_emptied_folders(root: str, gone: list[str], open_folder, opened: set[str]) -> None:
+    """Folders left empty by removals go too: a manifest implies no empty folders."""
+    for d in sorted(implied_dirs(gone), key=len, reverse=True):
+        full = f"{root}/{d}"
+        if os.path.isdir(full) and not os.path.islink(full) and not os.listdir(full):
+            open_folder(os.path.dirname(full))
+            os.rmdir(full)
+            opened.discard(full)
+
+
+def _make_folders(root: str, path: str, open_folder, opened: set[str]) -> None:
+    folder = os.path.dirname(f"{root}/{path}")
+    missing = []
+    while not os.path.isdir(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    open_folder(folder)
+    for d in reversed(missing):
+        os.mkdir(d)
+        opened.add(d)
+
+
+def _place_file(store: SnapshotStore, root: str, path: str, manifest: Manifest) -> None:
+    entry, dest = manifest.files[path], f"{root}/{path}"
+    if entry.executable:        # its own inode, so the shared blob keeps mode 0444
+        shutil.copyfile(store.blob_path(entry.sha256), dest)
+        os.chmod(dest, 0o555)
+    else:
+        try:
+            os.link(store.blob_path(entry.sha256), dest)
+        except FileNotFoundError:
+            if os.path.isdir(os.path.dirname(dest)):
+                raise TransientError(f"{path}: its content was garbage-collected while "
+                                     "deploying; it will be fetched again") from None
+            raise
+
+
+def switch(target: Path, release: Path, token: int | None = None,
+           still_holds: Callable[[], None] | None = None) -> None:
+    """Point `target` at `release` atomically (symlink + rename).
+
+    With a fencing token: refused (Fenced) if a holder of a newer token has switched this
+    target already, and `still_holds` must confirm the lease under the target's lock, so a
+    worker that lost its lease can never switch afterwards."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(target.with_name(f".{target.name}.sluice-lock")):
+        if token is not None:
+            _advance_fence(target, token)
+        if still_holds is not None:
+            still_holds()
+        _claim_target(target)
+        tmp = target.with_name(f".{target.name}.sluice-{os.getpid()}")
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(release, tmp)
+        os.replace(tmp, target)
+
+
+class Fenced(TransientError):
+    """A newer lease holder has switched the target: this holder's work is stale."""
+
+
+@contextmanager
+def _locked(lock_path: Path):
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _advance_fence(target: Path, token: int) -> None:
+    fence = target.with_name(f".{target.name}.sluice-fence")
+    try:
+        highest = int(fence.read_text() or 0)
+    except (FileNotFoundError, ValueError):
+        highest = 0
+    if token < highest:
+        raise Fenced(f"fencing token {token} is older than {highest}, which switched "
+                     f"{target} already; not switching")
+    tmp = fence.with_name(fence.name + f".{os.getpid()}")
+    tmp.write_text(str(token))
+    os.replace(tmp, fence)
+
+
+def _claim_target(target: Path) -> None:
+    if target.is_symlink() or not target.exists():
+        return
+    if target.is_dir() and not any(target.iterdir()):
+        target.rmdir()
+        return
+    raise PermanentError(f"target {target} already exists and is not a Sluice symlink; "
+                         "move its files away before the first deployment")
+
+
+def live_release(target: Path) -> Path | None:
+    target = Path(target)
+    return Path(os.readlink(target)) if target.is_symlink() else None
+
+
+def remove_tree(path: Path) -> None:
+    """rmtree for read-only releases: give directories their write bit back first."""
+    if not os.path.lexists(path):
+        return
+    for root, dirs, _ in os.walk(path):
+        for d in dirs:
+            full = os.path.join(root, d)
+            if not os.path.islink(full):
+                os.chmod(full, stat.S_IRWXU)
+    os.chmod(path, stat.S_IRWXU)
+    shutil.rmtree(path)

@@ -1,0 +1,65 @@
+"""Retention: keep `keep_releases` releases per app plus the live one; collect the blobs
+and manifests that no kept snapshot references. History (the events) keeps everything."""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from orchestrator.core.projections import AppView
+from orchestrator.releases.materialise import remove_tree
+from orchestrator.releases.snapshots import SnapshotStore
+
+# Blobs and manifests younger than this are never collected: a deployment in flight may
+# have just written them without any kept snapshot naming them yet.
+GRACE_SECONDS = 600
+
+
+def prune_releases(view: AppView, releases_dir: Path, keep: int) -> list[str]:
+    """Remove this app's release folders but the live one and the `keep` newest others, and
+    leftovers of interrupted builds. Call it holding the app's lease."""
+    live = view.active.release if view.active else None
+    kept = {live} | set([r for r in view.kept_releases() if r != live][:keep])
+    removed = []
+    for entry in sorted(os.scandir(releases_dir), key=lambda e: e.name) if releases_dir.is_dir() else []:
+        if entry.path not in kept:
+            remove_tree(Path(entry.path))
+            removed.append(entry.path)
+    return removed
+
+
+def kept_snapshots(views: Iterable[AppView]) -> set[str]:
+    """Snapshots some app can still need: kept releases, and deployments not yet ended."""
+    kept = set()
+    for view in views:
+        releases = set(view.kept_releases())
+        for d in view.deployments.values():
+            if d.snapshot and (d.release in releases or not d.terminal):
+                kept.add(d.snapshot)
+    return kept
+
+
+def collect_garbage(store: SnapshotStore, keep: set[str], now: float | None = None,
+                    grace: float = GRACE_SECONDS) -> tuple[int, int]:
+    """Delete manifests not in `keep` and blobs none of the kept manifests reference.
+    Returns (manifests, blobs) removed."""
+    cutoff = (now or time.time()) - grace
+    referenced = set()
+    for snapshot_id in keep:
+        try:
+            referenced.update(e.sha256 for e in store.manifest(snapshot_id).files.values())
+        except FileNotFoundError:
+            continue
+    manifests = [e for e in os.scandir(store.manifests)
+                 if e.name.removesuffix(".json") not in keep and _old(e, cutoff)]
+    blobs = [e for d in os.scandir(store.blobs) for e in os.scandir(d.path)
+             if e.name not in referenced and _old(e, cutoff)]
+    store.forget([e.name for e in blobs])      # aliases first, so nobody reuses a blob going away
+    for entry in (*manifests, *blobs):
+        os.unlink(entry.path)
+    return len(manifests), len(blobs)
+
+
+def _old(entry: os.DirEntry, cutoff: float) -> bool:
+    return entry.stat(follow_symlinks=False).st_mtime < cutoff

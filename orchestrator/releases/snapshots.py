@@ -1,0 +1,361 @@
+"""Content-addressed snapshot store under `{data_dir}/store`.
+
+  blobs/ab/<sha256>        file contents, stored once, read-only (0444)
+  manifests/<id>.json      canonical JSON of a snapshot; <id> is the sha256 of those bytes
+  aliases.sqlite           source hash -> sha256 (git blob ids, Dropbox content_hash, ...),
+                           so adapters skip downloading or reading what is already here
+
+A writer may start from a base snapshot (the live one): a source that can tell what changed
+since the base's revision then touches only those files, so a one-file change costs one
+file's work.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+import orjson
+
+from orchestrator.core.errors import InvalidAppLayout
+from orchestrator.releases.ignore import IgnoreRules
+
+CHUNK = 1 << 20
+MAX_LINK_HOPS = 40          # as the kernel's limit on symlinks in one lookup (ELOOP)
+RECENT_MANIFESTS = 16
+FUNCIGNORE = ".funcignore"
+
+
+class FileEntry(NamedTuple):
+    sha256: str
+    size: int
+    executable: bool = False
+
+
+@dataclass(frozen=True)
+class Manifest:
+    files: dict[str, FileEntry]
+    links: dict[str, str]
+
+    def canonical(self) -> bytes:
+        doc = {"version": 1, "links": self.links,
+               "files": {p: [e.sha256, e.size, int(e.executable)] for p, e in self.files.items()}}
+        return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+
+    @staticmethod
+    def parse(data: bytes) -> Manifest:
+        doc = orjson.loads(data)
+        files = {p: FileEntry(s, n, bool(x)) for p, (s, n, x) in doc["files"].items()}
+        return Manifest(files, doc["links"])
+
+
+@dataclass(frozen=True)
+class Base:
+    """What a writer starts from: a snapshot and the source revision it was built from."""
+    revision: str
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    manifest: Manifest
+    blobs_added: int
+    blobs_reused: int
+    incremental: bool = False
+
+    @property
+    def files(self) -> int:
+        return len(self.manifest.files)
+
+    @property
+    def bytes(self) -> int:
+        return sum(e.size for e in self.manifest.files.values())
+
+
+def safe_path(path: str) -> str:
+    """A release-relative path, or InvalidAppLayout if it could escape or corrupt the tree."""
+    if "\0" in path or path.startswith("/") or "\\" in path:
+        raise InvalidAppLayout(f"unsafe file name in source: {path!r}")
+    if any(p in ("", ".", "..") for p in path.split("/")):
+        raise InvalidAppLayout(f"unsafe file name in source: {path!r}")
+    return path
+
+
+def implied_dirs(paths: Iterable[str]) -> set[str]:
+    """Every folder the given release-relative paths need, at any depth."""
+    dirs: set[str] = set()
+    for path in paths:
+        d = path.rpartition("/")[0]
+        while d and d not in dirs:
+            dirs.add(d)
+            d = d.rpartition("/")[0]
+    return dirs
+
+
+class SnapshotStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.blobs, self.manifests, self.tmp = (self.root / n for n in ("blobs", "manifests", "tmp"))
+        for d in (self.blobs, self.manifests, self.tmp):
+            d.mkdir(parents=True, exist_ok=True)
+        self._blob_prefix = str(self.blobs) + "/"
+        self._tmp_names = (f"{self.tmp}/{os.getpid()}-{threading.get_ident()}-{n}"
+                           for n in itertools.count())
+        self._db = sqlite3.connect(self.root / "aliases.sqlite", timeout=30,
+                                   isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS alias (kind TEXT, key TEXT, sha256 TEXT,"
+                         " size INTEGER, PRIMARY KEY (kind, key)) WITHOUT ROWID")
+        self._db.execute("CREATE INDEX IF NOT EXISTS alias_by_blob ON alias (sha256)")
+        self._recent: OrderedDict[str, Manifest] = OrderedDict()
+
+    def blob_path(self, sha256: str) -> str:
+        return f"{self._blob_prefix}{sha256[:2]}/{sha256}"
+
+    def read_blob(self, sha256: str) -> bytes:
+        with open(self.blob_path(sha256), "rb") as f:
+            return f.read()
+
+    def lookup(self, kind: str, keys: Iterable[str]) -> dict[str, FileEntry]:
+        """Which source hashes map to blobs already stored."""
+        wanted, found = list(keys), {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            rows = self._db.execute(
+                f"SELECT key, sha256, size FROM alias WHERE kind = ? AND key IN "
+                f"({','.join('?' * len(chunk))})", [kind, *chunk])
+            found.update({k: FileEntry(s, n) for k, s, n in rows})
+        return found
+
+    def remember(self, kind: str, pairs: list[tuple[str, FileEntry]]) -> None:
+        if not pairs:
+            return
+        self._db.execute("BEGIN")
+        self._db.executemany("INSERT OR REPLACE INTO alias VALUES (?, ?, ?, ?)",
+                             [(kind, k, e.sha256, e.size) for k, e in pairs])
+        self._db.execute("COMMIT")
+
+    def forget(self, sha256s: list[str]) -> None:
+        """Drop every alias pointing at these blobs (before they are deleted)."""
+        self._db.execute("BEGIN")
+        self._db.executemany("DELETE FROM alias WHERE sha256 = ?", [(s,) for s in sha256s])
+        self._db.execute("COMMIT")
+
+    def put_stream(self, stream: BinaryIO) -> FileEntry:
+        """Store a blob from a stream; returns its sha256 and size. Content already stored
+        is not written again."""
+        first = stream.read(CHUNK)
+        if len(first) < CHUNK:
+            sha = hashlib.sha256(first).hexdigest()
+            if not os.path.exists(self.blob_path(sha)):
+                self._install(sha, [first])
+            return FileEntry(sha, len(first))
+        return self._put_large(first, stream)
+
+    def _put_large(self, first: bytes, stream: BinaryIO) -> FileEntry:
+        digest, size, tmp = hashlib.sha256(), 0, next(self._tmp_names)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                chunk = first
+                while chunk:
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                    chunk = stream.read(CHUNK)
+            self._rename_into_place(tmp, digest.hexdigest())
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return FileEntry(digest.hexdigest(), size)
+
+    def _install(self, sha256: str, chunks: list[bytes]) -> None:
+        tmp = next(self._tmp_names)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+        self._rename_into_place(tmp, sha256)
+
+    def _rename_into_place(self, tmp: str, sha256: str) -> None:
+        final = self.blob_path(sha256)
+        try:
+            os.rename(tmp, final)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.rename(tmp, final)
+
+    def save_manifest(self, manifest: Manifest) -> str:
+        data = manifest.canonical()
+        snapshot_id = hashlib.sha256(data).hexdigest()
+        final = self.manifests / f"{snapshot_id}.json"
+        if not final.exists():
+            tmp = next(self._tmp_names)
+            with open(tmp, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, final)
+        self._keep(snapshot_id, manifest)
+        return snapshot_id
+
+    def manifest(self, snapshot_id: str) -> Manifest:
+        """A snapshot's manifest; recent ones come from memory (they are immutable, but
+        another process may have collected them: FileNotFoundError then)."""
+        path = self.manifests / f"{snapshot_id}.json"
+        if snapshot_id not in self._recent or not path.exists():
+            self._recent.pop(snapshot_id, None)
+            self._keep(snapshot_id, Manifest.parse(path.read_bytes()))
+        self._recent.move_to_end(snapshot_id)
+        return self._recent[snapshot_id]
+
+    def _keep(self, snapshot_id: str, manifest: Manifest) -> None:
+        self._recent[snapshot_id] = manifest
+        while len(self._recent) > RECENT_MANIFESTS:
+            self._recent.popitem(last=False)
+
+    def writer(self, base: Base | None = None) -> SnapshotWriter:
+        return SnapshotWriter(self, base)
+
+
+class SnapshotWriter:
+    """Collects one revision's files from a source adapter, then seals them as a snapshot."""
+
+    def __init__(self, store: SnapshotStore, base: Base | None = None):
+        self.store = store
+        self.base = base
+        self._files = dict(base.manifest.files) if base else {}
+        self._links = dict(base.manifest.links) if base else {}
+        self._touched: set[str] = set()
+        self._added: set[str] = set()
+        self._aliases: dict[str, list[tuple[str, FileEntry]]] = {}
+        self.added = self.reused = 0
+        self.on_progress: Callable[[int, int], None] | None = None
+
+    @property
+    def base_revision(self) -> str | None:
+        return self.base.revision if self.base else None
+
+    def drop_base(self) -> None:
+        """Start from nothing: the source will list every file."""
+        self.base = None
+        self._files, self._links = {}, {}
+
+    def known(self, kind: str, keys: Iterable[str]) -> dict[str, FileEntry]:
+        return self.store.lookup(kind, keys)
+
+    def add_known(self, path: str, entry: FileEntry, executable: bool = False) -> None:
+        self._put(path, FileEntry(entry.sha256, entry.size, executable))
+        self.reused += 1
+
+    def add_stream(self, path: str, stream: BinaryIO, executable: bool = False,
+                   alias: tuple[str, str] | None = None) -> FileEntry:
+        safe_path(path)
+        entry = self.store.put_stream(stream)
+        if alias:
+            self._aliases.setdefault(alias[0], []).append((alias[1], entry))
+        self._put(path, FileEntry(entry.sha256, entry.size, executable))
+        self.added += 1
+        return entry
+
+    def add_symlink(self, path: str, target: str) -> None:
+        self._listed_once(path)
+        self._touch(path)
+        self._files.pop(path, None)
+        self._links[path] = target
+
+    def remove(self, path: str) -> None:
+        self._touch(path)
+        self._files.pop(path, None)
+        self._links.pop(path, None)
+
+    def report_progress(self, done: int, total: int) -> None:
+        if self.on_progress:
+            self.on_progress(done, total)
+
+    def _put(self, path: str, entry: FileEntry) -> None:
+        self._listed_once(path)
+        self._touch(path)
+        self._links.pop(path, None)
+        self._files[path] = entry
+
+    def _touch(self, path: str) -> None:
+        self._touched.add(safe_path(path))
+
+    def _listed_once(self, path: str) -> None:
+        """A tree naming one path twice is corrupt (git fsck: duplicateEntries): which entry
+        would win is an accident of listing order, so refuse it."""
+        if path in self._added:
+            raise InvalidAppLayout(f"{path!r} appears twice in the source tree")
+        self._added.add(path)
+
+    def seal(self) -> Snapshot:
+        """Apply the ignore rules, check the tree is consistent, store the manifest."""
+        for kind, pairs in self._aliases.items():
+            self.store.remember(kind, pairs)
+        files, links = self._files, self._links
+        rules = IgnoreRules(self._funcignore())
+        # Entries taken from the base passed these same rules already, unless they changed.
+        recheck = files.keys() | links.keys() if FUNCIGNORE in self._touched or not self.base \
+            else self._touched
+        ignored = {p for p in recheck if rules.ignored(p)}
+        files = {p: e for p, e in files.items() if p not in ignored}
+        links = {p: t for p, t in links.items() if p not in ignored}
+        _check_tree(files.keys() | links.keys(), links)
+        manifest = Manifest(files, links)
+        return Snapshot(self.store.save_manifest(manifest), manifest, self.added, self.reused,
+                        incremental=self.base is not None)
+
+    def _funcignore(self) -> str:
+        entry = self._files.get(FUNCIGNORE)
+        if entry is None:
+            return ""
+        return self.store.read_blob(entry.sha256).decode(errors="replace")
+
+
+def _check_tree(paths: set[str], links: dict[str, str]) -> None:
+    """No entry may sit inside a file or link, and no link may point outside the tree."""
+    for path in paths:
+        parent = path.rpartition("/")[0]
+        while parent:
+            if parent in paths:
+                raise InvalidAppLayout(f"{path!r} collides with the file {parent!r}")
+            parent = parent.rpartition("/")[0]
+    for path, target in links.items():
+        if _resolve(path.split("/")[:-1], target, links, [MAX_LINK_HOPS]) is None:
+            raise InvalidAppLayout(f"symlink {path!r} points outside the app: {target!r}")
+
+
+def _resolve(base: list[str], target: str, links: dict[str, str], hops: list[int]) -> list[str] | None:
+    """Where `target`, read in folder `base`, leads — as the kernel walks it, following the
+    tree's own links component by component (text alone can hide an escape behind a link) —
+    or None if it leaves the tree, is absolute, or loops."""
+    if target.startswith("/"):
+        return None
+    parts = list(base)
+    for name in target.split("/"):
+        if name in ("", "."):
+            continue
+        if name == "..":
+            if not parts:
+                return None
+            parts.pop()
+            continue
+        parts.append(name)
+        link = links.get("/".join(parts))
+        if link is not None:
+            hops[0] -= 1
+            resolved = None if hops[0] < 0 else _resolve(parts[:-1], link, links, hops)
+            if resolved is None:
+                return None
+            parts = resolved
+    return parts
