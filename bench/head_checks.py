@@ -47,8 +47,11 @@ from orchestrator.sources.git_http import remote_head
 from orchestrator.sources.hg import HgSource, hg_executable
 from orchestrator.triggers.poller import Poller
 
+sys.path.insert(0, str(ROOT))
+from tests.helpers import FIXTURES  # noqa: E402
+
 HG_ENV = {"HGPLAIN": "1", "HGRCPATH": "", "HGUSER": "bench"}
-PUSH = ROOT.parent / "shared" / "fixtures" / "github" / "push_with-new-branch.payload.json"
+PUSH = FIXTURES / "github" / "push_with-new-branch.payload.json"
 SECRET, CONCURRENCY = "bench-secret", 32
 console = Console(width=150)
 notes: list[str] = []

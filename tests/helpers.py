@@ -8,6 +8,10 @@ from pathlib import Path
 
 import yaml
 
+# Real payloads from public projects, copied with their origin and licence (fixtures/README.md),
+# so the suite needs nothing outside the repository
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
 GIT_ENV = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@localhost",
            "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@localhost"}
 

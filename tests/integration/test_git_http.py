@@ -13,11 +13,10 @@ from orchestrator.api import create_app
 from orchestrator.config.sources import GitSourceConfig
 from orchestrator.core.errors import AuthenticationFailed, RevisionNotFound
 from orchestrator.sources.git import GitSource
-from tests.helpers import FUNCTION_APP, git
+from tests.helpers import FIXTURES, FUNCTION_APP, git
 from tests.integration.flow import sync_and_wait, tree, wait_until_ended
 from tests.servers.git_http import GitHttpServer
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
 V2 = {"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n"}
 
 

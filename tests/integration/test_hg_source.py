@@ -10,6 +10,7 @@ import pytest
 from orchestrator.config.sources import HgSourceConfig
 from orchestrator.core.errors import AuthenticationFailed, RevisionNotFound
 from orchestrator.sources.hg import HgSource
+from tests.helpers import FIXTURES
 from tests.integration.flow import sync_and_wait, tree
 from tests.servers.hg_serve import HgRepo, hg_serve, hg_serve_with_auth
 
@@ -186,7 +187,6 @@ def test_a_bitbucket_mercurial_push_webhook_deploys_from_hg_serve(workspace, rep
 
     from orchestrator.api import create_app
     from tests.integration.flow import wait_until_ended
-    from tests.integration.test_webhook_api import FIXTURES
     repo.commit({"index.html": "<p>from hg</p>"})
     url, _ = served
     services = workspace.configure({"bb": {"layout": "site", "target": str(workspace.target("bb")),

@@ -5,17 +5,15 @@ import base64
 import hashlib
 import hmac
 import json
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
 
 from orchestrator.api import create_app
-from tests.helpers import FUNCTION_APP
+from tests.helpers import FIXTURES, FUNCTION_APP
 from tests.integration.flow import event_types, wait_until_ended
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
 SECRET = "test-secret"
 
 

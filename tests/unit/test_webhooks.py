@@ -1,9 +1,8 @@
-"""Webhook parsing and verification on the real payloads in ../shared/fixtures."""
+"""Webhook parsing and verification on the real payloads in tests/fixtures."""
 import base64
 import hashlib
 import hmac
 import json
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -18,9 +17,7 @@ from orchestrator.triggers.webhooks import (
     parse_bitbucket,
     parse_github,
 )
-
-# ../shared/fixtures beside the repository (so in CI too), as DESIGN.md lays it out
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+from tests.helpers import FIXTURES
 
 
 def fixture(name: str) -> bytes:
