@@ -1,9 +1,9 @@
 """The small Protocol every source adapter implements."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -13,19 +13,34 @@ class Change:
 
 
 class KnownBlob(Protocol):
-    sha256: str
-    size: int
+    """A blob the store holds (read-only, as the store's own entries are)."""
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
 
 
-class SnapshotWriter(Protocol):
+# The writer's own kind of entry: sources never look inside one, they only hand back to
+# add_known what known() gave them, so each writer keeps its own type.
+Entry = TypeVar("Entry", bound=KnownBlob)
+
+
+class SnapshotWriter(Protocol[Entry]):
     """Where an adapter puts a revision's files (implemented by orchestrator.releases.snapshots)."""
 
-    def known(self, kind: str, keys: Iterable[str]) -> dict[str, KnownBlob]: ...
+    @property
+    def base_revision(self) -> str | None:
+        """The source revision whose files the writer starts from, or None when it starts
+        empty: a source that can list what changed since then writes only those files."""
 
-    def add_known(self, path: str, entry: KnownBlob, executable: bool = False) -> None: ...
+    def known(self, kind: str, keys: Iterable[str]) -> Mapping[str, Entry]: ...
+
+    def add_known(self, path: str, entry: Entry, executable: bool = False) -> None: ...
 
     def add_stream(self, path: str, stream: BinaryIO, executable: bool = False,
-                   alias: tuple[str, str] | None = None) -> KnownBlob: ...
+                   alias: tuple[str, str] | None = None) -> Entry: ...
 
     def add_symlink(self, path: str, target: str) -> None: ...
 
@@ -42,11 +57,21 @@ class Source(Protocol):
     def latest(self, cursor: str | None) -> Change | None:
         """A cheap head check: the change since `cursor`, or None if there is none."""
 
-    def fetch(self, revision: str, into: SnapshotWriter) -> None:
+    def fetch(self, revision: str, into: SnapshotWriter[Any]) -> None:
         """Write the app's files at `revision` into the snapshot writer."""
 
     def describe(self) -> str:
         """A one-line, secret-free description for people."""
+
+
+@runtime_checkable
+class NotifyingSource(Source, Protocol):
+    """A source that can also say when it changed (Dropbox's longpoll), so its app need not
+    wait for the next poll."""
+
+    def wait_for_change(self, cursor: str) -> float:
+        """Block until the source changed since `cursor` or a timeout: negative when it
+        changed, else the seconds to wait before asking again (0: at once)."""
 
 
 def strip_prefix(path: str, prefix: str) -> str | None:

@@ -123,9 +123,9 @@ class GitSource:
         """Credentials reach git through its askpass hook and ssh command, never through
         URLs or arguments (which other users can see in the process list)."""
         env = {"GIT_TERMINAL_PROMPT": "0"}
-        if self._auth():
+        if auth := self._auth():
             env.update(GIT_ASKPASS=str(_askpass(self.mirror.parent)),
-                       SLUICE_GIT_USERNAME=self._auth()[0], SLUICE_GIT_PASSWORD=self._auth()[1])
+                       SLUICE_GIT_USERNAME=auth[0], SLUICE_GIT_PASSWORD=auth[1])
         if self.config.ssh_key:
             env["GIT_SSH_COMMAND"] = (f"ssh -i {shlex.quote(str(self.config.ssh_key))} "
                                       "-o IdentitiesOnly=yes -o BatchMode=yes")

@@ -88,7 +88,8 @@ class HgSource:
         raise TransientError(f"hg lookup {self.where}: not a Mercurial answer")
 
     def fetch(self, revision: str, into: SnapshotWriter) -> None:
-        wanted = {revision, into.base_revision} - {None}
+        base_revision = into.base_revision
+        wanted = {revision} if base_revision is None else {revision, base_revision}
         with self._locked_clone():
             present = self._present(wanted)
             if revision not in present:
@@ -140,8 +141,8 @@ class HgSource:
         revision, or None when every file must be listed because the ignore rules changed."""
         scope = [f"path:{self.config.path}"] if self.config.path else []
         out = self._hg(["status", "--rev", base, "--rev", revision, "-amr", "-0", *scope], "status")
-        changed = {strip_prefix(line[2:], self.config.path) for line in out.split("\0") if line}
-        changed.discard(None)
+        changed = {relative for line in out.split("\0") if line
+                   if (relative := strip_prefix(line[2:], self.config.path)) is not None}
         return None if ".funcignore" in changed else changed
 
     @contextmanager

@@ -13,6 +13,7 @@ from orchestrator.core.backoff import backoff_delay
 from orchestrator.core.errors import SluiceError
 from orchestrator.runtime.services import Services
 from orchestrator.sources import source_for
+from orchestrator.sources.base import NotifyingSource
 
 log = logging.getLogger("sluice.watchers")
 MAX_ERROR_BACKOFF = 300.0
@@ -38,6 +39,8 @@ def watch(services: Services, name: str, stop: threading.Event,
           cursor_of: Callable[[str], str | None], due_now: Callable[[str], None],
           rng: random.Random | None = None) -> None:
     source = source_for(services.config.apps[name], services.config.data_dir)
+    if not isinstance(source, NotifyingSource):     # notifying_apps chose it by its settings
+        raise TypeError(f"{name}: {source.describe()} sends no change notifications")
     failures, rng = 0, rng or random.Random()
     while not stop.is_set():
         cursor = cursor_of(name)
