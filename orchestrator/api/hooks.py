@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator.config.settings import AppConfig
+from orchestrator.config.sources import AzureDevOpsSourceConfig, BitbucketSourceConfig, GitHubSourceConfig
 from orchestrator.core import keys
 from orchestrator.deploying.dispatch import request_deployment
 from orchestrator.runtime.services import Services
@@ -22,6 +22,7 @@ MAX_BODY = 5 * 1024 * 1024
 DELIVERY_MEMORY = 7 * 24 * 3600      # providers redeliver within days, not weeks
 PARSERS = {"github": webhooks.parse_github, "bitbucket": webhooks.parse_bitbucket,
            "azure-devops": webhooks.parse_azure_devops}
+WebhookSource = GitHubSourceConfig | BitbucketSourceConfig | AzureDevOpsSourceConfig
 
 
 class TooLarge(Exception):
@@ -32,24 +33,25 @@ class TooLarge(Exception):
 async def receive(provider: str, app: str, request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     config = services.config.apps.get(app)
-    if provider not in PARSERS or config is None or config.source.type != provider:
+    source = config.source if config else None
+    if provider not in PARSERS or not isinstance(source, WebhookSource) or source.type != provider:
         return _error(404, f"no {provider} webhook for app {app!r}")
     try:
         body = await _body(request)
     except TooLarge:
         return _error(413, f"body larger than {MAX_BODY // (1024 * 1024)} MiB")
     headers = {k.lower(): v for k, v in request.headers.items()}
-    if not _authentic(config, body, headers):
+    if not _authentic(source, body, headers):
         return _error(401, "delivery not authenticated")
     try:
         delivery = PARSERS[provider](headers, body)
     except webhooks.BadDelivery as exc:
         return _error(400, str(exc))
-    return await run_in_threadpool(_act, services, app, config, delivery)
+    return await run_in_threadpool(_act, services, app, source.branch, delivery)
 
 
-def _act(services: Services, app: str, config: AppConfig, delivery: webhooks.Delivery) -> JSONResponse:
-    revision, reason = webhooks.decide(delivery, config.source.branch)
+def _act(services: Services, app: str, branch: str, delivery: webhooks.Delivery) -> JSONResponse:
+    revision, reason = webhooks.decide(delivery, branch)
     if delivery.event == "ping":
         return JSONResponse({"status": "ok", "message": reason}, 200)
     if revision is None:
@@ -65,8 +67,7 @@ def _act(services: Services, app: str, config: AppConfig, delivery: webhooks.Del
                          "reason": queued.reason or reason}, 202)
 
 
-def _authentic(config: AppConfig, body: bytes, headers: dict) -> bool:
-    source = config.source
+def _authentic(source: WebhookSource, body: bytes, headers: dict) -> bool:
     if source.type == "github":
         return webhooks.github_signature_valid(source.secret, body, headers)
     if source.type == "bitbucket":

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -49,6 +49,10 @@ class RepositorySource(_Strict):
     username: str | None = None             # HTTPS credentials (a token goes in password)
     password: str | None = None
     ssh_key: Path | None = None             # private key for ssh:// and scp-like URLs
+    if TYPE_CHECKING:
+        # Each concrete source declares its own Literal `type`; declared here it would
+        # come first in the dump that fingerprints the settings, and change every fingerprint.
+        type: str
 
     @property
     def scm(self) -> str:
@@ -132,6 +136,8 @@ class AzureDevOpsSourceConfig(_WebhookSource):
 class _CloudFolderSource(_Strict):
     """A folder in a cloud drive; `path` is the folder to deploy ('' for the whole drive)."""
     path: str = ""
+    if TYPE_CHECKING:
+        type: str                           # declared by each concrete source, as above
 
     @property
     def scm(self) -> str:

@@ -3,25 +3,27 @@ import hashlib
 from pathlib import Path
 
 from orchestrator.config.settings import AppConfig
+from orchestrator.config.sources import DropboxSourceConfig, ManualSourceConfig, OneDriveSourceConfig
 from orchestrator.sources.base import Source
 
 
 def source_for(app: AppConfig, data_dir: Path) -> Source:
     """GitHub, Bitbucket and Azure DevOps sources are repositories that also send webhooks."""
-    if app.source.scm == "manual":
+    config = app.source
+    if isinstance(config, ManualSourceConfig):
         from orchestrator.sources.manual import ManualSource
         return ManualSource()
-    if app.source.scm == "dropbox":
+    if isinstance(config, DropboxSourceConfig):
         from orchestrator.sources.dropbox import DropboxSource
-        return DropboxSource(app.source, data_dir / "cache" / "dropbox")
-    if app.source.scm == "onedrive":
+        return DropboxSource(config, data_dir / "cache" / "dropbox")
+    if isinstance(config, OneDriveSourceConfig):
         from orchestrator.sources.onedrive import OneDriveSource
-        return OneDriveSource(app.source, data_dir / "cache" / "onedrive")
-    if app.source.scm == "hg":
+        return OneDriveSource(config, data_dir / "cache" / "onedrive")
+    if config.scm == "hg":
         from orchestrator.sources.hg import HgSource
-        return HgSource(app.source, data_dir / "cache" / "hg")
+        return HgSource(config, data_dir / "cache" / "hg")
     from orchestrator.sources.git import GitSource
-    return GitSource(app.source, data_dir / "cache" / "git")
+    return GitSource(config, data_dir / "cache" / "git")
 
 
 # Settings that change how or how often a source is reached, not what it holds.
