@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import redis
 
-from orchestrator.core import keys
+from orchestrator.core import keys, replies
 from orchestrator.core.errors import ConcurrencyError, StoreError
 from orchestrator.core.events import Event
 
@@ -79,7 +79,8 @@ class EventStore:
 
     def read(self, app: str, after_id: str | None = None) -> list[RecordedEvent]:
         start = f"({after_id}" if after_id else "-"
-        return [decode_entry(i, f) for i, f in self.redis.xrange(keys.app_events(app), start, "+")]
+        entries = replies.entries(self.redis.xrange(keys.app_events(app), start, "+"))
+        return [decode_entry(i, f) for i, f in entries]
 
     def apps(self) -> list[str]:
         return sorted(_s(a) for a in self.redis.smembers(keys.APPS))
@@ -93,12 +94,12 @@ class EventStore:
         """Yield events from the feed as they arrive; None after each idle wait."""
         last = after_id
         while True:
-            batches = self.redis.xread({keys.FEED: last}, block=block_ms, count=500)
-            if not batches:
+            entries = replies.read_entries(self.redis.xread({keys.FEED: last}, block=block_ms, count=500))
+            if not entries:
                 yield None
                 continue
-            for entry_id, fields in batches[0][1]:
+            for entry_id, fields in entries:
                 last = _s(entry_id)
                 recorded = decode_entry(entry_id, fields)
-                if app is None or _s(fields.get(b"app", fields.get("app"))) == app:
+                if app is None or _s(fields.get(b"app")) == app:
                     yield recorded

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from orchestrator.core import events as ev
-from orchestrator.core import keys
+from orchestrator.core import keys, replies
 from orchestrator.core.event_store import RecordedEvent, decode_entry
 from orchestrator.core.projections import replay
 from orchestrator.observe.formatting import iso
@@ -110,7 +110,8 @@ def _events_of(services: Services, app: str, deployment_id: str,
             if give_up is not None and int(entry_id.split(b"-")[0]) > give_up:
                 return []
             if kind == "DeploymentQueued" and deployment_id.encode() in data \
-                    and (r := decode_entry(entry_id, fields)).event.deployment_id == deployment_id:
+                    and isinstance((r := decode_entry(entry_id, fields)).event, ev.DeploymentQueued) \
+                    and r.event.deployment_id == deployment_id:
                 found.append(r)
             continue
         if ended_at is not None:        # after a success: its worker's retention, if any
@@ -130,10 +131,10 @@ def _events_of(services: Services, app: str, deployment_id: str,
     return found
 
 
-def _entries(services: Services, app: str, start: str) -> Iterator[tuple[bytes, dict]]:
+def _entries(services: Services, app: str, start: str) -> Iterator[replies.StreamEntry]:
     key, first = keys.app_events(app), start
     while True:
-        batch = services.redis.xrange(key, first, "+", count=BATCH)
+        batch = replies.entries(services.redis.xrange(key, first, "+", count=BATCH))
         yield from batch
         if len(batch) < BATCH:
             return
@@ -231,7 +232,7 @@ def duration(seconds: float) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
 
 
-def size_text(n: int) -> str:
+def size_text(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
