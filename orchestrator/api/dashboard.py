@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api.access import can_read
-from orchestrator.core import keys
+from orchestrator.core import keys, replies
 from orchestrator.core.events import Event
 from orchestrator.core.projections import AppView
 from orchestrator.observe.formatting import deployment_json, iso
@@ -109,7 +109,7 @@ def took(started: float | None, ended: float | None) -> str:
 
 def latest_events(services: Services, count: int) -> list[dict]:
     """The newest events of every app (from the feed), newest first."""
-    entries = services.redis.xrevrange(keys.FEED, "+", "-", count=count)
+    entries = replies.entries(services.redis.xrevrange(keys.FEED, "+", "-", count=count))
     return [event_item(_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
             for entry_id, fields in entries]
 

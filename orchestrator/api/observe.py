@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api.access import can_read
-from orchestrator.core import keys
+from orchestrator.core import keys, replies
 from orchestrator.observe.deployment_log import find_log
 from orchestrator.observe.formatting import iso
 from orchestrator.observe.metrics import exposition
@@ -78,7 +78,7 @@ async def events(request: Request, app: str | None = None, since: str | None = N
     client = aioredis.Redis.from_url(services.redis_url, socket_timeout=HEARTBEAT_SECONDS + 10)
     try:
         if start is None:       # now: resolved before streaming, so nothing appended from here is missed
-            newest = await client.xrevrange(keys.FEED, "+", "-", count=1)
+            newest = replies.entries(await client.xrevrange(keys.FEED, "+", "-", count=1))
             start = newest[0][0].decode() if newest else "0-0"
     except BaseException:
         await client.aclose()
@@ -93,11 +93,12 @@ async def _stream(client: aioredis.Redis, last: str, app: str | None) -> AsyncIt
         quiet_since = time.monotonic()
         while True:
             wait = max(0.0, HEARTBEAT_SECONDS - (time.monotonic() - quiet_since))
-            batches = await client.xread({keys.FEED: last}, block=max(1, int(wait * 1000)), count=BATCH)
+            entries = replies.read_entries(
+                await client.xread({keys.FEED: last}, block=max(1, int(wait * 1000)), count=BATCH))
             chunks = []
-            for entry_id, fields in batches[0][1] if batches else []:
+            for entry_id, raw in entries:
                 last = entry_id.decode()
-                fields = {k.decode(): v.decode() for k, v in fields.items()}
+                fields = {k.decode(): v.decode() for k, v in raw.items()}
                 if app is None or fields.get("app") == app:
                     chunks.append(sse_message(last, fields))
             if chunks:

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 import redis
 
 from orchestrator.core import events as ev
-from orchestrator.core import keys
+from orchestrator.core import keys, replies
 from orchestrator.core.projections import BUILDING, DEPLOYING, PENDING, AppView, DeploymentView
 from orchestrator.deploying.task_queue import DEPLOY_QUEUE, QUEUED_AT, celery_for
 from orchestrator.observe.formatting import iso
@@ -82,7 +82,7 @@ def queue_names(client: redis.Redis) -> list[str]:
 
 
 def polls(client: redis.Redis, now: float) -> dict:
-    due = client.zrangebyscore(keys.POLL_DUE, "-inf", now + POLL_HORIZON, withscores=True)
+    due = replies.scored(client.zrangebyscore(keys.POLL_DUE, "-inf", now + POLL_HORIZON, withscores=True))
     soon, overdue = [], []
     for member, at in due:
         if at < now - POLL_GRACE:
@@ -142,12 +142,13 @@ def _lease_holders(client: redis.Redis, apps: list[str]) -> dict[str, str]:
 def _latest_attempts(client: redis.Redis, app: str, ids: set[str]) -> dict[str, ev.Event]:
     """Each deployment's newest DeploymentStarted or DeploymentRetrying, from the stream's end."""
     found: dict[str, ev.Event] = {}
-    for _, fields in client.xrevrange(keys.app_events(app), "+", "-", count=TAIL):
+    for _, fields in replies.entries(client.xrevrange(keys.app_events(app), "+", "-", count=TAIL)):
         kind = _text(fields.get(b"type", b""))
         if kind not in ("DeploymentStarted", "DeploymentRetrying"):
             continue
         e = ev.Event.from_fields({_text(k): _text(v) for k, v in fields.items()})
-        if e.deployment_id in ids and e.deployment_id not in found:
+        if isinstance(e, ev.DeploymentStarted | ev.DeploymentRetrying) \
+                and e.deployment_id in ids and e.deployment_id not in found:
             found[e.deployment_id] = e
             if len(found) == len(ids):
                 break
