@@ -2,7 +2,8 @@
 left (which the poller and `sluice sync` share, so neither re-lists what the other saw)."""
 from __future__ import annotations
 
-from orchestrator.core import keys
+from orchestrator.core import keys, replies
+from orchestrator.core.errors import RevisionNotFound
 from orchestrator.deploying.dispatch import Queued, request_deployment
 from orchestrator.runtime.services import Services
 from orchestrator.sources import fingerprint, source_for
@@ -11,7 +12,7 @@ from orchestrator.sources import fingerprint, source_for
 def read_cursor(services: Services, name: str, fallback: bool = True) -> str | None:
     """The cursor of the last head check under the current source settings; else (with
     `fallback`) the last revision queued, which is a git or hg source's cursor too."""
-    raw = services.redis.hget(keys.POLL_CURSOR, name)
+    raw = replies.value(services.redis.hget(keys.POLL_CURSOR, name))
     if raw:
         mark, _, cursor = raw.decode().partition(" ")
         if mark == fingerprint(services.config.apps[name]):
@@ -30,7 +31,11 @@ def sync_now(services: Services, name: str, trigger: str = "manual") -> Queued:
     cursor = read_cursor(services, name)
     change = source_for(services.config.apps[name], services.config.data_dir).latest(cursor)
     if change is None:          # nothing since the last head check, which queued `cursor`'s state
-        return request_deployment(services, name, services.projections.app(name).last_revision, trigger)
+        revision = services.projections.app(name).last_revision
+        if revision is None:    # only if the app's stream was deleted under its cursor
+            raise RevisionNotFound(f"app {name!r}: its source has not changed since the last head "
+                                   "check, and no revision of it is recorded to deploy again")
+        return request_deployment(services, name, revision, trigger)
     queued = request_deployment(services, name, change.revision, trigger)
     write_cursor(services, name, change.cursor)
     return queued

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import redis
 
 from orchestrator.config.settings import AppConfig
-from orchestrator.core import keys
+from orchestrator.core import keys, replies
 from orchestrator.core.backoff import backoff_delay
 from orchestrator.core.errors import SluiceError
 from orchestrator.deploying.dispatch import Queued, request_deployment
@@ -57,7 +57,7 @@ class Poller:
     def register(self) -> None:
         """Schedule every polled app (now, unless already scheduled); drop the others."""
         configured = {n: a for n, a in self.services.config.apps.items() if a.source.poll_interval > 0}
-        scheduled = {m.decode() for m in self.services.redis.zrange(keys.POLL_DUE, 0, -1)}
+        scheduled = {m.decode() for m in replies.members(self.services.redis.zrange(keys.POLL_DUE, 0, -1))}
         if stale := scheduled - configured.keys():
             self.services.redis.zrem(keys.POLL_DUE, *stale)
         now = self.services.clock.now()
@@ -114,7 +114,7 @@ class Poller:
         self.services.redis.zadd(keys.POLL_DUE, {name: self.services.clock.now() + delay})
 
     def seconds_until_due(self) -> float:
-        head = self.services.redis.zrange(keys.POLL_DUE, 0, 0, withscores=True)
+        head = replies.scored(self.services.redis.zrange(keys.POLL_DUE, 0, 0, withscores=True))
         return max(0.0, head[0][1] - self.services.clock.now()) if head else 60.0
 
     def due_now(self, name: str) -> None:
