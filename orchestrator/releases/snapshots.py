@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import IO, NamedTuple
 
 import orjson
 
@@ -150,7 +150,7 @@ class SnapshotStore:
         self._db.executemany("DELETE FROM alias WHERE sha256 = ?", [(s,) for s in sha256s])
         self._db.execute("COMMIT")
 
-    def put_stream(self, stream: BinaryIO) -> FileEntry:
+    def put_stream(self, stream: IO[bytes]) -> FileEntry:
         """Store a blob from a stream; returns its sha256 and size. Content already stored
         is not written again."""
         first = stream.read(CHUNK)
@@ -161,7 +161,7 @@ class SnapshotStore:
             return FileEntry(sha, len(first))
         return self._put_large(first, stream)
 
-    def _put_large(self, first: bytes, stream: BinaryIO) -> FileEntry:
+    def _put_large(self, first: bytes, stream: IO[bytes]) -> FileEntry:
         digest, size, tmp = hashlib.sha256(), 0, next(self._tmp_names)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
@@ -257,7 +257,7 @@ class SnapshotWriter:
         self._put(path, FileEntry(entry.sha256, entry.size, executable))
         self.reused += 1
 
-    def add_stream(self, path: str, stream: BinaryIO, executable: bool = False,
+    def add_stream(self, path: str, stream: IO[bytes], executable: bool = False,
                    alias: tuple[str, str] | None = None) -> FileEntry:
         safe_path(path)
         entry = self.store.put_stream(stream)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Protocol, TypeVar, runtime_checkable
+from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class SnapshotWriter(Protocol[Entry]):
 
     def add_known(self, path: str, entry: Entry, executable: bool = False) -> None: ...
 
-    def add_stream(self, path: str, stream: BinaryIO, executable: bool = False,
+    def add_stream(self, path: str, stream: IO[bytes], executable: bool = False,
                    alias: tuple[str, str] | None = None) -> Entry: ...
 
     def add_symlink(self, path: str, target: str) -> None: ...

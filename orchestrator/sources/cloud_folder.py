@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import IO, Protocol
 
 from orchestrator.core.errors import InvalidAppLayout, TransientError
 from orchestrator.sources.base import Change, SnapshotWriter
@@ -205,7 +205,7 @@ def write_snapshot(listing: Listing, into: SnapshotWriter, *, kind: str, where: 
     return len(missing)
 
 
-def _fetch_verified(f: RemoteFile, where: str, download: Download, hasher: Hasher) -> BinaryIO:
+def _fetch_verified(f: RemoteFile, where: str, download: Download, hasher: Hasher) -> IO[bytes]:
     """The file's bytes (spooled to disk past 8 MiB), checked against its content hash."""
     spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
     try:

@@ -36,7 +36,8 @@ class Response:
     __slots__ = ("status", "body", "_head", "_headers")
 
     def __init__(self, status: int, head: bytes, body: bytes):
-        self.status, self.body, self._head, self._headers = status, body, head, None
+        self.status, self.body, self._head = status, body, head
+        self._headers: dict[str, str] | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -95,8 +96,8 @@ class _Connection:
     def __init__(self, origin: _Origin, timeout: float, context: ssl.SSLContext | None):
         sock = socket.create_connection((origin.host, origin.port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if origin.scheme == "https":
-            sock = context.wrap_socket(sock, server_hostname=origin.host)
+        if origin.scheme == "https":        # the pool passes its context (made on first use)
+            sock = (context or ssl.create_default_context()).wrap_socket(sock, server_hostname=origin.host)
         # The kernel enforces the timeout (SO_RCVTIMEO/SO_SNDTIMEO) so that a blocking socket
         # needs no poll() before every recv.
         sock.settimeout(None)
@@ -240,4 +241,11 @@ class Pool:
 
 
 _pools: weakref.WeakSet[Pool] = weakref.WeakSet()
-os.register_at_fork(after_in_child=lambda: [pool._forget_connections() for pool in _pools])
+
+
+def _forget_all_connections() -> None:
+    for pool in _pools:
+        pool._forget_connections()
+
+
+os.register_at_fork(after_in_child=_forget_all_connections)
