@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -112,7 +113,7 @@ class SluiceConfig(_Strict):
     apps: dict[str, AppConfig] = Field(default_factory=dict)
 
 
-def load_config(path: str | os.PathLike | None = None, env: dict | None = None) -> SluiceConfig:
+def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> SluiceConfig:
     """Read, expand and validate the config; raises ConfigError with a readable message."""
     env = os.environ if env is None else env
     path = Path(path or env.get("SLUICE_CONFIG") or DEFAULT_CONFIG)
@@ -184,7 +185,7 @@ def _location(loc: tuple) -> str:
     return ".".join(p for p in parts if not p.startswith("function-"))
 
 
-def _message(err: dict) -> str:
+def _message(err: Mapping[str, Any]) -> str:
     if err["type"] == "extra_forbidden":
         return "unknown key"
     if err["type"] == "missing":
