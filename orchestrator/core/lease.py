@@ -79,4 +79,6 @@ class Lease:
                 pass     # the check before the switch decides; a blip here is not fatal
 
     def _call(self, action: str) -> bool:
+        if self.token is None:      # never acquired: there is nothing to renew, check or release
+            return False
         return bool(self._holds(keys=self._keys, args=[self.token, action, self.ttl_ms]))

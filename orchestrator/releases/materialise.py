@@ -12,7 +12,7 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,7 @@ def materialise(store: SnapshotStore, manifest: Manifest, release: Path,
     building = release.with_name(release.name + BUILDING_SUFFIX)
     remove_tree(building)
     building.parent.mkdir(parents=True, exist_ok=True)
+    touched: Iterable[str]
     if previous and _hardlink_copy(previous.release, building):
         touched = _patch(store, str(building), previous.manifest, manifest)
     else:

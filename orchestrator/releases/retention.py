@@ -45,7 +45,7 @@ def collect_garbage(store: SnapshotStore, keep: set[str], now: float | None = No
     """Delete manifests not in `keep` and blobs none of the kept manifests reference.
     Returns (manifests, blobs) removed."""
     cutoff = (now or time.time()) - grace
-    referenced = set()
+    referenced: set[str] = set()
     for snapshot_id in keep:
         try:
             referenced.update(e.sha256 for e in store.manifest(snapshot_id).files.values())
