@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from typing import NoReturn
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -62,7 +63,7 @@ def _check(expected: str, given: str | None) -> None:
         _refuse("wrong token (Authorization: Bearer <api.token>)")
 
 
-def _refuse(message: str) -> None:
+def _refuse(message: str) -> NoReturn:
     raise HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 

@@ -118,17 +118,25 @@ async def _run_backend(request: Request, env: dict[str, str]) -> Response:
     backend = await asyncio.create_subprocess_exec(
         "git", "http-backend", env=env, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE)
-    feeding = asyncio.create_task(_feed(request, backend.stdin))
+    stdin, stdout = _pipes(backend)
+    feeding = asyncio.create_task(_feed(request, stdin))
     try:
-        head = await backend.stdout.readuntil(b"\r\n\r\n")
+        head = await stdout.readuntil(b"\r\n\r\n")
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-        await _stop(backend, feeding)
+        await _stop(backend, stdout, feeding)
         return PlainTextResponse("git http-backend gave no answer\n", 500)
     except BaseException:
-        await _stop(backend, feeding)
+        await _stop(backend, stdout, feeding)
         raise
     status, headers = _cgi_head(head)
-    return _BackendResponse(_relay(backend, feeding), status, headers)
+    return _BackendResponse(_relay(backend, stdout, feeding), status, headers)
+
+
+def _pipes(backend: asyncio.subprocess.Process) -> tuple[asyncio.StreamWriter, asyncio.StreamReader]:
+    """The backend's stdin and stdout: never None, as it was started with both piped."""
+    if backend.stdin is None or backend.stdout is None:
+        raise RuntimeError("git http-backend was started without pipes")
+    return backend.stdin, backend.stdout
 
 
 async def _feed(request: Request, stdin: asyncio.StreamWriter) -> None:
@@ -142,18 +150,20 @@ async def _feed(request: Request, stdin: asyncio.StreamWriter) -> None:
         stdin.close()
 
 
-async def _relay(backend: asyncio.subprocess.Process, feeding: asyncio.Task):
+async def _relay(backend: asyncio.subprocess.Process, stdout: asyncio.StreamReader,
+                 feeding: asyncio.Task):
     try:
-        while chunk := await backend.stdout.read(CHUNK):
+        while chunk := await stdout.read(CHUNK):
             yield chunk
     finally:
-        await _stop(backend, feeding)
+        await _stop(backend, stdout, feeding)
 
 
-async def _stop(backend: asyncio.subprocess.Process, feeding: asyncio.Task) -> None:
+async def _stop(backend: asyncio.subprocess.Process, stdout: asyncio.StreamReader,
+                feeding: asyncio.Task) -> None:
     """Once the answer is out (or abandoned) the backend needs no more of the body."""
     feeding.cancel()
-    if not backend.stdout.at_eof():
+    if not stdout.at_eof():
         with contextlib.suppress(ProcessLookupError):
             backend.kill()
     await backend.wait()
