@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+from typing import TYPE_CHECKING
 
 from OpenSSL import SSL
 from pyftpdlib.filesystems import AbstractedFS
@@ -22,7 +23,7 @@ from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import ThreadedFTPServer
 
-from orchestrator.access.ftp_auth import AppAuthorizer, parse_login
+from orchestrator.access.ftp_auth import AppAuthorizer, logged_in_app, parse_login
 from orchestrator.config.settings import AppConfig, FtpConfig
 from orchestrator.core.errors import ConfigError
 from orchestrator.runtime.services import Services
@@ -52,13 +53,19 @@ class ReleaseFS(AbstractedFS):
         self.cwd = self.fs2ftp(path)
 
 
-class _AppSession:
+if TYPE_CHECKING:               # the mixin below calls on what pyftpdlib's handlers have
+    from pyftpdlib.handlers import FTPHandler as _Handler
+else:
+    _Handler = object
+
+
+class _AppSession(_Handler):
     """What a Sluice session adds to pyftpdlib's handlers (mixed in before them)."""
     services: Services
     app: str = ""
 
     def on_login(self, username: str) -> None:
-        self.app = parse_login(username).app
+        self.app = logged_in_app(username)
 
     def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
         # Checked before pyftpdlib's own path and permission checks, so that every write gets
@@ -147,7 +154,7 @@ def _handler_class(services: Services) -> type:
                     auth_failed_timeout=0)      # the Verifier decides how long to hold answers
     if not ftp.certificate:
         return type("AppFTPHandler", (_AppSession, FTPHandler), settings)
-    handler = type("AppFTPSHandler", (_AppSession, TLS_FTPHandler), {
+    handler: type[TLS_FTPHandler] = type("AppFTPSHandler", (_AppSession, TLS_FTPHandler), {
         **settings, "certfile": str(ftp.certificate), "keyfile": str(ftp.private_key),
         "tls_control_required": ftp.require_tls, "tls_data_required": ftp.require_tls})
     try:

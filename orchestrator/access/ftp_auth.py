@@ -39,6 +39,14 @@ def parse_login(name: str) -> Login | None:
     return Login(*match.groups()) if match else None
 
 
+def logged_in_app(name: str) -> str:
+    """The app of a user name that validate_authentication accepted (so it parses)."""
+    login = parse_login(name)
+    if login is None:
+        raise AuthenticationFailed(DENIED)
+    return login.app
+
+
 def empty_home(data_dir: Path) -> str:
     """The folder a session sees while its app has nothing live."""
     path = Path(data_dir) / "ftp-empty"
@@ -58,8 +66,8 @@ class AppAuthorizer:
     def validate_authentication(self, username: str, password: str, handler) -> None:
         address = handler.remote_ip
         login = parse_login(username)
-        if not (login and login.app in self.services.config.apps
-                and self.verifier.check(login.app, login.user, password)):
+        if login is None or login.app not in self.services.config.apps \
+                or not self.verifier.check(login.app, login.user, password):
             self.verifier.failed(address, login.app if login else "")
             log.warning("refused FTP login as %r from %s", username, address)
             raise AuthenticationFailed(DENIED)
@@ -69,7 +77,7 @@ class AppAuthorizer:
     def get_home_dir(self, username: str) -> str:
         # Resolved once per session: a deployment during the session switches the target,
         # not what this session is reading.
-        release = os.path.realpath(self.services.config.apps[parse_login(username).app].target)
+        release = os.path.realpath(self.services.config.apps[logged_in_app(username)].target)
         return release if os.path.isdir(release) else self.empty
 
     def has_perm(self, username: str, perm: str, path: str | None = None) -> bool:
@@ -79,7 +87,7 @@ class AppAuthorizer:
         return READ_ONLY
 
     def get_msg_login(self, username: str) -> str:
-        return f"Logged in to {parse_login(username).app} (read-only)."
+        return f"Logged in to {logged_in_app(username)} (read-only)."
 
     def get_msg_quit(self, username: str) -> str:
         return "Goodbye."
