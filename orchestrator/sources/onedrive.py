@@ -109,7 +109,7 @@ class OneDriveSource(CloudFolderSource):
         """Paths from names and parents; items whose chain does not reach the root (their
         folder was deleted) are gone."""
         items, root = extra.get("items", {}), extra.get("root")
-        paths: dict[str, str | None] = {root: ""}
+        paths: dict[str | None, str | None] = {root: ""}        # root: None before any item
         scoped_in_drive = self.config.path if self.config.drive_id or not self.config.path else ""
         files = {}
         for item_id, item in items.items():
@@ -187,7 +187,8 @@ class OneDriveSource(CloudFolderSource):
 
 def _path(item_id: str, items: dict, paths: dict) -> str | None:
     """The item's path below the root, or None if its chain of parents is broken."""
-    chain, current = [], item_id
+    chain: list[str] = []
+    current = item_id
     while current not in paths:
         item = items.get(current)
         if item is None:
