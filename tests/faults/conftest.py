@@ -131,11 +131,6 @@ def rig_factory(tmp_path):
         rig.close()
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "faults: kills workers, restarts Redis, crafts hostile "
-                                       "git trees (slow: deselect with -m 'not faults')")
-
-
 def pytest_collection_modifyitems(config, items):
     here = Path(__file__).parent
     for item in items:
