@@ -214,11 +214,12 @@ def rollback(ctx: typer.Context, app: str,
                                               help="deployment id [default: the previous successful one]")):
     """Switch the app back to a kept release at once, and pause automatic deployments."""
     from orchestrator.deploying.rollback import rollback as roll_back
+    from orchestrator.observe.durations import MILLISECONDS, duration
     services = _services(ctx)
     started = time.perf_counter()
     d = roll_back(services, _app_name(services, app), to)
     out.print(f"{app}: rolled back to deployment {d.origin} (revision {d.revision[:12]}) in "
-              f"{(time.perf_counter() - started) * 1000:.0f} ms as deployment {d.id}; automatic "
+              f"{duration(time.perf_counter() - started, MILLISECONDS)} as deployment {d.id}; automatic "
               f"deployments are paused: `sluice resume {app}` follows the source again")
 
 

@@ -24,6 +24,7 @@ from orchestrator.api.access import can_read
 from orchestrator.core import keys, replies
 from orchestrator.core.events import Event
 from orchestrator.core.projections import AppView
+from orchestrator.observe.durations import PAGE, took
 from orchestrator.observe.formatting import deployment_json, iso
 from orchestrator.observe.queue_view import inspect_queue
 from orchestrator.runtime.services import Services
@@ -94,17 +95,9 @@ def app_row(services: Services, name: str) -> dict:
         "paused": view.paused, "waiting": len(view.waiting()),
         "active": deployment_json(view, view.active) if view.active else None,
         "latest": deployment_json(view, history[0]) if history else None,
-        "history": [{**deployment_json(view, d), "took": took(d.started_at, d.ended_at)}
+        "history": [{**deployment_json(view, d), "took": took(d.started_at, d.ended_at, PAGE)}
                     for d in history[:HISTORY]],
     }
-
-
-def took(started: float | None, ended: float | None) -> str:
-    """How long a deployment ran, as the page's script writes it too."""
-    if not (started and ended):
-        return ""
-    seconds = ended - started
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
 def latest_events(services: Services, count: int) -> list[dict]:

@@ -25,6 +25,7 @@ from orchestrator.core import events as ev
 from orchestrator.core import keys, replies
 from orchestrator.core.event_store import RecordedEvent, decode_entry
 from orchestrator.core.projections import replay
+from orchestrator.observe.durations import duration
 from orchestrator.observe.formatting import iso
 from orchestrator.runtime.services import Services
 
@@ -222,14 +223,6 @@ def _step_message(step: str, seconds: float, release: str) -> str:
     if step == "switch":
         return f"switched the target to the new release in {took}"
     return f"{step} done in {took}"
-
-
-def duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
 
 
 def size_text(n: float) -> str:

@@ -11,6 +11,7 @@ from rich.table import Table
 from orchestrator.config.settings import SluiceConfig
 from orchestrator.core.event_store import RecordedEvent
 from orchestrator.core.projections import AppView, DeploymentView
+from orchestrator.observe.durations import QUEUE, TABLE, duration, took
 
 
 def iso(ts: float | None) -> str | None:
@@ -31,10 +32,9 @@ def deployments_table(view: AppView) -> Table:
     table = Table("id", "status", "revision", "trigger", "received", "took", "message",
                   title=f"deployments of {view.name}")
     for d in view.history():
-        took = f"{d.ended_at - d.started_at:.2f}s" if d.ended_at and d.started_at else ""
         mark = " *" if d.id == view.active_deployment else ""
         table.add_row(d.id + mark, d.status, d.revision[:12], d.trigger,
-                      _local(d.received_at), took, d.message)
+                      _local(d.received_at), took(d.started_at, d.ended_at, TABLE), d.message)
     return table
 
 
@@ -95,35 +95,25 @@ def queue_tables(report: dict) -> Group:
     """What `sluice queue` shows (report: queue_view.inspect_queue)."""
     queues = _table("queues", "queue", "waiting", "oldest waiting")
     for q in report["queues"]:
-        queues.add_row(q["name"], str(q["waiting"]), _span(q["oldest_age"]))
+        queues.add_row(q["name"], str(q["waiting"]), duration(q["oldest_age"], QUEUE))
     running = _table("in flight", "app", "deployment", "worker", "running for")
     for t in report["in_flight"]:
-        running.add_row(t["app"], t["deployment_id"], t["worker"] or "?", _span(t["running_for"]))
+        running.add_row(t["app"], t["deployment_id"], t["worker"] or "?", duration(t["running_for"], QUEUE))
     retries = _table("retries scheduled", "app", "deployment", "attempt", "due")
     for r in report["retries"]:
-        due = f"in {_span(r['due_in'])} ({_local_iso(r['due_at'])})" if r["due_at"] else "?"
+        due = f"in {duration(r['due_in'], QUEUE)} ({_local_iso(r['due_at'])})" if r["due_at"] else "?"
         retries.add_row(r["app"], r["deployment_id"], f"{r['attempt']} of {r['of']}", due)
     polls = _table("polls", "app", "next head check")
     for p in report["polls"]["overdue"]:
-        polls.add_row(p["app"], f"overdue by {_span(p['late_by'])} (is a poller running?)",
+        polls.add_row(p["app"], f"overdue by {duration(p['late_by'], QUEUE)} (is a poller running?)",
                       style="red")
     for p in report["polls"]["due_next_minute"]:
-        polls.add_row(p["app"], f"due in {_span(p['due_in'])}")
+        polls.add_row(p["app"], f"due in {duration(p['due_in'], QUEUE)}")
     return Group(*(t if t.row_count else f"{t.title}: none" for t in (queues, running, retries, polls)))
 
 
 def _table(title: str, *columns: str) -> Table:
     return Table(*columns, title=title, title_justify="left")
-
-
-def _span(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m {int(seconds % 60):02d}s"
-    return f"{int(seconds // 3600)}h {int(seconds % 3600 // 60):02d}m"
 
 
 def _local_iso(stamp: str) -> str:
