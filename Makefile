@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 EXAMPLE_REPO := var/repos/hello
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test venv test-tools bench clean
+.PHONY: run test check venv test-tools bench clean
 
 venv: $(VENV)/.installed
 
@@ -24,8 +24,14 @@ $(EXAMPLE_REPO)/.git:
 run: venv $(EXAMPLE_REPO)/.git
 	$(BIN)/sluice --config config/sluice.yaml up
 
-test: venv test-tools
+test: venv check test-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Static checks, before any test runs: lint, the packages' layering, types.
+check: venv
+	$(BIN)/ruff check orchestrator workers tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # Tools some tests need from Debian, installed when missing and we are root (apt-get update
 # first; quiet; non-interactive): chromium for the dashboard's browser test (a test tool's own
