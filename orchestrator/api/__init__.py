@@ -19,13 +19,13 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from orchestrator.api.apps import Error, NotFound
+from orchestrator.api.apps import Error
 from orchestrator.api.apps import router as apps_router
 from orchestrator.api.dashboard import router as dashboard_router
 from orchestrator.api.git_http import router as git_router
 from orchestrator.api.hooks import router as hooks_router
 from orchestrator.api.observe import router as observe_router
-from orchestrator.core.errors import ConfigError, SluiceError, TransientError
+from orchestrator.core.errors import ConfigError, NotFound, SluiceError, TransientError
 from orchestrator.observe.queue_view import workers_seen
 from orchestrator.runtime.services import Services
 

@@ -7,24 +7,18 @@ live yet, no earlier release, a manual app's sync) a 409; see create_app's handl
 """
 from __future__ import annotations
 
-import re
-
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from orchestrator.api.access import can_change, can_read
-from orchestrator.core.errors import SluiceError
-from orchestrator.core.projections import BUILDING, DEPLOYING, RECENT, AppView, DeploymentView
+from orchestrator.core import deployment_ids
+from orchestrator.core.errors import NotFound
+from orchestrator.core.projections import BUILDING, DEPLOYING, RECENT, AppView
 from orchestrator.observe.formatting import deployment_json
 from orchestrator.observe.queue_view import inspect_queue
 from orchestrator.runtime.services import Services
 
 DETAIL_DEPLOYMENTS = 20
-DEPLOYMENT_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")     # dispatch.new_deployment_id
-
-
-class NotFound(SluiceError):
-    """No such app or deployment: a 404."""
 
 
 class Error(BaseModel):
@@ -163,8 +157,11 @@ def list_deployments(app: str, request: Request,
 @router.get("/deployments/{deployment_id}", response_model=Deployment, dependencies=reading,
             responses=NOT_FOUND)
 def show_deployment(deployment_id: str, request: Request) -> dict:
-    view, d = find_deployment(_services(request), deployment_id)
-    return deployment_json(view, d)
+    services = _services(request)
+    found = deployment_ids.find(services.projections, deployment_id, services.config.apps)
+    if found is None:
+        raise NotFound(f"no deployment {deployment_id!r}")
+    return deployment_json(*found)
 
 
 @router.post("/apps/{app}/sync", status_code=202, response_model=QueuedDeployment,
@@ -183,8 +180,6 @@ def redeploy(app: str, request: Request, body: RedeployRequest | None = None) ->
     from orchestrator.deploying.operator_actions import redeploy as run_again
     services = _services(request)
     wanted = body.deployment_id if body else None
-    if wanted is not None:
-        app_deployment(services, known_app(services, app), wanted)
     return queued_json(app, run_again(services, known_app(services, app), wanted))
 
 
@@ -195,8 +190,8 @@ def rollback(app: str, request: Request, body: RollbackRequest | None = None) ->
     from orchestrator.deploying.rollback import rollback as roll_back
     services = _services(request)
     to = body.to if body else None
-    if to is not None:
-        app_deployment(services, known_app(services, app), to)
+    if to is not None:      # unknown: a 404 here (to rollback it is one that did not succeed)
+        deployment_ids.of_app(services.projections, known_app(services, app), to)
     d = roll_back(services, known_app(services, app), to, holder="api")
     return deployment_json(services.projections.app(app), d)
 
@@ -227,28 +222,6 @@ def known_app(services: Services, app: str) -> str:
     if app not in services.config.apps:
         raise NotFound(f"no app {app!r} (configured: {', '.join(services.config.apps) or 'none'})")
     return app
-
-
-def app_deployment(services: Services, app: str, deployment_id: str) -> tuple[AppView, DeploymentView]:
-    """The app's deployment with this id, from the cached view or, if older, a replay."""
-    view = services.projections.app(app)
-    if deployment_id not in view.deployments and DEPLOYMENT_ID.match(deployment_id):
-        view = services.projections.history(app)
-    if deployment_id not in view.deployments:
-        raise NotFound(f"app {app!r} has no deployment {deployment_id!r}")
-    return view, view.deployments[deployment_id]
-
-
-def find_deployment(services: Services, deployment_id: str) -> tuple[AppView, DeploymentView]:
-    """The deployment with this id, of whichever app (ids are unique across apps)."""
-    # ids look like 20240131-235959-0a1b2c; anything else cannot be in any history
-    loads = (services.projections.app, services.projections.history)
-    for load in loads if DEPLOYMENT_ID.match(deployment_id) else loads[:1]:
-        for name in services.config.apps:
-            view = load(name)
-            if deployment_id in view.deployments:
-                return view, view.deployments[deployment_id]
-    raise NotFound(f"no deployment {deployment_id!r}")
 
 
 def _services(request: Request) -> Services:

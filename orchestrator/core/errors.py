@@ -29,6 +29,10 @@ class InvalidAppLayout(PermanentError):
     pass
 
 
+class NotFound(PermanentError):
+    """No such app or deployment (the API answers 404)."""
+
+
 class StoreError(SluiceError):
     pass
 

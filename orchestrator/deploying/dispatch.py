@@ -9,12 +9,11 @@ The rules, decided on the app's current view in one optimistic append:
 """
 from __future__ import annotations
 
-import secrets
-import time
 from dataclasses import dataclass
 
 from orchestrator.core import events as ev
 from orchestrator.core.decisions import execute
+from orchestrator.core.deployment_ids import new_deployment_id
 from orchestrator.core.projections import AppView, DeploymentView
 from orchestrator.deploying.task_queue import send_deploy
 from orchestrator.runtime.services import Services
@@ -29,10 +28,6 @@ class Queued:
     new: bool                   # False when an existing deployment covers this change
     reason: str = ""
     status: str = ""            # of the covering deployment
-
-
-def new_deployment_id(now: float) -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(3)
 
 
 def request_deployment(services: Services, app: str, revision: str, trigger: str,

@@ -1,6 +1,7 @@
 """Operator commands that are decisions on events: pause, resume, redeploy, promote."""
 from __future__ import annotations
 
+from orchestrator.core import deployment_ids
 from orchestrator.core import events as ev
 from orchestrator.core.decisions import execute
 from orchestrator.core.errors import PermanentError
@@ -43,11 +44,9 @@ def promote(services: Services, from_app: str, to_app: str) -> Queued:
 
 
 def _deployment(services: Services, app: str, deployment_id: str | None) -> DeploymentView:
-    view = services.projections.app(app)
-    d = view.deployments.get(deployment_id) if deployment_id else view.active
-    if d is None and deployment_id:         # older than the cached view keeps
-        d = services.projections.history(app).deployments.get(deployment_id)
-    if d is None:
-        raise PermanentError(f"app {app!r} has no deployment {deployment_id!r}" if deployment_id
-                             else f"app {app!r} has nothing live yet")
-    return d
+    if deployment_id:
+        return deployment_ids.of_app(services.projections, app, deployment_id)[1]
+    active = services.projections.app(app).active
+    if active is None:
+        raise PermanentError(f"app {app!r} has nothing live yet")
+    return active

@@ -6,10 +6,10 @@ import time
 
 from orchestrator.core import events as ev
 from orchestrator.core.decisions import execute
+from orchestrator.core.deployment_ids import new_deployment_id
 from orchestrator.core.errors import PermanentError
 from orchestrator.core.lease import Lease, LeaseBusy
 from orchestrator.core.projections import SUCCESS, AppView, DeploymentView
-from orchestrator.deploying.dispatch import new_deployment_id
 from orchestrator.releases.materialise import live_release, switch
 from orchestrator.runtime.services import Services
 

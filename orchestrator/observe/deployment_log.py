@@ -15,14 +15,13 @@ were queued), so a lookup reads a window of the stream, never the whole of it.
 """
 from __future__ import annotations
 
-import calendar
 import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from orchestrator.core import deployment_ids, keys, replies
 from orchestrator.core import events as ev
-from orchestrator.core import keys, replies
 from orchestrator.core.event_store import RecordedEvent, decode_entry
 from orchestrator.core.projections import replay
 from orchestrator.observe.durations import duration
@@ -67,14 +66,14 @@ class DeploymentLog:
 def find_log(services: Services, deployment_id: str, app: str | None = None) -> DeploymentLog | None:
     """The deployment's log, or None if no app (or not `app`) has such a deployment."""
     names = [app] if app else services.store.apps()
-    for name in names:
-        d = services.projections.app(name).deployments.get(deployment_id)
-        if d is not None:
-            recorded = _events_of(services, name, deployment_id, d.received_at)
-            if not recorded:        # the producer's clock was far off: read the whole stream
-                recorded = _events_of(services, name, deployment_id, None)
-            return _log(name, deployment_id, recorded)
-    around = id_time(deployment_id)
+    found = deployment_ids.find(services.projections, deployment_id, names, whole_history=False)
+    if found is not None:
+        view, d = found
+        recorded = _events_of(services, view.name, deployment_id, d.received_at)
+        if not recorded:        # the producer's clock was far off: read the whole stream
+            recorded = _events_of(services, view.name, deployment_id, None)
+        return _log(view.name, deployment_id, recorded)
+    around = deployment_ids.time_of(deployment_id)
     if around is None:
         return None
     for name in names:
@@ -87,14 +86,6 @@ def find_log(services: Services, deployment_id: str, app: str | None = None) -> 
 def _log(app: str, deployment_id: str, recorded: list[RecordedEvent]) -> DeploymentLog:
     d = replay(app, recorded, compact=False).deployments[deployment_id]
     return DeploymentLog(app, deployment_id, d.status, log_lines(deployment_id, (r.event for r in recorded)))
-
-
-def id_time(deployment_id: str) -> float | None:
-    """The UTC time a deployment id names (`20240501-120001-ab12cd`), or None."""
-    try:
-        return float(calendar.timegm(time.strptime(deployment_id[:15], "%Y%m%d-%H%M%S")))
-    except ValueError:
-        return None
 
 
 def _events_of(services: Services, app: str, deployment_id: str,
