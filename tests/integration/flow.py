@@ -1,10 +1,14 @@
 """Driving deployments through the real path: events, Celery queue, worker."""
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 from orchestrator.core.projections import DeploymentView
 from orchestrator.deploying.sync import sync_now
+from orchestrator.deploying.task_queue import DEPLOY_QUEUE
+from orchestrator.observe.queue_view import KOMBU_SEP, PRIORITY_STEPS
 from orchestrator.runtime.services import Services
 from tests.helpers import wait_for
 
@@ -31,3 +35,36 @@ def tree(root: Path) -> dict[str, str]:
 
 def event_types(services: Services, app: str) -> list[str]:
     return [r.event.type for r in services.store.read(app)]
+
+
+def deploy_messages(services: Services, deployment_id: str) -> list[dict]:
+    """The headers of the deploy queue's messages for the deployment: those waiting in the
+    queue and those a worker holds and has not acknowledged yet (kombu's `unacked` hash)."""
+    lists = [DEPLOY_QUEUE if not step else f"{DEPLOY_QUEUE}{KOMBU_SEP}{step}" for step in PRIORITY_STEPS]
+    with services.redis.pipeline() as pipe:        # one consistent look at both places
+        for key in lists:
+            pipe.lrange(key, 0, -1)
+        pipe.hvals("unacked")
+        *waiting, held = pipe.execute()
+    messages = [json.loads(raw) for found in waiting for raw in found]
+    messages += [json.loads(raw)[0] for raw in held]
+    return [m["headers"] for m in messages if _args(m)[1:2] == [deployment_id]]
+
+
+def wait_until_drained(services: Services, deployment_id: str, timeout: float = 30) -> None:
+    """Until the worker has dealt with every task sent for the deployment: none waits, none is
+    held unacknowledged. Seen twice in a row, because kombu takes a message off the queue
+    and records it as unacknowledged in two steps, and one look may fall between them."""
+    looks = []
+
+    def drained() -> bool:
+        looks.append(not deploy_messages(services, deployment_id))
+        return looks[-2:] == [True, True]
+    wait_for(drained, timeout, what=f"the tasks of deployment {deployment_id} to be done")
+
+
+def _args(message: dict) -> list:
+    try:
+        return list(json.loads(base64.b64decode(message["body"]))[0])
+    except (KeyError, ValueError, TypeError, IndexError):
+        return []           # not a Celery task message

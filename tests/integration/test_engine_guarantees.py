@@ -15,7 +15,14 @@ from orchestrator.releases.materialise import Fenced, switch
 from orchestrator.releases.retention import collect_garbage, kept_snapshots
 from orchestrator.triggers.poller import Poller
 from tests.helpers import FUNCTION_APP, git_app, wait_for
-from tests.integration.flow import event_types, sync_and_wait, tree, wait_until_ended
+from tests.integration.flow import (
+    deploy_messages,
+    event_types,
+    sync_and_wait,
+    tree,
+    wait_until_drained,
+    wait_until_ended,
+)
 from workers import runner
 
 V2 = {"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n"}
@@ -35,7 +42,7 @@ def test_a_redelivered_task_for_an_ended_deployment_does_nothing(workspace):
 
     outcome = runner.run(workspace.worker_context(services), "hello", d.id, 1)
     enqueue(services, "hello", d.id)
-    time.sleep(1)
+    wait_until_drained(services, d.id)
 
     assert outcome.startswith("nothing to do (success)")
     assert services.store.version("hello") == version
@@ -69,7 +76,9 @@ def test_changes_arriving_during_a_deployment_collapse_into_the_newest(workspace
     with Lease(clean_redis, "hello", "a-running-deployment"):
         queued = [request_deployment(services, "hello", repo.commit(change), "poll")
                   for change in (V2, {"extra.txt": "x"}, V3)]
-        time.sleep(0.5)
+        # a task put back for later (an ETA) shows the worker tried it and met the lease
+        wait_for(lambda: any(h.get("eta") for h in deploy_messages(services, queued[-1].deployment_id)),
+                 what="the worker to find the app's lease taken")
         statuses = [services.projections.app("hello").deployments[q.deployment_id].status
                     for q in queued]
         assert statuses == ["superseded", "superseded", "pending"]

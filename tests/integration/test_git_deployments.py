@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 
 from orchestrator.deploying.dispatch import request_deployment
 from orchestrator.triggers.poller import Poller
-from tests.helpers import FUNCTION_APP, git_app
-from tests.integration.flow import event_types, sync_and_wait, tree, wait_until_ended
+from tests.helpers import FUNCTION_APP, git_app, wait_for
+from tests.integration.flow import deploy_messages, event_types, sync_and_wait, tree, wait_until_ended
 
 
 def test_first_deployment_makes_the_target_a_symlink_to_a_release_holding_the_commit(workspace):
@@ -230,7 +229,9 @@ def test_a_deployment_queued_while_the_config_is_broken_runs_once_it_is_fixed(wo
     workspace.config_path.write_text("apps: {hello: {target: 1, colour: red}}\n")
 
     queued = request_deployment(services, "hello", revision, "manual")
-    time.sleep(1)
+    # Celery's retry (an ETA) shows the worker took the task and could not read the config
+    wait_for(lambda: any(h.get("eta") for h in deploy_messages(services, queued.deployment_id)),
+             what="the worker to retry the task after the broken config")
     assert services.projections.app("hello").deployments[queued.deployment_id].status == "pending"
     workspace.configure(good_config)
 
