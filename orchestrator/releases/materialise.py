@@ -138,7 +138,7 @@ def _place_file(store: SnapshotStore, root: str, path: str, manifest: Manifest) 
             raise
 
 
-def switch(target: Path, release: Path, token: int | None = None,
+def switch(target: Path, release: str | os.PathLike[str], token: int | None = None,
            still_holds: Callable[[], None] | None = None) -> None:
     """Point `target` at `release` atomically (symlink + rename).
 
