@@ -22,6 +22,9 @@ def rollback(services: Services, app: str, to: str | None = None, holder: str = 
     with _lease(services, app, holder) as lease:
         view = services.projections.app(app)
         chosen = _choose(view, to, str(live_release(target)))
+        snapshot, release = chosen.snapshot, chosen.release
+        if snapshot is None or release is None:     # _choose takes successes: they have both
+            raise PermanentError(f"deployment {chosen.id} of {app!r} recorded no release")
         now = services.clock.now()
         rollback_id = new_deployment_id(now)
         execute(services.projections, app, lambda v: [
@@ -30,11 +33,11 @@ def rollback(services: Services, app: str, to: str | None = None, holder: str = 
             ev.DeploymentStarted(app=app, at=now, deployment_id=rollback_id, worker=holder),
             *[ev.DeploymentSuperseded(app=app, at=now, deployment_id=d.id, by=rollback_id)
               for d in v.waiting()]])
-        switch(target, chosen.release, lease.token, lease.check)
+        switch(target, release, lease.token, lease.check)
         done = services.clock.now()
         execute(services.projections, app, lambda v: [
             ev.DeploymentSucceeded(app=app, at=done, deployment_id=rollback_id,
-                                   snapshot=chosen.snapshot, release=chosen.release),
+                                   snapshot=snapshot, release=release),
             *([] if v.paused else [ev.AppPaused(app=app, at=done,
                                                 reason=f"rolled back to {chosen.id}")])])
     return services.projections.app(app).deployments[rollback_id]
