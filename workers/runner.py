@@ -110,7 +110,8 @@ def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
     steps.begin("validate")
     validate(config.layout, snapshot.manifest, ctx.store)
     steps.end()
-    previous = Previous(ctx.store.manifest(live.snapshot), Path(live.release)) if live else None
+    previous = Previous(ctx.store.manifest(live.snapshot), Path(live.release)) \
+        if live and live.snapshot and live.release else None      # a success records both
     steps.begin("materialise")
     release = materialise(ctx.store, snapshot.manifest,
                           release_dir(ctx.services.config.data_dir, app, deployment_id), previous)
@@ -138,7 +139,7 @@ def _snapshot(ctx: WorkerContext, config: AppConfig, d: DeploymentView,
                 raise PermanentError(f"snapshot {d.preset_snapshot[:12]} is no longer kept "
                                      "(retention removed it)") from None
     base = None
-    if live and live.source == fingerprint(config):
+    if live and live.snapshot and live.source == fingerprint(config):
         base = Base(live.revision, ctx.store.manifest(live.snapshot))
     writer = ctx.store.writer(base)
     writer.on_progress = _progress_reporter(ctx, d.id)
