@@ -26,8 +26,8 @@ def argv(service: dict) -> list[str]:
 
 
 def readme_commands() -> set[str]:
-    """Every command the README shows: inline code spans and lines of fenced blocks."""
-    text = (ROOT / "README.md").read_text()
+    """Every command the operating docs show: inline code spans and lines of fenced blocks."""
+    text = (ROOT / "docs" / "operating.md").read_text()
     blocks = re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.S | re.M)
     lines = {line.split("  #")[0].strip() for block in blocks for line in block.splitlines()}
     spans = set(re.findall(r"`([^`\n]+)`", re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)))
