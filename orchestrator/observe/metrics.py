@@ -37,7 +37,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from orchestrator.core import events as ev
-from orchestrator.core import keys
+from orchestrator.core import keys, replies
 from orchestrator.core.event_store import RecordedEvent
 from orchestrator.core.projections import BUILDING, DEPLOYING, PENDING, TERMINAL_STATUSES
 from orchestrator.deploying.task_queue import DEPLOY_QUEUE
@@ -165,7 +165,7 @@ def app_figures(services: Services, app: str) -> AppFigures:
     """The app's figures, caught up with its stream (and saved for the next scrape)."""
     key = app_state_key(app)
     figures = None
-    if raw := services.redis.get(key):
+    if raw := replies.value(services.redis.get(key)):
         try:
             figures = AppFigures.from_json(raw)
         except (ValueError, TypeError, KeyError):
@@ -234,7 +234,7 @@ class SluiceCollector:
         return [in_progress, paused, depth]
 
     def _polls(self) -> Iterable:
-        raw = {k.decode(): v.decode() for k, v in self.services.redis.hgetall(POLLS).items()}
+        raw = {k.decode(): v.decode() for k, v in replies.hash_fields(self.services.redis.hgetall(POLLS)).items()}
         checks = CounterMetricFamily("sluice_head_checks", "Head checks made by pollers",
                                      labels=["source_type"])
         errors = CounterMetricFamily("sluice_poll_errors", "Head checks that failed, by source type",
