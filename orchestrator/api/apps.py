@@ -7,6 +7,8 @@ live yet, no earlier release, a manual app's sync) a 409; see create_app's handl
 """
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
@@ -117,11 +119,12 @@ class QueueReport(BaseModel):
     at: str
 
 
-ERRORS = {401: {"model": Error, "description": "token missing or wrong"},
-          403: {"model": Error, "description": "no api.token configured"}}
-NOT_FOUND = {404: {"model": Error, "description": "unknown app or deployment"}}
-REFUSED = {409: {"model": Error, "description": "the app's state does not allow it"},
-           503: {"model": Error, "description": "the source or Redis cannot be reached now"}}
+Responses = dict[int | str, dict[str, Any]]         # FastAPI's type for `responses`
+ERRORS: Responses = {401: {"model": Error, "description": "token missing or wrong"},
+                     403: {"model": Error, "description": "no api.token configured"}}
+NOT_FOUND: Responses = {404: {"model": Error, "description": "unknown app or deployment"}}
+REFUSED: Responses = {409: {"model": Error, "description": "the app's state does not allow it"},
+                      503: {"model": Error, "description": "the source or Redis cannot be reached now"}}
 
 router = APIRouter(prefix="/api", tags=["operations"], responses=ERRORS)
 reading = [Depends(can_read)]
