@@ -148,9 +148,9 @@ def events(ctx: typer.Context, app: Optional[str] = typer.Argument(None),
     for r in history:
         print(show(r), flush=True)
     if follow:
-        for r in services.store.follow(after_id=feed_start, app=app):
-            if r is not None:
-                print(show(r), flush=True)
+        for new in services.store.follow(after_id=feed_start, app=app):
+            if new is not None:
+                print(show(new), flush=True)
 
 
 @cli.command()
