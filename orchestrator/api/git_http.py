@@ -9,8 +9,6 @@ an address that keeps failing waits longer and longer for its answers.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import os
 
@@ -22,6 +20,7 @@ from starlette.requests import ClientDisconnect
 from orchestrator.access.builtin_git import ensure_repository
 from orchestrator.access.credentials import Verifier
 from orchestrator.config.settings import DEFAULT_CONFIG, builtin_repository
+from orchestrator.core import basic_auth
 from orchestrator.runtime.services import Services
 
 router = APIRouter()
@@ -56,7 +55,7 @@ async def _serve(app: str, path: str, request: Request) -> Response:
 
 
 async def _authenticated_user(request: Request, app: str) -> str | None:
-    given = _basic_credentials(request.headers.get("authorization"))
+    given = basic_auth.credentials(request.headers.get("authorization"))
     if given is None:       # git asks without credentials first: not a failed attempt
         return None
     services: Services = request.app.state.services
@@ -68,20 +67,6 @@ async def _authenticated_user(request: Request, app: str) -> str | None:
         return given[0]
     await run_in_threadpool(verifier.failed, address, app)
     return None
-
-
-def _basic_credentials(header: str | None) -> tuple[str, str] | None:
-    """(user, password), or None without an Authorization header. Unreadable credentials
-    come back as empty ones, which never match and count as a failure."""
-    if header is None:
-        return None
-    scheme, _, encoded = header.partition(" ")
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return "", ""
-    user, colon, password = decoded.partition(":")
-    return (user, password) if scheme.lower() == "basic" and colon else ("", "")
 
 
 def _verifier(api: FastAPI) -> Verifier:

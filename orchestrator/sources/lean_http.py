@@ -11,7 +11,6 @@ proxies, no compression, no cookies.
 """
 from __future__ import annotations
 
-import base64
 import os
 import re
 import socket
@@ -22,6 +21,8 @@ import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urljoin, urlsplit
+
+from orchestrator.core import basic_auth
 
 MAX_REDIRECTS = 5
 MAX_BODY = 64 * 1024 * 1024
@@ -79,17 +80,12 @@ def _request_head(method: str, url: str, auth: tuple[str, str] | None,
     """The request line and headers; cached, since a poller sends the same ones over and over."""
     origin = _origin(url)
     lines = [f"{method} {origin.target} HTTP/1.1", f"Host: {origin.host}:{origin.port}"]
-    lines += [f"{k}: {v}" for k, v in {**dict(headers), **basic_auth(auth)}.items()]
+    if auth is not None:
+        headers += (("Authorization", basic_auth.header(*auth)),)
+    lines += [f"{k}: {v}" for k, v in dict(headers).items()]
     if body_length or method == "POST":
         lines.append(f"Content-Length: {body_length}")
     return origin, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def basic_auth(auth: tuple[str, str] | None) -> dict[str, str]:
-    if auth is None:
-        return {}
-    token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
 
 
 class _Connection:

@@ -6,14 +6,14 @@ from the source itself.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
+
+from orchestrator.core import basic_auth
 
 ZERO = "0" * 40
 
@@ -52,13 +52,10 @@ def github_signature_valid(secret: str, body: bytes, headers: Mapping[str, str])
 
 
 def basic_auth_valid(username: str, password: str, header: str | None) -> bool:
-    if not header or not header.lower().startswith("basic "):
+    given = basic_auth.credentials(header)
+    if given is None:
         return False
-    try:
-        given = base64.b64decode(header[6:].strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    user, _, secret = given.partition(":")
+    user, secret = given
     # both compared, always, so the time taken does not tell which one was wrong
     return hmac.compare_digest(user, username) & hmac.compare_digest(secret, password)
 
