@@ -103,7 +103,7 @@ def app_row(services: Services, name: str) -> dict:
 def latest_events(services: Services, count: int) -> list[dict]:
     """The newest events of every app (from the feed), newest first."""
     entries = replies.entries(services.redis.xrevrange(keys.FEED, "+", "-", count=count))
-    return [event_item(_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
+    return [event_item(entry_id.decode(), replies.text_fields(fields))
             for entry_id, fields in entries]
 
 
@@ -123,7 +123,3 @@ def summary(data: dict) -> str:
         text = str(value)
         parts.append(f"{key}={text[:12] if len(text) in (40, 64) else text}")
     return " ".join(parts)
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

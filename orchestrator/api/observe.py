@@ -98,7 +98,7 @@ async def _stream(client: aioredis.Redis, last: str, app: str | None) -> AsyncIt
             chunks = []
             for entry_id, raw in entries:
                 last = entry_id.decode()
-                fields = {k.decode(): v.decode() for k, v in raw.items()}
+                fields = replies.text_fields(raw)
                 if app is None or fields.get("app") == app:
                     chunks.append(sse_message(last, fields))
             if chunks:

@@ -44,12 +44,8 @@ class RecordedEvent:
 
 def decode_entry(entry_id, fields: dict) -> RecordedEvent:
     """One stream entry (ids and fields as bytes or str) as a RecordedEvent."""
-    fields = {_s(k): _s(v) for k, v in fields.items()}
-    return RecordedEvent(int(fields["n"]), _s(entry_id), Event.from_fields(fields))
-
-
-def _s(value) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    fields = replies.text_fields(fields)
+    return RecordedEvent(int(fields["n"]), replies.text(entry_id), Event.from_fields(fields))
 
 
 class EventStore:
@@ -83,11 +79,11 @@ class EventStore:
         return [decode_entry(i, f) for i, f in entries]
 
     def apps(self) -> list[str]:
-        return sorted(_s(a) for a in self.redis.smembers(keys.APPS))
+        return sorted(replies.text(a) for a in self.redis.smembers(keys.APPS))
 
     def feed_last_id(self) -> str:
-        entries = self.redis.xrevrange(keys.FEED, "+", "-", count=1)
-        return _s(entries[0][0]) if entries else "0-0"
+        entries = replies.entries(self.redis.xrevrange(keys.FEED, "+", "-", count=1))
+        return replies.text(entries[0][0]) if entries else "0-0"
 
     def follow(self, after_id: str = "$", block_ms: int = 1000,
                app: str | None = None) -> Iterator[RecordedEvent | None]:
@@ -99,7 +95,7 @@ class EventStore:
                 yield None
                 continue
             for entry_id, fields in entries:
-                last = _s(entry_id)
+                last = replies.text(entry_id)
                 recorded = decode_entry(entry_id, fields)
-                if app is None or _s(fields.get(b"app")) == app:
+                if app is None or replies.text(fields.get(b"app", b"")) == app:
                     yield recorded

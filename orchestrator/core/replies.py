@@ -8,6 +8,7 @@ checker can see it. The integration tests read the same replies from a real redi
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import cast
 
 StreamEntry = tuple[bytes, dict[bytes, bytes]]       # (entry id, fields)
@@ -42,3 +43,13 @@ def value(reply: object) -> bytes | None:
 def hash_fields(reply: object) -> dict[bytes, bytes]:
     """HGETALL: every field of the hash, {} for a missing key."""
     return cast(dict[bytes, bytes], reply)
+
+
+def text(value: bytes | str) -> str:
+    """A reply's bytes as str (str passes as it is: some callers hold either)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def text_fields(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[str, str]:
+    """A stream entry's or a hash's fields, names and values as str."""
+    return {text(k): text(v) for k, v in fields.items()}

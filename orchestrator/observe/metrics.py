@@ -234,7 +234,7 @@ class SluiceCollector:
         return [in_progress, paused, depth]
 
     def _polls(self) -> Iterable:
-        raw = {k.decode(): v.decode() for k, v in replies.hash_fields(self.services.redis.hgetall(POLLS)).items()}
+        raw = replies.text_fields(replies.hash_fields(self.services.redis.hgetall(POLLS)))
         checks = CounterMetricFamily("sluice_head_checks", "Head checks made by pollers",
                                      labels=["source_type"])
         errors = CounterMetricFamily("sluice_poll_errors", "Head checks that failed, by source type",

@@ -70,11 +70,11 @@ def queue_names(client: redis.Redis) -> list[str]:
     """`deploy` first, then every other queue bound to an exchange, by name."""
     found = set()
     for key in client.scan_iter(match="_kombu.binding.*", count=500):
-        exchange = _text(key)[len("_kombu.binding."):]
+        exchange = replies.text(key)[len("_kombu.binding."):]
         if exchange in INTERNAL_EXCHANGES or exchange.endswith(".pidbox"):
             continue
         for member in client.smembers(key):
-            queue = _text(member).split(KOMBU_SEP)[-1]
+            queue = replies.text(member).split(KOMBU_SEP)[-1]
             if queue:
                 found.add(queue)
     found.discard(DEPLOY_QUEUE)
@@ -86,9 +86,9 @@ def polls(client: redis.Redis, now: float) -> dict:
     soon, overdue = [], []
     for member, at in due:
         if at < now - POLL_GRACE:
-            overdue.append({"app": _text(member), "late_by": _seconds(now - at)})
+            overdue.append({"app": replies.text(member), "late_by": _seconds(now - at)})
         else:
-            soon.append({"app": _text(member), "due_in": _seconds(max(0.0, at - now))})
+            soon.append({"app": replies.text(member), "due_in": _seconds(max(0.0, at - now))})
     return {"due_next_minute": soon, "overdue": overdue}
 
 
@@ -136,17 +136,17 @@ def _lease_holders(client: redis.Redis, apps: list[str]) -> dict[str, str]:
     if not apps:
         return {}
     values = client.mget([keys.lease(a) for a in apps])
-    return {a: _text(v).partition(":")[2] for a, v in zip(apps, values) if v}
+    return {a: replies.text(v).partition(":")[2] for a, v in zip(apps, values) if v}
 
 
 def _latest_attempts(client: redis.Redis, app: str, ids: set[str]) -> dict[str, ev.Event]:
     """Each deployment's newest DeploymentStarted or DeploymentRetrying, from the stream's end."""
     found: dict[str, ev.Event] = {}
     for _, fields in replies.entries(client.xrevrange(keys.app_events(app), "+", "-", count=TAIL)):
-        kind = _text(fields.get(b"type", b""))
+        kind = replies.text(fields.get(b"type", b""))
         if kind not in ("DeploymentStarted", "DeploymentRetrying"):
             continue
-        e = ev.Event.from_fields({_text(k): _text(v) for k, v in fields.items()})
+        e = ev.Event.from_fields(replies.text_fields(fields))
         if isinstance(e, ev.DeploymentStarted | ev.DeploymentRetrying) \
                 and e.deployment_id in ids and e.deployment_id not in found:
             found[e.deployment_id] = e
@@ -171,10 +171,6 @@ def _queued_at(raw: bytes | None) -> float | None:
 
 def _seconds(value: float) -> float:
     return round(value, 3)
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 _ping_lock = threading.Lock()       # a Celery app has one reply queue: one ping at a time
