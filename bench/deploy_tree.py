@@ -109,7 +109,7 @@ class InProcess:
         t = {}
         base = Base(self.live[0], self.live[1]) if self.live else None
         previous = Previous(self.live[1], self.live[2]) if self.live else None
-        writer = self.store.writer(base)
+        writer = self.store.builder(base)
         t["fetch"] = timed(self.src.fetch, revision, writer)[0]
         t["seal"], snap = timed(writer.seal)
         t["validate"] = timed(validate, "site", snap.manifest, self.store)[0]

@@ -141,7 +141,7 @@ def _snapshot(ctx: WorkerContext, config: AppConfig, d: DeploymentView,
     base = None
     if live and live.snapshot and live.source == fingerprint(config):
         base = Base(live.revision, ctx.store.manifest(live.snapshot))
-    writer = ctx.store.writer(base)
+    writer = ctx.store.builder(base)
     writer.on_progress = _progress_reporter(ctx, d.id)
     source_for(config, ctx.services.config.data_dir).fetch(d.revision, writer)
     return writer.seal(), fingerprint(config)

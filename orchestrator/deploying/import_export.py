@@ -29,7 +29,7 @@ def import_directory(services: Services, app: str, directory: Path) -> Queued:
     directory = Path(directory)
     if not directory.is_dir():
         raise PermanentError(f"{directory} is not a directory")
-    writer = SnapshotStore(services.config.data_dir / "store").writer()
+    writer = SnapshotStore(services.config.data_dir / "store").builder()
     for path, full in _entries(directory):
         if full.is_symlink():
             writer.add_symlink(path, os.readlink(full))

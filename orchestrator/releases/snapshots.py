@@ -223,12 +223,13 @@ class SnapshotStore:
         while len(self._recent) > RECENT_MANIFESTS:
             self._recent.popitem(last=False)
 
-    def writer(self, base: Base | None = None) -> SnapshotWriter:
-        return SnapshotWriter(self, base)
+    def builder(self, base: Base | None = None) -> SnapshotBuilder:
+        return SnapshotBuilder(self, base)
 
 
-class SnapshotWriter:
-    """Collects one revision's files from a source adapter, then seals them as a snapshot."""
+class SnapshotBuilder:
+    """Collects one revision's files from a source adapter, then seals them as a snapshot.
+    (What adapters may call of it is their SnapshotWriter protocol, in sources/base.py.)"""
 
     def __init__(self, store: SnapshotStore, base: Base | None = None):
         self.store = store

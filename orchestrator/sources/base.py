@@ -28,7 +28,7 @@ Entry = TypeVar("Entry", bound=KnownBlob)
 
 
 class SnapshotWriter(Protocol[Entry]):
-    """Where an adapter puts a revision's files (implemented by orchestrator.releases.snapshots)."""
+    """Where an adapter puts a revision's files (releases.snapshots.SnapshotBuilder is one)."""
 
     @property
     def base_revision(self) -> str | None:

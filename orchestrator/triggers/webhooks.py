@@ -23,7 +23,9 @@ class BadDelivery(ValueError):
 
 
 @dataclass(frozen=True)
-class RefUpdate:
+class PushedRef:
+    """A branch or tag a delivery says was pushed (git's own `old new ref` line of a push
+    to a built-in repository is git_hooks.RefUpdate)."""
     kind: str                  # "branch" | "tag"
     name: str                  # branch or tag name, without refs/heads/
     revision: str | None       # None: the ref was deleted
@@ -34,7 +36,7 @@ class Delivery:
     provider: str
     event: str                 # "push", "ping", or what the provider called it
     delivery_id: str | None
-    updates: list[RefUpdate] = field(default_factory=list)
+    updates: list[PushedRef] = field(default_factory=list)
 
 
 def hub_signature_valid(secret: str, body: bytes, header: str | None, algorithm: str = "sha256") -> bool:
@@ -72,7 +74,7 @@ def parse_github(headers: Mapping[str, str], body: bytes) -> Delivery:
         ref, after = doc.get("ref", ""), doc.get("after")
         kind, name = _split_ref(ref)
         deleted = bool(doc.get("deleted")) or after == ZERO
-        updates.append(RefUpdate(kind, name, None if deleted else after))
+        updates.append(PushedRef(kind, name, None if deleted else after))
     return Delivery("github", event, headers.get("x-github-delivery"), updates)
 
 
@@ -84,7 +86,7 @@ def parse_bitbucket(headers: Mapping[str, str], body: bytes) -> Delivery:
         for change in (doc.get("push") or {}).get("changes") or []:
             new, old = change.get("new"), change.get("old")
             ref = new or old or {}
-            updates.append(RefUpdate(ref.get("type", "branch"), ref.get("name", ""),
+            updates.append(PushedRef(ref.get("type", "branch"), ref.get("name", ""),
                                      ((new or {}).get("target") or {}).get("hash")))
     event = "push" if event == "repo:push" else event
     return Delivery("bitbucket", event, headers.get("x-request-uuid") or headers.get("x-hook-uuid"),
@@ -99,7 +101,7 @@ def parse_azure_devops(headers: Mapping[str, str], body: bytes) -> Delivery:
         for ref in (doc.get("resource") or {}).get("refUpdates") or []:
             kind, name = _split_ref(ref.get("name", ""))
             new = ref.get("newObjectId")
-            updates.append(RefUpdate(kind, name, None if not new or new == ZERO else new))
+            updates.append(PushedRef(kind, name, None if not new or new == ZERO else new))
     event = "push" if event == "git.push" else event
     return Delivery("azure-devops", event, doc.get("id") or headers.get("x-vss-activityid"), updates)
 

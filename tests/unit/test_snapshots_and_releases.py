@@ -20,7 +20,7 @@ def store(tmp_path):
 
 
 def snapshot(store, files: dict[str, bytes], links: dict[str, str] | None = None):
-    writer = store.writer()
+    writer = store.builder()
     for path, data in files.items():
         writer.add_stream(path, io.BytesIO(data), alias=("test", path + str(hash(data))))
     for path, target in (links or {}).items():
@@ -43,7 +43,7 @@ def test_identical_contents_are_stored_once_and_read_only(store):
 
 
 def test_aliases_let_a_source_skip_content_it_already_stored(store):
-    writer = store.writer()
+    writer = store.builder()
     entry = writer.add_stream("a.txt", io.BytesIO(b"hello"), alias=("git-blob", "abc123"))
     writer.seal()
     assert store.lookup("git-blob", ["abc123", "other"]) == {"abc123": entry}
@@ -88,7 +88,7 @@ def test_a_release_is_hardlinked_read_only_and_switched_atomically(store, tmp_pa
 
 
 def test_executables_get_their_own_copy_so_the_shared_blob_stays_read_only(store, tmp_path):
-    writer = store.writer()
+    writer = store.builder()
     writer.add_stream("run.sh", io.BytesIO(b"#!/bin/sh\n"), executable=True)
     writer.add_stream("copy.txt", io.BytesIO(b"#!/bin/sh\n"))
     release = materialise(store, writer.seal().manifest, tmp_path / "r")
