@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from orchestrator.config.settings import DEFAULT_CONFIG, load_config
 from orchestrator.core import keys
 from orchestrator.core.errors import ConfigError, SluiceError
+from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.observe import formatting
 from orchestrator.runtime.services import Services
 
@@ -329,7 +330,7 @@ def _report(services: Services, app: str, queued, wait: bool, timeout: float = 6
     if wait and queued.deployment_id:
         d = _wait_for_end(services, app, queued.deployment_id, timeout)
         out.print(f"{app}: deployment {d.id} {d.status}: {d.message}")
-        raise typer.Exit(0 if d.status in ("success", "skipped") else 1)
+        raise typer.Exit(0 if d.status in (DeploymentStatus.SUCCESS, DeploymentStatus.SKIPPED) else 1)
 
 
 def _wait_for_end(services: Services, app: str, deployment_id: str, timeout: float):

@@ -13,13 +13,14 @@ from pathlib import Path
 from orchestrator.config.settings import AppConfig
 from orchestrator.core import events as ev
 from orchestrator.core import keys
-from orchestrator.core.backoff import backoff_delay
-from orchestrator.core.decisions import execute
+from orchestrator.core.decisions import execute, execute_with_outcome
 from orchestrator.core.errors import PermanentError
-from orchestrator.core.event_store import ANY_VERSION
+from orchestrator.core.event_log import ANY_VERSION
 from orchestrator.core.lease import Lease
-from orchestrator.core.projections import FAILED, SUPERSEDED, AppView, DeploymentView
+from orchestrator.core.projections import AppView, DeploymentView
+from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.deploying.dispatch import enqueue
+from orchestrator.deploying.retries import FailedAttempt, decide_after_failure
 from orchestrator.releases.materialise import (
     Previous,
     live_release,
@@ -164,7 +165,7 @@ def _newer(view: AppView, deployment_id: str) -> DeploymentView | None:
     """The newest deployment queued after this one that is live, running or waiting."""
     ids = list(view.deployments)
     current = [view.deployments[k] for k in ids[ids.index(deployment_id) + 1:]
-               if view.deployments[k].status not in (FAILED, SUPERSEDED)]
+               if view.deployments[k].status not in (DeploymentStatus.FAILED, DeploymentStatus.SUPERSEDED)]
     return current[-1] if current else None
 
 
@@ -204,22 +205,20 @@ def _hand_over(ctx: WorkerContext, app: str, finished: str) -> None:
 
 def retry_or_fail(ctx: WorkerContext, app: str, deployment_id: str, attempt: int,
                   reason: str) -> str:
-    """After a transient failure: schedule the next attempt, or fail when none are left."""
-    newer = [d for d in ctx.services.projections.app(app).waiting() if d.id != deployment_id]
-    if newer:       # a newer change waits: it deploys instead of this one
-        outcome = _record_end(ctx, app, deployment_id, ev.DeploymentSuperseded, by=newer[-1].id)
-        _hand_over(ctx, app, deployment_id)
-        return outcome
+    """After a transient failure: schedule the next attempt, fail when none are left, or
+    give way to a newer deployment (orchestrator/deploying/retries.py decides which)."""
     config = ctx.services.config.apps.get(app)
-    policy = config.retry if config else None
-    if policy is None or attempt >= policy.attempts:
-        return _record_end(ctx, app, deployment_id, ev.DeploymentFailed,
-                           reason=f"gave up after {attempt} attempts: {reason}")
-    delay = backoff_delay(attempt, policy.base, policy.max)
-    if _record(ctx, app, deployment_id, ev.DeploymentRetrying,
-               attempt=attempt, reason=reason, retry_in=delay):
-        enqueue(ctx.services, app, deployment_id, attempt + 1, countdown=delay)
-    return f"retrying in {delay:.1f}s"
+    failed = FailedAttempt(app, deployment_id, attempt, reason, ctx.services.clock.now())
+    _, appended, after = execute_with_outcome(
+        ctx.services.projections, app,
+        lambda view: decide_after_failure(view, failed, config.retry if config else None))
+    for event in appended:
+        _log_recorded(app, deployment_id, event)
+    if after.hand_over:
+        _hand_over(ctx, app, deployment_id)
+    if appended and after.retry_in is not None:
+        enqueue(ctx.services, app, deployment_id, attempt + 1, countdown=after.retry_in)
+    return after.describe()
 
 
 def _record(ctx: WorkerContext, app: str, deployment_id: str, event_type, **fields) -> bool:
@@ -233,12 +232,16 @@ def _record(ctx: WorkerContext, app: str, deployment_id: str, event_type, **fiel
         return [event_type(app=app, at=now, deployment_id=deployment_id, **fields)]
 
     appended = execute(ctx.services.projections, app, decide)[1]
-    if appended:
-        reason = fields.get("reason")
-        log.info("%s: deployment %s: %s%s", app, deployment_id, event_type.__name__,
-                 f": {reason}" if reason else "",
-                 extra={"app": app, "deployment": deployment_id, "event": event_type.__name__})
+    for event in appended:
+        _log_recorded(app, deployment_id, event)
     return bool(appended)
+
+
+def _log_recorded(app: str, deployment_id: str, event: ev.Event) -> None:
+    reason = getattr(event, "reason", None)
+    log.info("%s: deployment %s: %s%s", app, deployment_id, event.type,
+             f": {reason}" if reason else "",
+             extra={"app": app, "deployment": deployment_id, "event": event.type})
 
 
 def _record_end(ctx: WorkerContext, app: str, deployment_id: str, event_type, **fields) -> str:

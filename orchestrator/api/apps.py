@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field
 from orchestrator.api.access import can_change, can_read
 from orchestrator.core import deployment_ids
 from orchestrator.core.errors import NotFound
-from orchestrator.core.projections import BUILDING, DEPLOYING, RECENT, AppView
+from orchestrator.core.projections import RECENT, AppView
+from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.observe.formatting import deployment_json
 from orchestrator.observe.queue_view import inspect_queue
 from orchestrator.runtime.services import Services
@@ -30,7 +31,7 @@ class Error(BaseModel):
 class Deployment(BaseModel):
     id: str
     app: str
-    status: str = Field(description="pending, building, deploying, success, failed, skipped, superseded")
+    status: str = Field(description=", ".join(DeploymentStatus))
     revision: str | None
     snapshot: str | None
     active: bool = Field(description="this deployment's release is the live one")
@@ -207,7 +208,7 @@ def queue(request: Request) -> dict:
 
 def app_json(services: Services, name: str, view: AppView) -> dict:
     config = services.config.apps[name]
-    running = next((d for d in view.history() if d.status in (BUILDING, DEPLOYING)), None)
+    running = next((d for d in view.history() if d.status.running), None)
     return {"name": name, "layout": config.layout, "source": config.source.describe(),
             "target": str(config.target), "paused": view.paused,
             "continuous": config.source.type != "manual",

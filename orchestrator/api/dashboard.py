@@ -22,8 +22,9 @@ from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api.access import can_read
 from orchestrator.core import keys, replies
-from orchestrator.core.events import Event
+from orchestrator.core.events import Event, EventType
 from orchestrator.core.projections import AppView
+from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.observe.durations import PAGE, took
 from orchestrator.observe.formatting import deployment_json, iso
 from orchestrator.observe.queue_view import inspect_queue
@@ -78,7 +79,8 @@ def page_context(services: Services, readable: bool) -> dict:
         "events": events,
         # the live feed goes on from the newest event shown, so none is missed in between
         "feed_since": (events[0]["id"] if events else "0-0") if readable else "",
-        "event_types": " ".join(sorted(t for t in Event.registry if t != "UnknownEvent")),
+        "event_types": " ".join(sorted(t for t in EventType if t != EventType.UNKNOWN)),
+        "statuses": DeploymentStatus,
         "token_configured": bool(config.api.token),
         "rendered_at": iso(time.time()),
     }

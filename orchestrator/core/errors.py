@@ -39,3 +39,7 @@ class StoreError(SluiceError):
 
 class ConcurrencyError(StoreError):
     """Someone appended first: reload and retry the command."""
+
+
+class EventSchemaTooNew(StoreError):
+    """An event recorded by a newer Sluice, in a shape this code cannot read."""

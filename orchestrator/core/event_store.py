@@ -6,15 +6,14 @@ the writer last read, so of two writers holding the same version only one can ap
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import redis
 
 from orchestrator.core import keys, replies
 from orchestrator.core.errors import ConcurrencyError, StoreError
+from orchestrator.core.event_log import RecordedEvent
 from orchestrator.core.events import Event
 
-ANY_VERSION = -1
 FEED_MAXLEN = 100_000
 
 _APPEND = """
@@ -35,13 +34,6 @@ return version
 """
 
 
-@dataclass(frozen=True)
-class RecordedEvent:
-    version: int       # 1-based position in the app's stream
-    id: str            # the Redis stream entry id
-    event: Event
-
-
 def decode_entry(entry_id, fields: dict) -> RecordedEvent:
     """One stream entry (ids and fields as bytes or str) as a RecordedEvent."""
     fields = replies.text_fields(fields)
@@ -49,6 +41,8 @@ def decode_entry(entry_id, fields: dict) -> RecordedEvent:
 
 
 class EventStore:
+    """The EventLog (orchestrator/core/event_log.py) on Redis Streams."""
+
     def __init__(self, client: redis.Redis):
         self.redis = client
         self._append = client.register_script(_APPEND)

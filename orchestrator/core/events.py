@@ -1,18 +1,53 @@
 """Event types (past tense) and their wire form in Redis Streams.
 
 Every event carries the app it belongs to and `at`, the wall-clock time it happened.
-Adding an optional field is compatible; renaming or removing one needs a new SCHEMA.
+Adding an optional field is compatible. Renaming or removing one changes the event's shape:
+raise its class's `schema` and register an upcaster from the old shape (`@upcaster`), so
+events recorded before are still read. An event recorded under a newer schema than this
+code knows is refused (EventSchemaTooNew) rather than misread.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from enum import StrEnum
+from typing import Any, ClassVar
 
-SCHEMA = 1
+from orchestrator.core.errors import EventSchemaTooNew
 
 TRIGGERS = ("poll", "webhook", "push", "manual", "redeploy", "rollback", "promote", "import")
+
+
+class EventType(StrEnum):
+    """Every event's name on the wire: its class's name."""
+    UNKNOWN = "UnknownEvent"
+    CHANGE_DETECTED = "ChangeDetected"
+    DEPLOYMENT_QUEUED = "DeploymentQueued"
+    DEPLOYMENT_STARTED = "DeploymentStarted"
+    SNAPSHOT_BUILT = "SnapshotBuilt"
+    DEPLOYMENT_RETRYING = "DeploymentRetrying"
+    DEPLOYMENT_SUCCEEDED = "DeploymentSucceeded"
+    DEPLOYMENT_SKIPPED = "DeploymentSkipped"
+    DEPLOYMENT_FAILED = "DeploymentFailed"
+    DEPLOYMENT_SUPERSEDED = "DeploymentSuperseded"
+    APP_PAUSED = "AppPaused"
+    APP_RESUMED = "AppResumed"
+    RELEASES_PRUNED = "ReleasesPruned"
+    CREDENTIALS_CHANGED = "CredentialsChanged"
+
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+UPCASTERS: dict[tuple[EventType, int], Upcaster] = {}
+
+
+def upcaster(event_type: EventType, from_version: int) -> Callable[[Upcaster], Upcaster]:
+    """Register a function turning an event's data of schema `from_version` into the next."""
+    def register(upcast: Upcaster) -> Upcaster:
+        UPCASTERS[(event_type, from_version)] = upcast
+        return upcast
+    return register
 
 
 @dataclass(frozen=True)
@@ -21,17 +56,18 @@ class Event:
     at: float
 
     registry: ClassVar[dict[str, type[Event]]] = {}
+    schema: ClassVar[int] = 1       # the version of this event's shape that the code writes
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        Event.registry[cls.__name__] = cls
+        Event.registry[EventType(cls.__name__)] = cls    # a new event needs its EventType
 
     @property
-    def type(self) -> str:
-        return type(self).__name__
+    def type(self) -> EventType:
+        return EventType(type(self).__name__)
 
     def to_fields(self) -> dict[str, str]:
-        return {"type": self.type, "schema": str(SCHEMA),
+        return {"type": self.type, "schema": str(self.schema),
                 "data": json.dumps(dataclasses.asdict(self), sort_keys=True)}
 
     @staticmethod
@@ -39,9 +75,23 @@ class Event:
         cls = Event.registry.get(fields["type"])
         if cls is None:
             return UnknownEvent(app="", at=0.0, name=fields["type"], raw=fields.get("data", ""))
-        data = json.loads(fields["data"])
+        data = upcast(cls, int(fields.get("schema") or 1), json.loads(fields["data"]))
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def upcast(cls: type[Event], version: int, data: dict[str, Any]) -> dict[str, Any]:
+    """The event's data in the shape its class has now, from the shape recorded."""
+    if version > cls.schema:
+        raise EventSchemaTooNew(
+            f"event {cls.__name__} of app {data.get('app')!r} was recorded with schema "
+            f"{version}; this Sluice knows {cls.__name__} up to schema {cls.schema}: "
+            "upgrade Sluice to read it")
+    for step in range(version, cls.schema):
+        upcast_step = UPCASTERS.get((EventType(cls.__name__), step))
+        if upcast_step is not None:     # none: only fields were added at that step
+            data = upcast_step(data)
+    return data
 
 
 @dataclass(frozen=True)
@@ -140,9 +190,6 @@ class AppResumed(Event):
 @dataclass(frozen=True)
 class ReleasesPruned(Event):
     releases: list[str]
-
-
-TERMINAL = (DeploymentSucceeded, DeploymentSkipped, DeploymentFailed, DeploymentSuperseded)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """App status and deployment history, folded from an app's events.
 
-`fold` is pure. `Projections` keeps the folded view in Redis as a cache together with the
-stream id it has seen, and catches up from there; deleting the cache and replaying gives
-the same view (tests check this).
+`fold` is pure. `Projections` keeps the folded view in a cache (Redis, for the services)
+together with the stream id it has seen, and catches up from there; deleting the cache and
+replaying gives the same view (tests check this).
 
 The cached view is compact: deployments not yet ended, the active one, those whose release
 is still on disk and the newest RECENT others; so its cost does not grow with the app's age.
@@ -11,17 +11,16 @@ The whole history is a replay of the stream (`Projections.history`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import orjson
 
 from orchestrator.core import events as ev
 from orchestrator.core import keys
-from orchestrator.core.event_store import EventStore, RecordedEvent
+from orchestrator.core.event_log import EventLog, RecordedEvent
+from orchestrator.core.statuses import FINAL_STATUS, DeploymentStatus
 
 RECENT = 50
-PENDING, BUILDING, DEPLOYING = "pending", "building", "deploying"
-SUCCESS, FAILED, SKIPPED, SUPERSEDED = "success", "failed", "skipped", "superseded"
-TERMINAL_STATUSES = (SUCCESS, FAILED, SKIPPED, SUPERSEDED)
 
 
 @dataclass
@@ -30,7 +29,7 @@ class DeploymentView:
     revision: str
     trigger: str
     received_at: float
-    status: str = PENDING
+    status: DeploymentStatus = DeploymentStatus.PENDING
     snapshot: str | None = None
     source: str | None = None
     release: str | None = None
@@ -43,7 +42,7 @@ class DeploymentView:
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+        return self.status.terminal
 
 
 @dataclass
@@ -67,13 +66,14 @@ class AppView:
 
     def waiting(self) -> list[DeploymentView]:
         """Deployments queued but not yet running, oldest first."""
-        return [d for d in self.deployments.values() if d.status == PENDING]
+        return [d for d in self.deployments.values() if d.status == DeploymentStatus.PENDING]
 
     def kept_releases(self) -> list[str]:
         """Releases of successful deployments still on disk, newest first, no repeats."""
         pruned, seen = set(self.pruned), []
         for d in self.history():
-            if d.status == SUCCESS and d.release and d.release not in pruned and d.release not in seen:
+            if d.status == DeploymentStatus.SUCCESS and d.release and d.release not in pruned \
+                    and d.release not in seen:
                 seen.append(d.release)
         return seen
 
@@ -83,7 +83,8 @@ class AppView:
     @staticmethod
     def from_json(text: bytes) -> AppView:
         data = orjson.loads(text)
-        data["deployments"] = {k: DeploymentView(**d) for k, d in data["deployments"].items()}
+        data["deployments"] = {k: DeploymentView(**{**d, "status": DeploymentStatus(d["status"])})
+                               for k, d in data["deployments"].items()}
         return AppView(**data)
 
 
@@ -127,25 +128,26 @@ def _compact(view: AppView) -> None:
 
 
 def _fold_deployment(view: AppView, d: DeploymentView, e: ev.Event) -> None:
+    if e.type in FINAL_STATUS:
+        d.status, d.ended_at = FINAL_STATUS[e.type], e.at
     if isinstance(e, ev.DeploymentStarted):
-        d.status, d.attempts = BUILDING, e.attempt
+        d.status, d.attempts = DeploymentStatus.BUILDING, e.attempt
         d.started_at = d.started_at or e.at
     elif isinstance(e, ev.SnapshotBuilt):
-        d.status, d.snapshot, d.source = DEPLOYING, e.snapshot, e.source
+        d.status, d.snapshot, d.source = DeploymentStatus.DEPLOYING, e.snapshot, e.source
         d.message = f"snapshot of {e.files} files ({e.blobs_added} new blobs)"
     elif isinstance(e, ev.DeploymentRetrying):
-        d.status = PENDING
+        d.status = DeploymentStatus.PENDING
         d.message = f"attempt {e.attempt} failed, retrying in {e.retry_in:.1f}s: {e.reason}"
     elif isinstance(e, ev.DeploymentSucceeded):
-        d.status, d.snapshot, d.release, d.ended_at = SUCCESS, e.snapshot, e.release, e.at
-        d.message = "live"
+        d.snapshot, d.release, d.message = e.snapshot, e.release, "live"
         view.active_deployment = d.id
     elif isinstance(e, ev.DeploymentSkipped):
-        d.status, d.snapshot, d.ended_at, d.message = SKIPPED, e.snapshot, e.at, e.reason
+        d.snapshot, d.message = e.snapshot, e.reason
     elif isinstance(e, ev.DeploymentFailed):
-        d.status, d.ended_at, d.message = FAILED, e.at, e.reason
+        d.message = e.reason
     elif isinstance(e, ev.DeploymentSuperseded):
-        d.status, d.ended_at, d.message = SUPERSEDED, e.at, f"superseded by {e.by}"
+        d.message = f"superseded by {e.by}"
 
 
 def replay(name: str, recorded: list[RecordedEvent], compact: bool = True) -> AppView:
@@ -155,9 +157,20 @@ def replay(name: str, recorded: list[RecordedEvent], compact: bool = True) -> Ap
     return view
 
 
+class ViewCache(Protocol):
+    """Where folded views are kept between commands: a redis.Redis client, or a dict-like."""
+
+    def get(self, name: str, /) -> Any: ...
+
+    def set(self, name: str, value: bytes, /) -> Any: ...
+
+    def delete(self, name: str, /) -> Any: ...
+
+
 class Projections:
-    def __init__(self, store: EventStore):
+    def __init__(self, store: EventLog, cache: ViewCache | None = None):
         self.store = store
+        self.cache = cache      # None: every view is a replay of the app's stream
 
     def app(self, name: str) -> AppView:
         """The app's view, caught up with its stream."""
@@ -165,12 +178,12 @@ class Projections:
         new = self.store.read(name, after_id=view.last_id)
         for r in new:
             fold(view, r)
-        if new:
-            self.store.redis.set(keys.app_projection(name), view.to_json())
+        if new and self.cache is not None:
+            self.cache.set(keys.app_projection(name), view.to_json())
         return view
 
     def _cached(self, name: str) -> AppView | None:
-        cached = self.store.redis.get(keys.app_projection(name))
+        cached = self.cache.get(keys.app_projection(name)) if self.cache is not None else None
         try:
             return AppView.from_json(cached) if cached else None
         except (ValueError, TypeError, KeyError):
@@ -181,5 +194,6 @@ class Projections:
         return replay(name, self.store.read(name), compact=False)
 
     def rebuild(self, name: str) -> AppView:
-        self.store.redis.delete(keys.app_projection(name))
+        if self.cache is not None:
+            self.cache.delete(keys.app_projection(name))
         return self.app(name)

@@ -1,7 +1,7 @@
 """Turn a detected change into a queued deployment: events first, then the Celery message.
 
-Pollers, `sluice sync`, redeploy, promote (and later webhooks and pushes) come through here.
-The rules, decided on the app's current view in one optimistic append:
+Pollers, `sluice sync`, redeploy, promote, webhooks and pushes come through here. The rules,
+decided by `decide_deployment` (pure) on the app's current view in one optimistic append:
 - a change to the revision that is live, or already waiting, queues nothing new;
 - a new deployment supersedes every older one that has not started yet, so changes that
   arrive during a deployment collapse into one deployment of the newest revision;
@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.core import events as ev
-from orchestrator.core.decisions import execute
+from orchestrator.core.decisions import execute_with_outcome
 from orchestrator.core.deployment_ids import new_deployment_id
 from orchestrator.core.projections import AppView, DeploymentView
+from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.deploying.task_queue import send_deploy
 from orchestrator.runtime.services import Services
 
@@ -27,41 +28,52 @@ class Queued:
     revision: str
     new: bool                   # False when an existing deployment covers this change
     reason: str = ""
-    status: str = ""            # of the covering deployment
+    status: DeploymentStatus | None = None      # of the covering deployment
+
+
+@dataclass(frozen=True)
+class DeploymentRequest:
+    app: str
+    revision: str
+    trigger: str
+    deployment_id: str          # the id a new deployment gets
+    at: float
+    snapshot: str | None = None
+    origin: str | None = None
+    source: str | None = None
 
 
 def request_deployment(services: Services, app: str, revision: str, trigger: str,
                        snapshot: str | None = None, origin: str | None = None,
                        source: str | None = None) -> Queued:
     now = services.clock.now()
-    deployment_id = new_deployment_id(now)
-    outcome: list[Queued] = []
-
-    def decide(view: AppView) -> list[ev.Event]:
-        outcome.clear()
-        change = [] if revision == view.last_revision else [ev.ChangeDetected(
-            app=app, at=now, revision=revision, trigger=trigger, previous=view.last_revision)]
-        covered = _covering(view, revision, trigger, snapshot)
-        if covered is not None:
-            outcome.append(covered)
-            return change
-        if view.paused and trigger in AUTOMATIC:
-            outcome.append(Queued(None, revision, False, f"app is paused ({view.paused})"))
-            return change
-        outcome.append(Queued(deployment_id, revision, True))
-        return change + [ev.DeploymentQueued(
-            app=app, at=now, deployment_id=deployment_id, revision=revision, trigger=trigger,
-            snapshot=snapshot, origin=origin, source=source)] + [
-            ev.DeploymentSuperseded(app=app, at=now, deployment_id=d.id, by=deployment_id)
-            for d in view.waiting()]
-
-    execute(services.projections, app, decide)
-    result = outcome[0]
-    if result.new or result.status == "pending":
+    request = DeploymentRequest(app, revision, trigger, new_deployment_id(now), now,
+                                snapshot, origin, source)
+    _, _, result = execute_with_outcome(services.projections, app,
+                                        lambda view: decide_deployment(view, request))
+    if result.deployment_id and (result.new or result.status == DeploymentStatus.PENDING):
         # Pending: its message may have been lost (Redis went away between the append and
         # the send); a duplicate message is harmless, a missing one leaves it waiting forever.
         enqueue(services, app, result.deployment_id)
     return result
+
+
+def decide_deployment(view: AppView, request: DeploymentRequest) -> tuple[list[ev.Event], Queued]:
+    """The events a requested deployment appends to the app's stream, and what came of it."""
+    r = request
+    change: list[ev.Event] = [] if r.revision == view.last_revision else [ev.ChangeDetected(
+        app=r.app, at=r.at, revision=r.revision, trigger=r.trigger, previous=view.last_revision)]
+    covered = _covering(view, r.revision, r.trigger, r.snapshot)
+    if covered is not None:
+        return change, covered
+    if view.paused and r.trigger in AUTOMATIC:
+        return change, Queued(None, r.revision, False, f"app is paused ({view.paused})")
+    queued = ev.DeploymentQueued(app=r.app, at=r.at, deployment_id=r.deployment_id,
+                                 revision=r.revision, trigger=r.trigger, snapshot=r.snapshot,
+                                 origin=r.origin, source=r.source)
+    superseded = [ev.DeploymentSuperseded(app=r.app, at=r.at, deployment_id=d.id, by=r.deployment_id)
+                  for d in view.waiting()]
+    return [*change, queued, *superseded], Queued(r.deployment_id, r.revision, True)
 
 
 def _covering(view: AppView, revision: str, trigger: str, snapshot: str | None) -> Queued | None:

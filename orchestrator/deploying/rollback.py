@@ -9,7 +9,8 @@ from orchestrator.core.decisions import execute
 from orchestrator.core.deployment_ids import new_deployment_id
 from orchestrator.core.errors import PermanentError
 from orchestrator.core.lease import Lease, LeaseBusy
-from orchestrator.core.projections import SUCCESS, AppView, DeploymentView
+from orchestrator.core.projections import AppView, DeploymentView
+from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.releases.materialise import live_release, switch
 from orchestrator.runtime.services import Services
 
@@ -47,7 +48,7 @@ def _choose(view: AppView, to: str | None, live: str) -> DeploymentView:
     kept = set(view.kept_releases())
     if to is not None:
         d = view.deployments.get(to)
-        if d is None or d.status != SUCCESS:
+        if d is None or d.status != DeploymentStatus.SUCCESS:
             raise PermanentError(f"deployment {to!r} of {view.name!r} did not succeed; "
                                  "only successful deployments can be rolled back to")
         if d.release not in kept:
@@ -55,7 +56,7 @@ def _choose(view: AppView, to: str | None, live: str) -> DeploymentView:
                                  f"(keep_releases); redeploy it instead: sluice redeploy {view.name} {to}")
         return d
     for d in view.history():
-        if d.status == SUCCESS and d.release in kept and d.release != live:
+        if d.status == DeploymentStatus.SUCCESS and d.release in kept and d.release != live:
             return d
     raise PermanentError(f"app {view.name!r} has no earlier release to roll back to")
 

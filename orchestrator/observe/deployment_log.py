@@ -22,8 +22,11 @@ from dataclasses import dataclass
 
 from orchestrator.core import deployment_ids, keys, replies
 from orchestrator.core import events as ev
-from orchestrator.core.event_store import RecordedEvent, decode_entry
+from orchestrator.core.event_log import RecordedEvent
+from orchestrator.core.event_store import decode_entry
+from orchestrator.core.events import EventType
 from orchestrator.core.projections import replay
+from orchestrator.core.statuses import FINAL_STATUS
 from orchestrator.observe.durations import duration
 from orchestrator.observe.formatting import iso
 from orchestrator.runtime.services import Services
@@ -101,22 +104,23 @@ def _events_of(services: Services, app: str, deployment_id: str,
         if not found:
             if give_up is not None and int(entry_id.split(b"-")[0]) > give_up:
                 return []
-            if kind == "DeploymentQueued" and deployment_id.encode() in data \
+            if kind == EventType.DEPLOYMENT_QUEUED and deployment_id.encode() in data \
                     and isinstance((r := decode_entry(entry_id, fields)).event, ev.DeploymentQueued) \
                     and r.event.deployment_id == deployment_id:
                 found.append(r)
             continue
         if ended_at is not None:        # after a success: its worker's retention, if any
-            if kind == "ReleasesPruned":
+            if kind == EventType.RELEASES_PRUNED:
                 found.append(decode_entry(entry_id, fields))
-            if kind in ("DeploymentStarted", "ReleasesPruned") or n - ended_at > AFTER_END:
+            if kind in (EventType.DEPLOYMENT_STARTED, EventType.RELEASES_PRUNED) \
+                    or n - ended_at > AFTER_END:
                 break
             continue
         if deployment_id.encode() in data:
             r = decode_entry(entry_id, fields)
             if getattr(r.event, "deployment_id", None) == deployment_id:
                 found.append(r)
-                if isinstance(r.event, ev.TERMINAL):
+                if r.event.type in FINAL_STATUS:
                     if not isinstance(r.event, ev.DeploymentSucceeded):
                         break
                     ended_at = n

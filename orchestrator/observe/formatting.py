@@ -9,7 +9,7 @@ from rich.console import Group
 from rich.table import Table
 
 from orchestrator.config.settings import SluiceConfig
-from orchestrator.core.event_store import RecordedEvent
+from orchestrator.core.event_log import RecordedEvent
 from orchestrator.core.projections import AppView, DeploymentView
 from orchestrator.observe.durations import QUEUE, TABLE, duration, took
 

@@ -38,8 +38,8 @@ from prometheus_client.registry import CollectorRegistry
 
 from orchestrator.core import events as ev
 from orchestrator.core import keys, replies
-from orchestrator.core.event_store import RecordedEvent
-from orchestrator.core.projections import BUILDING, DEPLOYING, PENDING, TERMINAL_STATUSES
+from orchestrator.core.event_log import RecordedEvent
+from orchestrator.core.statuses import FINAL_STATUS, IN_PROGRESS, TERMINAL, DeploymentStatus
 from orchestrator.deploying.task_queue import DEPLOY_QUEUE
 from orchestrator.runtime.services import Services
 
@@ -52,8 +52,6 @@ LATENCY_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 HEAD_CHECK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 REMEMBERED_CHANGES = 100    # revisions detected and not yet live, kept for change-to-live
 PRIORITY_STEPS = (0, 3, 6, 9)   # kombu keeps one list per priority step: deploy, deploy\x06\x163, ...
-ENDED = {ev.DeploymentSucceeded: "success", ev.DeploymentFailed: "failed",
-         ev.DeploymentSkipped: "skipped", ev.DeploymentSuperseded: "superseded"}
 
 
 def app_state_key(app: str) -> str:
@@ -146,18 +144,19 @@ def fold(figures: AppFigures, recorded: RecordedEvent) -> AppFigures:
         figures.running[e.deployment_id][1] = figures.running[e.deployment_id][1] or e.at
     elif isinstance(e, ev.DeploymentRetrying):
         figures.retries += 1
-    elif type(e) in ENDED:
-        _ended(figures, e, ENDED[type(e)])
+    elif e.type in FINAL_STATUS:
+        _ended(figures, e, FINAL_STATUS[e.type])
     return figures
 
 
-def _ended(figures: AppFigures, e, status: str) -> None:
-    figures.ended[status] = figures.ended.get(status, 0) + 1
+def _ended(figures: AppFigures, e, status: DeploymentStatus) -> None:
+    label = status.value        # a plain str: orjson takes no other dict keys
+    figures.ended[label] = figures.ended.get(label, 0) + 1
     revision, started = figures.running.pop(e.deployment_id, [None, None])
     if started is not None:
-        figures.durations.setdefault(status, Histogram.empty(DURATION_BUCKETS)).observe(
+        figures.durations.setdefault(label, Histogram.empty(DURATION_BUCKETS)).observe(
             DURATION_BUCKETS, max(0.0, e.at - started))
-    if status == "success" and revision in figures.changes:
+    if status == DeploymentStatus.SUCCESS and revision in figures.changes:
         figures.latency.observe(LATENCY_BUCKETS, max(0.0, e.at - figures.changes.pop(revision)))
 
 
@@ -208,11 +207,11 @@ class SluiceCollector:
             "Seconds from a revision's ChangeDetected to its DeploymentSucceeded", labels=["app"])
         for app in apps:
             f = figures[app]
-            for status in TERMINAL_STATUSES:
+            for status in TERMINAL:
                 ended.add_metric([app, status], f.ended.get(status, 0))
             retries.add_metric([app], f.retries)
-            for status, h in f.durations.items():
-                durations.add_metric([app, status], h.buckets(DURATION_BUCKETS), h.sum)
+            for label, h in f.durations.items():
+                durations.add_metric([app, label], h.buckets(DURATION_BUCKETS), h.sum)
             latency.add_metric([app], f.latency.buckets(LATENCY_BUCKETS), f.latency.sum)
         return [ended, retries, durations, latency]
 
@@ -225,7 +224,7 @@ class SluiceCollector:
         for app in apps:
             view = self.services.projections.app(app)
             statuses = [d.status for d in view.deployments.values()]
-            for status in (PENDING, BUILDING, DEPLOYING):
+            for status in IN_PROGRESS:
                 in_progress.add_metric([app, status], statuses.count(status))
             paused.add_metric([app], 1 if view.paused else 0)
         depth = GaugeMetricFamily("sluice_queue_depth", "Messages waiting in the Celery queue",

@@ -28,7 +28,8 @@ import redis
 
 from orchestrator.core import events as ev
 from orchestrator.core import keys, replies
-from orchestrator.core.projections import BUILDING, DEPLOYING, PENDING, AppView, DeploymentView
+from orchestrator.core.projections import AppView, DeploymentView
+from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.deploying.task_queue import DEPLOY_QUEUE, QUEUED_AT, celery_for
 from orchestrator.observe.formatting import iso
 from orchestrator.runtime.services import Services
@@ -94,9 +95,9 @@ def polls(client: redis.Redis, now: float) -> dict:
 
 def _deployments(services: Services, views: dict[str, AppView], now: float):
     """Deployments running (in flight) and waiting for their next attempt (retries)."""
-    running = {name: [d for d in v.deployments.values() if d.status in (BUILDING, DEPLOYING)]
+    running = {name: [d for d in v.deployments.values() if d.status.running]
                for name, v in views.items()}
-    retrying = {name: [d for d in v.deployments.values() if d.status == PENDING and d.attempts]
+    retrying = {name: [d for d in v.deployments.values() if d.status == DeploymentStatus.PENDING and d.attempts]
                 for name, v in views.items()}
     holders = _lease_holders(services.redis, [name for name, ds in running.items() if ds])
     in_flight, retries = [], []
@@ -144,7 +145,7 @@ def _latest_attempts(client: redis.Redis, app: str, ids: set[str]) -> dict[str, 
     found: dict[str, ev.Event] = {}
     for _, fields in replies.entries(client.xrevrange(keys.app_events(app), "+", "-", count=TAIL)):
         kind = replies.text(fields.get(b"type", b""))
-        if kind not in ("DeploymentStarted", "DeploymentRetrying"):
+        if kind not in (ev.EventType.DEPLOYMENT_STARTED, ev.EventType.DEPLOYMENT_RETRYING):
             continue
         e = ev.Event.from_fields(replies.text_fields(fields))
         if isinstance(e, ev.DeploymentStarted | ev.DeploymentRetrying) \

@@ -36,7 +36,7 @@ class Services:
 
     @cached_property
     def projections(self) -> Projections:
-        return Projections(self.store)
+        return Projections(self.store, cache=self.redis)
 
 
 @lru_cache(maxsize=16)

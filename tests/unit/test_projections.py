@@ -1,5 +1,5 @@
 from orchestrator.core import events as ev
-from orchestrator.core.event_store import RecordedEvent
+from orchestrator.core.event_log import RecordedEvent
 from orchestrator.core.projections import AppView, replay
 
 

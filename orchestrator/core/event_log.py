@@ -1,0 +1,43 @@
+"""What every event store offers: the Redis one (event_store) and the in-memory one
+(memory_store) keep the same contract, checked by one suite (tests/contracts).
+
+- `append(app, events, expected_version)`: all or nothing; the app's stream must be at
+  `expected_version` (ANY_VERSION: anywhere), else ConcurrencyError and nothing is written.
+  Returns the stream's new version: versions are 1-based positions in the app's stream.
+- `read(app, after_id)`: the app's events in order, after the entry `after_id` if given.
+- the feed mirrors every app's events in append order: `feed_last_id`, `follow`.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from orchestrator.core.events import Event
+
+ANY_VERSION = -1
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    version: int       # 1-based position in the app's stream
+    id: str            # the store's entry id (a Redis stream entry id), ordered as appended
+    event: Event
+
+
+class EventLog(Protocol):
+    def append(self, app: str, events: Sequence[Event], expected_version: int) -> int: ...
+
+    def version(self, app: str) -> int: ...
+
+    def read(self, app: str, after_id: str | None = None) -> list[RecordedEvent]: ...
+
+    def apps(self) -> list[str]: ...
+
+    def feed_last_id(self) -> str: ...
+
+    def follow(self, after_id: str = "$", block_ms: int = 1000,
+               app: str | None = None) -> Iterator[RecordedEvent | None]:
+        """Events of every app (or of `app`) after `after_id` ("$": from now) as they are
+        appended; None after each `block_ms` without one."""
+        ...

@@ -1,0 +1,151 @@
+"""What a requested deployment decides, on an app's stream in memory: dedupe, coalescing,
+pausing. The same pure decision request_deployment appends to Redis and then enqueues."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from orchestrator.core import events as ev
+from orchestrator.core.decisions import execute, execute_with_outcome
+from orchestrator.core.memory_store import MemoryEventStore, MemoryViewCache
+from orchestrator.core.projections import AppView, Projections
+from orchestrator.core.statuses import DeploymentStatus
+from orchestrator.deploying.dispatch import DeploymentRequest, Queued, decide_deployment
+
+APP = "hello"
+
+
+class App:
+    """One app's stream in memory and the requests made of it, numbered d1, d2, ..."""
+
+    def __init__(self):
+        self.store = MemoryEventStore()
+        self.projections = Projections(self.store, MemoryViewCache())
+        self._ids = itertools.count(1)
+
+    def request(self, revision: str, trigger: str = "poll", snapshot: str | None = None) -> Queued:
+        n = next(self._ids)
+        request = DeploymentRequest(APP, revision, trigger, f"d{n}", float(n), snapshot)
+        return execute_with_outcome(self.projections, APP, lambda v: decide_deployment(v, request))[2]
+
+    def record(self, *events: ev.Event) -> None:
+        execute(self.projections, APP, lambda view: events)
+
+    def view(self) -> AppView:
+        return self.projections.app(APP)
+
+    def types(self) -> list[str]:
+        return [r.event.type for r in self.store.read(APP)]
+
+    def statuses(self) -> dict[str, str]:
+        return {d.id: d.status for d in self.view().deployments.values()}
+
+
+@pytest.fixture
+def app() -> App:
+    return App()
+
+
+def started(deployment_id: str) -> ev.DeploymentStarted:
+    return ev.DeploymentStarted(app=APP, at=10.0, deployment_id=deployment_id, worker="w")
+
+
+def succeeded(deployment_id: str) -> ev.DeploymentSucceeded:
+    return ev.DeploymentSucceeded(app=APP, at=11.0, deployment_id=deployment_id, snapshot="s",
+                                  release=f"/releases/{deployment_id}")
+
+
+def test_a_new_revision_is_recorded_as_a_change_and_queued(app):
+    queued = app.request("r1")
+
+    assert queued == Queued("d1", "r1", True)
+    assert app.types() == ["ChangeDetected", "DeploymentQueued"]
+    assert app.view().waiting()[0].id == "d1" and app.view().last_revision == "r1"
+
+
+def test_a_change_to_the_revision_already_waiting_queues_nothing_new(app):
+    app.request("r1")
+
+    again = app.request("r1")
+
+    assert (again.deployment_id, again.new, again.status) == ("d1", False, DeploymentStatus.PENDING)
+    assert again.reason == "deployment d1 is already pending"
+    assert app.types() == ["ChangeDetected", "DeploymentQueued"]
+
+
+def test_a_change_to_the_revision_being_built_is_covered_by_that_deployment(app):
+    app.request("r1")
+    app.record(started("d1"))
+
+    again = app.request("r1", trigger="manual")
+
+    assert (again.deployment_id, again.new, again.status) == ("d1", False, DeploymentStatus.BUILDING)
+
+
+def test_an_automatic_change_to_the_live_revision_queues_nothing_but_a_manual_sync_deploys_it(app):
+    app.request("r1")
+    app.record(started("d1"), succeeded("d1"))
+
+    polled = app.request("r1")
+    synced = app.request("r1", trigger="manual")
+
+    assert (polled.new, polled.reason) == (False, "revision is already live (d1)")
+    assert synced == Queued("d3", "r1", True)
+
+
+def test_a_new_deployment_supersedes_every_one_still_waiting_so_only_the_newest_deploys(app):
+    app.request("r1")
+    app.request("r2")
+    newest = app.request("r3")
+
+    assert newest.new
+    assert app.statuses() == {"d1": "superseded", "d2": "superseded", "d3": "pending"}
+    assert [d.id for d in app.view().waiting()] == ["d3"]
+    messages = {d.id: d.message for d in app.view().deployments.values()}
+    assert (messages["d1"], messages["d2"]) == ("superseded by d2", "superseded by d3")
+
+
+def test_a_deployment_already_running_is_not_superseded_by_a_newer_change(app):
+    app.request("r1")
+    app.record(started("d1"))
+
+    app.request("r2")
+
+    assert app.statuses() == {"d1": "building", "d2": "pending"}
+
+
+def test_a_paused_app_records_automatic_changes_but_does_not_deploy_them(app):
+    app.record(ev.AppPaused(app=APP, at=0.5, reason="rolled back to d0"))
+
+    for trigger in ("poll", "webhook", "push"):
+        queued = app.request(f"r-{trigger}", trigger=trigger)
+        assert (queued.deployment_id, queued.new) == (None, False)
+        assert queued.reason == "app is paused (rolled back to d0)"
+
+    assert app.types() == ["AppPaused"] + ["ChangeDetected"] * 3
+    assert app.view().last_revision == "r-push" and app.view().deployments == {}
+
+
+def test_a_paused_app_still_deploys_what_an_operator_asks_for(app):
+    app.record(ev.AppPaused(app=APP, at=0.5, reason="maintenance"))
+
+    assert app.request("r1", trigger="manual").new
+    assert app.request("r1", trigger="redeploy", snapshot="s1").new
+
+
+def test_a_redeploy_of_a_snapshot_is_not_covered_by_a_build_of_the_same_revision(app):
+    app.request("r1")
+
+    redeploy = app.request("r1", trigger="redeploy", snapshot="s-old")
+
+    assert redeploy == Queued("d2", "r1", True)
+    assert app.statuses() == {"d1": "superseded", "d2": "pending"}
+
+
+def test_the_same_revision_detected_twice_is_one_change(app):
+    app.request("r1")
+    app.request("r1")
+    app.request("r2")
+
+    assert app.types().count("ChangeDetected") == 2
