@@ -31,7 +31,8 @@ err = Console(stderr=True, soft_wrap=True)
 @cli.callback()
 def _options(ctx: typer.Context,
              config: Optional[Path] = typer.Option(None, "--config", "-c",
-                                                   help="config file [default: $SLUICE_CONFIG or config/sluice.yaml]"),
+                                                   help="config file [default: $SLUICE_CONFIG or config/sluice.yaml]; "
+                                                        "like the other options here, also after the command"),
              log_level: str = typer.Option("INFO", envvar="SLUICE_LOG_LEVEL",
                                            help="log level for services"),
              log_format: str = typer.Option("text", envvar="SLUICE_LOG_FORMAT",
@@ -365,9 +366,36 @@ def _fail(label: str, message: str, code: int) -> None:
     sys.exit(code)
 
 
+# The options of every command (the callback's), taken after the command too, as kubectl and
+# flux take theirs: `sluice deployments hello -c prod.yaml`. Typer only reads them before the
+# command, so main() moves them there; no command may have an option of the same name.
+GLOBAL_OPTIONS = ("--config", "-c", "--log-level", "--log-format")
+
+
+def global_options_first(args: list[str]) -> list[str]:
+    moved: list[str] = []
+    rest: list[str] = []
+    words = iter(args)
+    for word in words:
+        name = word.split("=", 1)[0] if word.startswith("--") else word[:2]
+        if word == "--":                # what follows is arguments only
+            return moved + rest + [word, *words]
+        if name not in GLOBAL_OPTIONS:
+            rest.append(word)
+        elif word != name:              # --config=FILE, -cFILE
+            moved.append(word)
+        else:
+            value = next(words, None)
+            if value is None:           # left where it stands, for typer to refuse
+                rest.append(word)
+            else:
+                moved += [word, value]
+    return moved + rest
+
+
 def main() -> None:
     try:
-        cli()
+        cli(args=global_options_first(sys.argv[1:]))
     except ConfigError as exc:
         _fail("config error", str(exc), 2)
     except SluiceError as exc:

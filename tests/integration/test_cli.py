@@ -110,6 +110,23 @@ def test_sync_of_an_unknown_app_says_which_apps_exist(workspace):
     assert result.returncode == 2 and "unknown app 'nope'" in result.stderr
 
 
+def test_the_options_of_every_command_may_also_follow_the_command(workspace):
+    workspace.app_with(FUNCTION_APP)
+    config = str(workspace.config_path)
+    env = {"SLUICE_CONFIG": str(workspace.root / "missing.yaml")}     # what --config overrides
+
+    short = sluice("deployments", "hello", "-c", config, "--json", env=env)
+    long = sluice("check-config", f"--config={config}", "--log-format", "json", "--log-level", "DEBUG",
+                  env=env)
+    nested = sluice("credentials", "show", "hello", "--config", config, env=env)
+    refused = sluice("apps", "--config", config, "--log-format", "xml", env=env)
+
+    assert short.returncode == 0 and json.loads(short.stdout) == [], short.stderr
+    assert long.returncode == 0 and f"{workspace.config_path.resolve()}: OK, 1 app(s)" in long.stdout, long.stderr
+    assert nested.returncode == 1 and "app 'hello' has no deployment credentials" in nested.stderr
+    assert refused.returncode == 2 and "--log-format" in refused.stderr
+
+
 def test_commands_without_a_running_redis_say_how_to_start_one(tmp_path):
     app = {"target": str(tmp_path / "t"), "source": {"type": "git", "url": str(tmp_path)}}
     write_config(tmp_path / "c.yaml", tmp_path / "var", {"hello": app})
