@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 
 from rich.console import Group
-from rich.table import Table
+from rich.table import Column, Table
 
 from orchestrator.config.settings import SluiceConfig
 from orchestrator.core.event_log import RecordedEvent
@@ -29,7 +29,8 @@ def deployment_json(view: AppView, d: DeploymentView) -> dict:
 
 
 def deployments_table(view: AppView) -> Table:
-    table = Table("id", "status", "revision", "trigger", "received", "took", "message",
+    table = Table(_id("id", ID_WIDTH + len(" *")), _text("status"), _id("revision", REVISION_WIDTH),
+                  _text("trigger"), _text("received"), _text("took"), _text("message"),
                   title=f"deployments of {view.name}")
     for d in view.history():
         mark = " *" if d.id == view.active_deployment else ""
@@ -39,7 +40,8 @@ def deployments_table(view: AppView) -> Table:
 
 
 def apps_table(config: SluiceConfig, views: dict[str, AppView]) -> Table:
-    table = Table("app", "layout", "source", "target", "active", "last deployment", "automatic")
+    table = Table(_text("app"), _text("layout"), _text("source"), _text("target"), _id_and_more("active"),
+                  _id_and_more("last deployment"), _text("automatic"))
     for name, app in config.apps.items():
         view = views[name]
         active = view.active
@@ -96,10 +98,10 @@ def queue_tables(report: dict) -> Group:
     queues = _table("queues", "queue", "waiting", "oldest waiting")
     for q in report["queues"]:
         queues.add_row(q["name"], str(q["waiting"]), duration(q["oldest_age"], QUEUE))
-    running = _table("in flight", "app", "deployment", "worker", "running for")
+    running = _table("in flight", "app", _id("deployment"), "worker", "running for")
     for t in report["in_flight"]:
         running.add_row(t["app"], t["deployment_id"], t["worker"] or "?", duration(t["running_for"], QUEUE))
-    retries = _table("retries scheduled", "app", "deployment", "attempt", "due")
+    retries = _table("retries scheduled", "app", _id("deployment"), "attempt", "due")
     for r in report["retries"]:
         due = f"in {duration(r['due_in'], QUEUE)} ({_local_iso(r['due_at'])})" if r["due_at"] else "?"
         retries.add_row(r["app"], r["deployment_id"], f"{r['attempt']} of {r['of']}", due)
@@ -112,8 +114,30 @@ def queue_tables(report: dict) -> Group:
     return Group(*(t if t.row_count else f"{t.title}: none" for t in (queues, running, retries, polls)))
 
 
-def _table(title: str, *columns: str) -> Table:
+def _table(title: str, *columns: str | Column) -> Table:
     return Table(*columns, title=title, title_justify="left")
+
+
+# Ids and revisions are copied into commands (`sluice rollback --to`, `sluice log`), so their
+# columns never wrap, fold or shorten, however narrow the terminal (a pipe is 80 wide): the
+# other columns wrap instead, folding only words longer than they are wide.
+ID_WIDTH = 22           # a deployment id: 20261201-235118-a1b2c3
+REVISION_WIDTH = 12     # tables show a revision's first 12 characters
+
+
+def _id(header: str, width: int = ID_WIDTH) -> Column:
+    return Column(header, no_wrap=True, min_width=width)
+
+
+def _text(header: str) -> Column:
+    return Column(header, overflow="fold")
+
+
+def _id_and_more(header: str) -> Column:
+    """An id and a word more (`success 20261201-...`), wrapped between them. A fixed width:
+    Rich narrows a column that may wrap below its min_width, then widens it back past the
+    terminal's edge."""
+    return Column(header, width=ID_WIDTH, overflow="fold")
 
 
 def _local_iso(stamp: str) -> str:

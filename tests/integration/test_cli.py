@@ -127,6 +127,23 @@ def test_the_options_of_every_command_may_also_follow_the_command(workspace):
     assert refused.returncode == 2 and "--log-format" in refused.stderr
 
 
+def test_tables_show_whole_ids_and_revisions_even_80_columns_wide_through_a_pipe(workspace):
+    repo, services = workspace.app_with(FUNCTION_APP)
+    first = sync_and_wait(services, "hello")
+    repo.commit({"host.json": '{"version": "2.0", "n": 2}'})
+    second = sync_and_wait(services, "hello")
+    config, narrow = str(workspace.config_path), {"COLUMNS": "80"}
+
+    deployments = sluice("--config", config, "deployments", "hello", env=narrow)
+    apps = sluice("--config", config, "apps", env=narrow)
+
+    assert deployments.returncode == 0 and apps.returncode == 0, deployments.stderr + apps.stderr
+    for d in (first, second):
+        assert d.id in deployments.stdout and d.revision[:12] in deployments.stdout, deployments.stdout
+    assert second.id in apps.stdout and second.revision[:12] in apps.stdout, apps.stdout
+    assert max(len(line) for line in (deployments.stdout + apps.stdout).splitlines()) <= 80
+
+
 def test_commands_without_a_running_redis_say_how_to_start_one(tmp_path):
     app = {"target": str(tmp_path / "t"), "source": {"type": "git", "url": str(tmp_path)}}
     write_config(tmp_path / "c.yaml", tmp_path / "var", {"hello": app})
