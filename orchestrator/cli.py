@@ -82,11 +82,8 @@ def up(ctx: typer.Context):
 @cli.command()
 def worker(ctx: typer.Context, concurrency: int = typer.Option(1, help="parallel deployments")):
     """Run a deploy worker (a Celery worker on the `deploy` queue)."""
-    from orchestrator.deploying.task_queue import celery_for
-    services = _services(ctx)
-    celery_for(services.redis_url).worker_main(
-        ["worker", "-Q", "deploy", f"--concurrency={concurrency}", "--loglevel=INFO",
-         "--without-gossip", "--without-mingle", f"--hostname=sluice-{os.getpid()}@%h"])
+    from orchestrator.deploying.worker_main import run_worker
+    run_worker(_services(ctx).redis_url, concurrency)
 
 
 @cli.command()

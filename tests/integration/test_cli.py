@@ -179,5 +179,9 @@ def test_up_runs_embedded_redis_worker_and_poller_and_a_commit_goes_live(tmp_pat
         up.send_signal(signal.SIGTERM)
         code = up.wait(60)
         log.close()
-    assert code == 0, Path(log.name).read_text()
+    output = Path(log.name).read_text()
+    assert code == 0, output
     assert not (tmp_path / "var" / "redis" / "url").exists()
+    assert "sluice is up" in output and "worker ready: queue deploy, concurrency 1" in output
+    for celerys_own in ("celery@", "[config]", "-------------- ", "[tasks]", "superuser privileges"):
+        assert celerys_own not in output, output
