@@ -10,13 +10,13 @@ import os
 import secrets
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from orchestrator.config.settings import SluiceConfig, builtin_repository
 from orchestrator.core.errors import ConfigError, SluiceError
+from orchestrator.sources.vcs_process import run
 
 IDENTITY = {"GIT_AUTHOR_NAME": "Sluice", "GIT_AUTHOR_EMAIL": "sluice@localhost",
             "GIT_COMMITTER_NAME": "Sluice", "GIT_COMMITTER_EMAIL": "sluice@localhost"}
@@ -105,7 +105,7 @@ def _install_hook(repo: Path, app: str) -> None:
 
 
 def _git(env: dict, *args: str, check: bool = True, cwd: str | None = None) -> str:
-    done = subprocess.run(["git", *args], env=env, cwd=cwd, capture_output=True, text=True)
+    done = run(["git", *args], env=env, cwd=cwd)
     if check and done.returncode != 0:
         raise GitCommandFailed(f"git {args[0]} failed: {done.stderr.strip()}")
     return done.stdout.strip() if done.returncode == 0 else ""

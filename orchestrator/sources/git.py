@@ -2,12 +2,9 @@
 as aliases so files already in the store are neither read nor hashed again."""
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
-import shlex
-import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,10 +12,11 @@ import git
 from gitdb.util import hex_to_bin
 
 from orchestrator.config.sources import RepositorySource
-from orchestrator.core.errors import AuthenticationFailed, RevisionNotFound, TransientError
+from orchestrator.core.errors import RevisionNotFound
 from orchestrator.core.urls import sanitize_url
 from orchestrator.sources.base import Change, SnapshotWriter, strip_prefix
 from orchestrator.sources.git_http import remote_head
+from orchestrator.sources.vcs_process import credentials, failure, locked_clone, ssh_command
 
 ALIAS_KIND = "git-blob"
 AUTH_REFUSED = ("Authentication failed", "could not read Username", "could not read Password",
@@ -37,7 +35,7 @@ class GitSource:
 
     def head(self) -> str:
         if self.config.url.startswith(("http://", "https://")):
-            return remote_head(self.config.url, self.config.branch, self._auth())
+            return remote_head(self.config.url, self.config.branch, credentials(self.config))
         ref = f"refs/heads/{self.config.branch}"
         out = self._git(git.cmd.Git(), "ls_remote", self.config.url, ref)
         for line in out.splitlines():
@@ -92,11 +90,7 @@ class GitSource:
 
     @contextmanager
     def _locked_mirror(self):
-        self.mirror.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.mirror.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not (self.mirror / "HEAD").exists():
-                self._clone_mirror()
+        with locked_clone(self.mirror, self.mirror / "HEAD", self._clone_mirror):
             _clear_stale_locks(self.mirror)
             repo = git.Repo(self.mirror)
             if repo.config_reader().get_value("fetch", "unpackLimit", None) != 1:
@@ -107,28 +101,19 @@ class GitSource:
             finally:
                 repo.close()
 
-    def _clone_mirror(self) -> None:
-        shutil.rmtree(self.mirror, ignore_errors=True)
-        tmp = self.mirror.with_suffix(".cloning")
-        shutil.rmtree(tmp, ignore_errors=True)
+    def _clone_mirror(self, into: Path) -> None:
         self._git(git.cmd.Git(), "clone", "--mirror", "--quiet", "--config",
-                  "fetch.unpackLimit=1", self.config.url, str(tmp))
-        tmp.rename(self.mirror)
-
-    def _auth(self) -> tuple[str, str] | None:
-        c = self.config
-        return (c.username or "", c.password or "") if c.username or c.password else None
+                  "fetch.unpackLimit=1", self.config.url, str(into))
 
     def _environment(self) -> dict[str, str]:
         """Credentials reach git through its askpass hook and ssh command, never through
         URLs or arguments (which other users can see in the process list)."""
         env = {"GIT_TERMINAL_PROMPT": "0"}
-        if auth := self._auth():
+        if auth := credentials(self.config):
             env.update(GIT_ASKPASS=str(_askpass(self.mirror.parent)),
                        SLUICE_GIT_USERNAME=auth[0], SLUICE_GIT_PASSWORD=auth[1])
         if self.config.ssh_key:
-            env["GIT_SSH_COMMAND"] = (f"ssh -i {shlex.quote(str(self.config.ssh_key))} "
-                                      "-o IdentitiesOnly=yes -o BatchMode=yes")
+            env["GIT_SSH_COMMAND"] = ssh_command(self.config.ssh_key)
         return env
 
     def _git(self, runner, command: str, *args) -> str:
@@ -136,12 +121,8 @@ class GitSource:
             with runner.custom_environment(**self._environment()):
                 return getattr(runner, command)(*args)
         except git.GitCommandError as exc:
-            stderr = (exc.stderr or "").strip()
-            detail = sanitize_url(stderr.splitlines()[-1] if stderr else str(exc.status))
-            message = f"git {command.replace('_', '-')} {sanitize_url(self.config.url)} failed: {detail}"
-            if any(sign in stderr for sign in AUTH_REFUSED):
-                raise AuthenticationFailed(message) from None
-            raise TransientError(message) from None
+            label = f"git {command.replace('_', '-')} {sanitize_url(self.config.url)}"
+            raise failure(label, exc.stderr or "", AUTH_REFUSED, str(exc.status)) from None
 
 
 ASKPASS = """#!/bin/sh

@@ -3,11 +3,9 @@ identify` for ssh:// and local paths), a cached clone, file node ids as aliases 
 already in the store are neither read nor hashed again."""
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -21,15 +19,18 @@ from orchestrator.core.errors import (
     AuthenticationFailed,
     PermanentError,
     RevisionNotFound,
+    SluiceError,
     TransientError,
 )
 from orchestrator.core.urls import sanitize_url
 from orchestrator.sources.base import Change, SnapshotWriter, strip_prefix
 from orchestrator.sources.lean_http import HttpError, Pool
+from orchestrator.sources.vcs_process import credentials, failure, locked_clone, run, ssh_command
 
 ALIAS_KIND = "hg-filenode"
 NODE = re.compile(r"^[0-9a-f]{40}$")
 HEAD_TIMEOUT = 30.0
+AUTH_REFUSED = ("authorization failed",)
 _pool = Pool(timeout=HEAD_TIMEOUT, headers={"Accept": "application/mercurial-0.1"})
 
 
@@ -65,8 +66,7 @@ class HgSource:
 
     def _lookup_over_http(self) -> str:
         """The wire protocol's `lookup` command: one GET, answered `1 <node>` or `0 <error>`."""
-        auth = (self.config.username or "", self.config.password or "") \
-            if self.config.username or self.config.password else None
+        auth = credentials(self.config)
         separator = "&" if "?" in self.config.url else "?"
         query = urlencode({"cmd": "lookup", "key": self.config.branch})
         try:
@@ -165,19 +165,9 @@ class HgSource:
         proc = self._run(["log", *args, "-T", "{node}\n"], cwd=self.clone) if nodes else None
         return set(proc.stdout.split()) & set(nodes) if proc and proc.returncode == 0 else set()
 
-    @contextmanager
     def _locked_clone(self):
-        self.clone.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.clone.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not (self.clone / ".hg" / "requires").exists():
-                shutil.rmtree(self.clone, ignore_errors=True)
-                tmp = self.clone.with_suffix(".cloning")
-                shutil.rmtree(tmp, ignore_errors=True)
-                self._hg(["clone", "-U", "--quiet", "--", self.config.url, str(tmp)], "clone",
-                         cwd=self.clone.parent)
-                tmp.rename(self.clone)
-            yield
+        return locked_clone(self.clone, self.clone / ".hg" / "requires", lambda into: self._hg(
+            ["clone", "-U", "--quiet", "--", self.config.url, str(into)], "clone", cwd=self.clone.parent))
 
     def _hg(self, args: list[str], command: str, cwd: Path | None = None) -> str:
         proc = self._run(args, cwd=cwd or self.clone)
@@ -193,18 +183,13 @@ class HgSource:
             hgrc.write(self._hgrc())
             hgrc.flush()
             env = {**os.environ, "HGPLAIN": "1", "HGRCPATH": hgrc.name, "HGENCODING": "utf-8"}
-            try:
-                return subprocess.run([hg_executable(), *args], cwd=cwd, env=env, timeout=timeout,
-                                      stdin=subprocess.DEVNULL, capture_output=True,
-                                      encoding="utf-8", errors="surrogateescape")
-            except subprocess.TimeoutExpired:
-                raise TransientError(f"hg {args[0]} {self.where} timed out") from None
+            return run([hg_executable(), *args], cwd=cwd, env=env, timeout=timeout,
+                       label=f"hg {args[0]} {self.where}")
 
     def _hgrc(self) -> str:
         lines = ["[ui]", "interactive = false"]
         if self.config.ssh_key:
-            key = shlex.quote(str(self.config.ssh_key))
-            lines.append(f"ssh = ssh -i {key} -o IdentitiesOnly=yes -o BatchMode=yes")
+            lines.append(f"ssh = {ssh_command(self.config.ssh_key)}")
         if self.config.username or self.config.password:
             lines += ["[auth]", f"sluice.prefix = {self.where}"]
             lines += [f"sluice.{key} = {value}" for key, value in
@@ -214,8 +199,5 @@ class HgSource:
     def _no_branch(self) -> RevisionNotFound:
         return RevisionNotFound(f"branch {self.config.branch!r} not found in {self.where}")
 
-    def _failure(self, command: str, stderr: str) -> Exception:
-        lines = [line for line in stderr.strip().splitlines() if line.strip()]
-        detail = sanitize_url(lines[-1]) if lines else "no output"
-        error = AuthenticationFailed if "authorization failed" in detail else TransientError
-        return error(f"hg {command} {self.where} failed: {detail}")
+    def _failure(self, command: str, stderr: str) -> SluiceError:
+        return failure(f"hg {command} {self.where}", stderr, AUTH_REFUSED)
