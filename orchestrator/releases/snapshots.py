@@ -270,8 +270,7 @@ class SnapshotBuilder:
 
     def add_symlink(self, path: str, target: str) -> None:
         self._listed_once(path)
-        self._touch(path)
-        self._files.pop(path, None)
+        self.remove(path)           # the base's entry there, a file or a link
         self._links[path] = target
 
     def remove(self, path: str) -> None:
@@ -285,8 +284,7 @@ class SnapshotBuilder:
 
     def _put(self, path: str, entry: FileEntry) -> None:
         self._listed_once(path)
-        self._touch(path)
-        self._links.pop(path, None)
+        self.remove(path)           # the base's entry there, a file or a link
         self._files[path] = entry
 
     def _touch(self, path: str) -> None:
