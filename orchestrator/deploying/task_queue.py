@@ -16,6 +16,8 @@ DEPLOY_TASK = "sluice.deploy"
 DEPLOY_QUEUE = "deploy"
 QUEUED_AT = "sluice_queued_at"      # message header: unix time the message was sent
 TASK_MODULES = ["workers.tasks"]    # imported by a worker when it starts, by name
+KOMBU_SEP = "\x06\x16"
+PRIORITY_STEPS = (0, 3, 6, 9)       # kombu's default for the Redis transport
 
 # Longer than the longest deployment, so a running task is not handed out twice; a crashed
 # worker's task comes back after it (plus the 1 s restore scan below).
@@ -43,6 +45,12 @@ def create_app(broker_url: str) -> Celery:
         },
     )
     return app
+
+
+def priority_lists(queue: str) -> list[str]:
+    """The Redis lists kombu keeps a queue's messages in, one per priority step: `deploy`,
+    `deploy\\x06\\x163`, ..."""
+    return [queue if not step else f"{queue}{KOMBU_SEP}{step}" for step in PRIORITY_STEPS]
 
 
 @lru_cache(maxsize=8)

@@ -40,7 +40,7 @@ from orchestrator.core import events as ev
 from orchestrator.core import keys, replies
 from orchestrator.core.event_log import RecordedEvent
 from orchestrator.core.statuses import FINAL_STATUS, IN_PROGRESS, TERMINAL, DeploymentStatus
-from orchestrator.deploying.task_queue import DEPLOY_QUEUE
+from orchestrator.deploying.task_queue import DEPLOY_QUEUE, priority_lists
 from orchestrator.runtime.services import Services
 
 log = logging.getLogger("sluice.metrics")
@@ -51,7 +51,6 @@ DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 LATENCY_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 HEAD_CHECK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 REMEMBERED_CHANGES = 100    # revisions detected and not yet live, kept for change-to-live
-PRIORITY_STEPS = (0, 3, 6, 9)   # kombu keeps one list per priority step: deploy, deploy\x06\x163, ...
 
 
 def app_state_key(app: str) -> str:
@@ -253,8 +252,8 @@ class SluiceCollector:
 def queue_depth(client: redis.Redis, queue: str) -> int:
     """Messages waiting in a Celery queue on the Redis transport (all its priority lists)."""
     pipe = client.pipeline(transaction=False)
-    for step in PRIORITY_STEPS:
-        pipe.llen(queue if step == 0 else f"{queue}\x06\x16{step}")
+    for key in priority_lists(queue):
+        pipe.llen(key)
     return sum(pipe.execute())
 
 

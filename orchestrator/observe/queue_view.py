@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable
 
 import redis
 
@@ -30,14 +29,19 @@ from orchestrator.core import events as ev
 from orchestrator.core import keys, replies
 from orchestrator.core.projections import AppView, DeploymentView
 from orchestrator.core.statuses import DeploymentStatus
-from orchestrator.deploying.task_queue import DEPLOY_QUEUE, QUEUED_AT, celery_for
+from orchestrator.deploying.task_queue import (
+    DEPLOY_QUEUE,
+    KOMBU_SEP,
+    PRIORITY_STEPS,
+    QUEUED_AT,
+    celery_for,
+    priority_lists,
+)
 from orchestrator.observe.formatting import iso
 from orchestrator.runtime.services import Services
 
 POLL_HORIZON = 60.0      # "due in the next minute"
 POLL_GRACE = 10.0        # a poller claims due sources within about a second; then: overdue
-KOMBU_SEP = "\x06\x16"
-PRIORITY_STEPS = (0, 3, 6, 9)          # kombu's default for the Redis transport
 INTERNAL_EXCHANGES = ("celery.pidbox", "reply.celery.pidbox", "celeryev")
 TAIL = 500               # stream entries searched back for a deployment's latest attempt
 
@@ -54,7 +58,7 @@ def celery_queues(client: redis.Redis, now: float) -> list[dict]:
     names = queue_names(client)
     with client.pipeline(transaction=False) as pipe:
         for name in names:
-            for key in _priority_lists(name):
+            for key in priority_lists(name):
                 pipe.llen(key)
                 pipe.lindex(key, -1)
         replies = pipe.execute()
@@ -154,10 +158,6 @@ def _latest_attempts(client: redis.Redis, app: str, ids: set[str]) -> dict[str, 
             if len(found) == len(ids):
                 break
     return found
-
-
-def _priority_lists(queue: str) -> Iterable[str]:
-    return [queue if not step else f"{queue}{KOMBU_SEP}{step}" for step in PRIORITY_STEPS]
 
 
 def _queued_at(raw: bytes | None) -> float | None:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from orchestrator.core.projections import DeploymentView
 from orchestrator.deploying.sync import sync_now
-from orchestrator.deploying.task_queue import DEPLOY_QUEUE
-from orchestrator.observe.queue_view import KOMBU_SEP, PRIORITY_STEPS
+from orchestrator.deploying.task_queue import DEPLOY_QUEUE, priority_lists
 from orchestrator.runtime.services import Services
 from tests.helpers import wait_for
 
@@ -40,9 +39,8 @@ def event_types(services: Services, app: str) -> list[str]:
 def deploy_messages(services: Services, deployment_id: str) -> list[dict]:
     """The headers of the deploy queue's messages for the deployment: those waiting in the
     queue and those a worker holds and has not acknowledged yet (kombu's `unacked` hash)."""
-    lists = [DEPLOY_QUEUE if not step else f"{DEPLOY_QUEUE}{KOMBU_SEP}{step}" for step in PRIORITY_STEPS]
     with services.redis.pipeline() as pipe:        # one consistent look at both places
-        for key in lists:
+        for key in priority_lists(DEPLOY_QUEUE):
             pipe.lrange(key, 0, -1)
         pipe.hvals("unacked")
         *waiting, held = pipe.execute()
