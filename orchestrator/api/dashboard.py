@@ -26,7 +26,7 @@ from orchestrator.core.events import Event, EventType
 from orchestrator.core.projections import AppView
 from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.observe.durations import PAGE, took
-from orchestrator.observe.formatting import deployment_json, iso
+from orchestrator.observe.formatting import deployment_json, event_fields, iso
 from orchestrator.observe.queue_view import inspect_queue
 from orchestrator.runtime.services import Services
 
@@ -113,15 +113,5 @@ def event_item(entry_id: str, fields: dict) -> dict:
     event = Event.from_fields(fields)
     data = json.loads(fields.get("data") or "{}")
     return {"id": entry_id, "app": fields.get("app") or event.app, "type": event.type,
-            "at": iso(event.at) if event.at else None, "detail": summary(data)}
-
-
-def summary(data: dict) -> str:
-    """An event's fields besides app and time, one line; ids and hashes shortened."""
-    parts = []
-    for key, value in data.items():
-        if key in ("app", "at") or value in (None, "", []):
-            continue
-        text = str(value)
-        parts.append(f"{key}={text[:12] if len(text) in (40, 64) else text}")
-    return " ".join(parts)
+            "at": iso(event.at) if event.at else None,
+            "detail": event_fields(data, blank=(None, "", []))}

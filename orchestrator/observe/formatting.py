@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from rich.console import Group
@@ -55,9 +56,14 @@ def apps_table(config: SluiceConfig, views: dict[str, AppView]) -> Table:
 
 def event_line(r: RecordedEvent) -> str:
     e = r.event
-    fields = {k: v for k, v in vars(e).items() if k not in ("app", "at")}
-    detail = " ".join(f"{k}={_short(v)}" for k, v in fields.items() if v not in (None, ""))
-    return f"{_local(e.at)}  {e.app:<16} #{r.version:<5} {e.type:<20} {detail}"
+    return f"{_local(e.at)}  {e.app:<16} #{r.version:<5} {e.type:<20} {event_fields(vars(e))}"
+
+
+def event_fields(fields: Mapping[str, object], blank: tuple = (None, "")) -> str:
+    """An event's fields besides app and time, `key=value` on one line, those in `blank`
+    left out; ids and hashes shortened."""
+    return " ".join(f"{k}={_short(v)}" for k, v in fields.items()
+                    if k not in ("app", "at") and v not in blank)
 
 
 def event_json(r: RecordedEvent) -> str:
