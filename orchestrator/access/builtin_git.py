@@ -16,6 +16,7 @@ from pathlib import Path
 
 from orchestrator.config.settings import SluiceConfig, builtin_repository
 from orchestrator.core.errors import ConfigError, SluiceError
+from orchestrator.core.files import write_whole
 from orchestrator.sources.vcs_process import run
 
 IDENTITY = {"GIT_AUTHOR_NAME": "Sluice", "GIT_AUTHOR_EMAIL": "sluice@localhost",
@@ -98,10 +99,7 @@ def _install_hook(repo: Path, app: str) -> None:
     except OSError:
         pass
     hook.parent.mkdir(exist_ok=True)
-    fresh = hook.with_name(f".post-receive.{secrets.token_hex(4)}")
-    fresh.write_text(script)
-    fresh.chmod(0o755)
-    os.replace(fresh, hook)
+    write_whole(hook, script, 0o755)
 
 
 def _git(env: dict, *args: str, check: bool = True, cwd: str | None = None) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.core.errors import PermanentError, TransientError
+from orchestrator.core.files import write_whole
 from orchestrator.releases.snapshots import Manifest, SnapshotStore, implied_dirs
 
 BUILDING_SUFFIX = ".building"
@@ -180,9 +181,7 @@ def _advance_fence(target: Path, token: int) -> None:
     if token < highest:
         raise Fenced(f"fencing token {token} is older than {highest}, which switched "
                      f"{target} already; not switching")
-    tmp = fence.with_name(fence.name + f".{os.getpid()}")
-    tmp.write_text(str(token))
-    os.replace(tmp, fence)
+    write_whole(fence, str(token))
 
 
 def _claim_target(target: Path) -> None:

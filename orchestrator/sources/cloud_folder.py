@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import tempfile
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from orchestrator.core.errors import InvalidAppLayout, TransientError
+from orchestrator.core.files import write_whole
 from orchestrator.sources.base import Change, SnapshotWriter
 
 CONCURRENT_DOWNLOADS = 8
@@ -71,10 +71,7 @@ class ListingFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = json.dumps({"cursor": listing.cursor, "extra": listing.extra,
                            "files": {k: asdict(f) for k, f in listing.files.items()}})
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".listing-")
-        with os.fdopen(fd, "w") as out:
-            out.write(data)
-        os.replace(tmp, self.path)
+        write_whole(self.path, data, 0o600)
 
 
 class CloudFolderSource:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from gitdb.util import hex_to_bin
 
 from orchestrator.config.sources import RepositorySource
 from orchestrator.core.errors import RevisionNotFound
+from orchestrator.core.files import write_whole
 from orchestrator.core.urls import sanitize_url
 from orchestrator.sources.base import Change, SnapshotWriter, strip_prefix
 from orchestrator.sources.git_http import remote_head
@@ -134,10 +134,7 @@ def _askpass(folder: Path) -> Path:
     script = folder / "askpass.sh"
     if not script.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".askpass.{os.getpid()}"
-        tmp.write_text(ASKPASS)
-        tmp.chmod(0o700)
-        tmp.replace(script)
+        write_whole(script, ASKPASS, 0o700)
     return script
 
 
