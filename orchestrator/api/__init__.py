@@ -14,14 +14,13 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from orchestrator.api.apps import Error
 from orchestrator.api.apps import router as apps_router
 from orchestrator.api.dashboard import router as dashboard_router
+from orchestrator.api.errors import Error, error_response
 from orchestrator.api.git_http import router as git_router
 from orchestrator.api.hooks import router as hooks_router
 from orchestrator.api.observe import router as observe_router
@@ -64,47 +63,43 @@ def readiness(services: Services):
     try:
         services.redis.ping()
     except (redis.RedisError, ConfigError) as exc:      # ConfigError: no Redis to look for
-        return JSONResponse({"error": f"cannot reach Redis: {exc}", "redis": "unreachable",
-                             "workers": 0}, 503)
+        return error_response(503, f"cannot reach Redis: {exc}", redis="unreachable", workers=0)
     try:
         seen = workers_seen(services)
     except Exception:       # the broker answered PING but not the broadcast: not ready
         log.warning("pinging the workers failed", exc_info=True)
         seen = 0
     if not seen:
-        return JSONResponse({"error": "no worker answered (is `sluice worker` running?)",
-                             "redis": "ok", "workers": 0}, 503)
+        return error_response(503, "no worker answered (is `sluice worker` running?)",
+                              redis="ok", workers=0)
     return {"status": "ready", "redis": "ok", "workers": seen}
 
 
 def add_error_handlers(app: FastAPI) -> None:
-    def answer(status: int, message: str, headers: dict | None = None, **extra) -> JSONResponse:
-        return JSONResponse({"error": message, **extra}, status, headers=headers)
-
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException):
-        return answer(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError):
         problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
                              for e in exc.errors())
-        return answer(422, f"invalid request: {problems}", detail=jsonable_encoder(exc.errors()))
+        return error_response(422, f"invalid request: {problems}", detail=jsonable_encoder(exc.errors()))
 
     @app.exception_handler(SluiceError)
     async def refused(_: Request, exc: SluiceError):
         if isinstance(exc, NotFound):
-            return answer(404, str(exc))
+            return error_response(404, str(exc))
         if isinstance(exc, (TransientError, ConfigError)):     # ConfigError: e.g. no Redis yet
-            return answer(503, str(exc), {"Retry-After": "5"})
-        return answer(409, str(exc))
+            return error_response(503, str(exc), {"Retry-After": "5"})
+        return error_response(409, str(exc))
 
     @app.exception_handler(redis.ConnectionError)
     @app.exception_handler(redis.TimeoutError)
     async def redis_away(_: Request, exc: redis.RedisError):
-        return answer(503, f"cannot reach Redis: {exc}", {"Retry-After": "5"})
+        return error_response(503, f"cannot reach Redis: {exc}", {"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception):
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return answer(500, "internal error")
+        return error_response(500, "internal error")

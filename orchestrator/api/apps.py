@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from orchestrator.api.access import can_change, can_read
+from orchestrator.api.errors import Error
 from orchestrator.core import deployment_ids
 from orchestrator.core.errors import NotFound
 from orchestrator.core.projections import RECENT, AppView
@@ -22,10 +23,6 @@ from orchestrator.observe.queue_view import inspect_queue
 from orchestrator.runtime.services import Services
 
 DETAIL_DEPLOYMENTS = 20
-
-
-class Error(BaseModel):
-    error: str = Field(description="what went wrong, for people")
 
 
 class Deployment(BaseModel):

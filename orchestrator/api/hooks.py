@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from orchestrator.api.errors import error_response
 from orchestrator.config.sources import AzureDevOpsSourceConfig, BitbucketSourceConfig, GitHubSourceConfig
 from orchestrator.core import keys
 from orchestrator.deploying.dispatch import request_deployment
@@ -35,18 +36,18 @@ async def receive(provider: str, app: str, request: Request) -> JSONResponse:
     config = services.config.apps.get(app)
     source = config.source if config else None
     if provider not in PARSERS or not isinstance(source, WebhookSource) or source.type != provider:
-        return _error(404, f"no {provider} webhook for app {app!r}")
+        return error_response(404, f"no {provider} webhook for app {app!r}")
     try:
         body = await _body(request)
     except TooLarge:
-        return _error(413, f"body larger than {MAX_BODY // (1024 * 1024)} MiB")
+        return error_response(413, f"body larger than {MAX_BODY // (1024 * 1024)} MiB")
     headers = {k.lower(): v for k, v in request.headers.items()}
     if not _authentic(source, body, headers):
-        return _error(401, "delivery not authenticated")
+        return error_response(401, "delivery not authenticated")
     try:
         delivery = PARSERS[provider](headers, body)
     except webhooks.BadDelivery as exc:
-        return _error(400, str(exc))
+        return error_response(400, str(exc))
     return await run_in_threadpool(_act, services, app, source.branch, delivery)
 
 
@@ -94,7 +95,3 @@ async def _body(request: Request) -> bytes:
             raise TooLarge()
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status)

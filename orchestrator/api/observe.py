@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api.access import can_read
+from orchestrator.api.errors import error_response
 from orchestrator.core import keys, replies
 from orchestrator.observe.deployment_log import find_log
 from orchestrator.observe.formatting import iso
@@ -51,7 +52,7 @@ def deployment_log(deployment_id: str, request: Request, app: str | None = None)
     found = find_log(services, deployment_id, app)
     if found is None:
         where = f" of app {app!r}" if app else ""
-        return _error(404, f"no deployment {deployment_id!r}{where}")
+        return error_response(404, f"no deployment {deployment_id!r}{where}")
     return JSONResponse(found.to_json())
 
 
@@ -61,7 +62,7 @@ def metrics(request: Request) -> Response:
     try:
         body, content_type = exposition(services, request.headers.get("accept"))
     except redis.RedisError as exc:
-        return _error(503, f"cannot reach Redis: {exc}")
+        return error_response(503, f"cannot reach Redis: {exc}")
     return Response(body, headers={"Content-Type": content_type})
 
 
@@ -70,10 +71,10 @@ async def events(request: Request, app: str | None = None, since: str | None = N
     services: Services = request.app.state.services
     start = request.headers.get("last-event-id") or since
     if start is not None and not STREAM_ID.match(start):
-        return _error(400, f"not an event id: {start!r} (ids look like 1714564800000-0)")
+        return error_response(400, f"not an event id: {start!r} (ids look like 1714564800000-0)")
     if app is not None and app not in services.config.apps and \
             app not in await run_in_threadpool(services.store.apps):
-        return _error(404, f"no app {app!r}")
+        return error_response(404, f"no app {app!r}")
     # redis-py's default socket timeout (5 s) is shorter than the XREAD BLOCK of a quiet stream
     client = aioredis.Redis.from_url(services.redis_url, socket_timeout=HEARTBEAT_SECONDS + 10)
     try:
@@ -123,7 +124,3 @@ def sse_message(entry_id: str, fields: dict[str, str]) -> str:
     body = {"version": int(fields.get("n", 0)), "id": entry_id, "type": kind, **data,
             "app": data.get("app") or fields.get("app", ""), "at": iso(data.get("at"))}
     return f"id: {entry_id}\nevent: {kind}\ndata: {json.dumps(body)}\n\n"
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status)
