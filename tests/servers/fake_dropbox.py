@@ -42,12 +42,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import NamedTuple
 from urllib.parse import parse_qs
 
 from orchestrator.sources.cloud_hashes import DropboxContentHash
-from tests.servers import tls
+from tests.servers import KeepAliveHandler, tls
 
 HOST_ENV = {"api": "DROPBOX_API_HOST", "content": "DROPBOX_API_CONTENT_HOST",
             "notify": "DROPBOX_API_NOTIFY_HOST"}
@@ -544,18 +544,13 @@ class _Listener(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(KeepAliveHandler):
     server: _Listener
-    protocol_version = "HTTP/1.1"           # the SDK's session keeps connections alive
-    disable_nagle_algorithm = True
     timeout = 60                            # idle keep-alive connections end eventually
 
     def setup(self) -> None:
         super().setup()
         self.connection.do_handshake()
-
-    def log_message(self, *args) -> None:
-        pass
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))

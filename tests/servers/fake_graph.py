@@ -36,11 +36,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 
 from orchestrator.sources.cloud_hashes import QuickXorHash
-from tests.servers import tls
+from tests.servers import KeepAliveHandler, tls
 
 MSA_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"      # the tenant of every personal account
 SHARED_TENANTS = ("common", "organizations", "consumers")
@@ -802,13 +802,8 @@ class _TlsServer(ThreadingHTTPServer):
             self.RequestHandlerClass(connection, client_address, self)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(KeepAliveHandler):
     graph: FakeGraph
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True      # headers and body go out in two writes
-
-    def log_message(self, *args) -> None:
-        pass
 
     def do_GET(self) -> None:
         self._serve(b"")

@@ -6,9 +6,11 @@ import base64
 import os
 import subprocess
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from tests.servers import KeepAliveHandler
 
 
 class GitHttpServer:
@@ -37,13 +39,8 @@ class GitHttpServer:
         self.httpd.server_close()
 
 
-class _CgiBridge(BaseHTTPRequestHandler):
+class _CgiBridge(KeepAliveHandler):
     bridge: GitHttpServer
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True      # headers and body go out in two writes
-
-    def log_message(self, *args) -> None:
-        pass
 
     def do_GET(self) -> None:
         self._run()
