@@ -21,8 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-import yaml
-from common import ROOT, ms, pct, results_table, verdict, wait
+from common import ROOT, ms, pct, results_table, start_worker, verdict, wait, write_config
 from rich.console import Console
 
 sys.path.insert(0, str(ROOT))
@@ -36,28 +35,6 @@ console = Console(width=150)
 def folder(n: int) -> dict[str, bytes]:
     """n small files in 50 folders, like a function app with its dependencies."""
     return {f"pkg{i % 50:02d}/module_{i:05d}.js": f"// {i}\n".encode() * 20 for i in range(n)}
-
-
-def app_config(base: Path, redis_url: str, sources: dict) -> Path:
-    apps = {name: {"layout": "site", "target": str(base / "sites" / name), "source": source}
-            for name, source in sources.items()}
-    cfg = base / "sluice.yaml"
-    cfg.write_text(yaml.safe_dump({"data_dir": str(base / "data"), "redis_url": redis_url,
-                                   "apps": apps}))
-    return cfg
-
-
-def start_worker(cfg: Path, redis_url: str, log: Path) -> subprocess.Popen:
-    from orchestrator.runtime.processes import die_with_parent
-    out = open(log, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "--config", str(cfg),
-                             "worker", "--concurrency", "2"], stdout=out, stderr=subprocess.STDOUT,
-                            env={**os.environ, "SLUICE_REDIS_URL": redis_url}, cwd=ROOT,
-                            preexec_fn=die_with_parent)
-    wait(lambda: b"ready." in log.read_bytes() or proc.poll() is not None, 0.1, 60, "the worker")
-    if proc.poll() is not None:
-        raise RuntimeError(log.read_text(errors="replace")[-2000:])
-    return proc
 
 
 def synced(services, app: str, timeout: float = 600):
@@ -133,8 +110,8 @@ def bench(base: Path, args) -> dict:
         redis_proc, redis_url = start_redis(base / "redis")
         worker = None
         try:
-            cfg = app_config(base, redis_url, sources)
-            worker = start_worker(cfg, redis_url, base / "worker.log")
+            cfg = write_config(base, redis_url, sources)
+            worker = start_worker(cfg, redis_url, base / "worker.log", "--concurrency", "2")
             services = Services.build(load_config(cfg))
             r = {"dropbox": first_and_one_change(
                     services, "dropbox", dbx,

@@ -1,12 +1,17 @@
-"""What every benchmark here shares: git with an identity, waiting, and how figures print."""
+"""What every benchmark here shares: git with an identity, a repository and a config to
+deploy from, a worker, waiting, and how figures print."""
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import yaml
 from rich.table import Table
+
+from orchestrator.runtime.processes import die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 GIT_ENV = {"GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
@@ -20,6 +25,50 @@ def run(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> str
 
 def git(repo: Path, *args: str) -> str:
     return run(["git", *args], repo, GIT_ENV)
+
+
+def make_repo(repo: Path, files: dict[str, bytes]) -> str:
+    """A repository of one commit holding `files`, packed; returns the commit id."""
+    repo.mkdir(parents=True)
+    git(repo, "init", "--quiet", "--initial-branch=master")
+    git(repo, "config", "gc.auto", "0")     # no background auto-gc during the measurements
+    for name, data in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_bytes(data)
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "-m", "initial")
+    git(repo, "gc", "--quiet")              # packed, as a clone of a remote would be
+    return git(repo, "rev-parse", "HEAD")
+
+
+def git_source(repo: Path, poll_interval: str) -> dict:
+    return {"type": "git", "url": str(repo), "branch": "master", "poll_interval": poll_interval}
+
+
+def write_config(base: Path, redis_url: str, sources: dict[str, dict]) -> Path:
+    """base/sluice.yaml: a site app per source, deployed to base/sites/APP."""
+    apps = {name: {"layout": "site", "target": str(base / "sites" / name), "source": source}
+            for name, source in sources.items()}
+    cfg = base / "sluice.yaml"
+    cfg.write_text(yaml.safe_dump({"data_dir": str(base / "data"), "redis_url": redis_url,
+                                   "apps": apps}))
+    return cfg
+
+
+def start_worker(cfg: Path, redis_url: str, log: Path, *options: str) -> subprocess.Popen:
+    """`sluice worker` (log level INFO), once its log says it is ready."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "--config", str(cfg),
+                                 "worker", *options], stdout=out, stderr=subprocess.STDOUT,
+                                cwd=ROOT, env={**os.environ, **GIT_ENV, "SLUICE_REDIS_URL": redis_url},
+                                preexec_fn=die_with_parent)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError("worker exited:\n" + log.read_text(errors="replace")[-3000:])
+        return "ready." in log.read_text(errors="replace")
+    wait(ready, 0.05, 60, "the worker")
+    return proc
 
 
 def wait(predicate, interval: float, timeout: float, what: str):

@@ -16,14 +16,23 @@ import random
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import yaml
-from common import GIT_ENV, ROOT, git, ms, pct, results_table, verdict, wait
+from common import (
+    git,
+    git_source,
+    make_repo,
+    ms,
+    pct,
+    results_table,
+    start_worker,
+    verdict,
+    wait,
+    write_config,
+)
 from rich.console import Console
 
 from orchestrator.config.settings import load_config
@@ -39,7 +48,7 @@ from orchestrator.releases.materialise import (
 from orchestrator.releases.snapshots import Base, Manifest, SnapshotStore
 from orchestrator.releases.validation import validate
 from orchestrator.runtime.embedded_redis import start_redis
-from orchestrator.runtime.processes import die_with_parent, terminate
+from orchestrator.runtime.processes import terminate
 from orchestrator.runtime.services import Services
 from orchestrator.sources.git import GitSource
 from orchestrator.triggers.poller import Poller
@@ -50,19 +59,6 @@ console = Console(width=140)
 
 def rel_path(i: int) -> str:
     return f"d{i // 100:04d}/f{i % 100:03d}.bin"
-
-
-def make_repo(repo: Path, files: dict[str, bytes]) -> str:
-    repo.mkdir(parents=True)
-    git(repo, "init", "--quiet", "--initial-branch=master")
-    git(repo, "config", "gc.auto", "0")     # no background auto-gc during the measurements
-    for name, data in files.items():
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_bytes(data)
-    git(repo, "add", "-A")
-    git(repo, "commit", "--quiet", "-m", "initial")
-    git(repo, "gc", "--quiet")              # packed, as a clone of a remote would be
-    return git(repo, "rev-parse", "HEAD")
 
 
 def commit_change(repo: Path, name: str, data: bytes) -> str:
@@ -118,28 +114,6 @@ class InProcess:
         t["switch"] = timed(switch, self.target, rel)[0]
         self.live = (revision, snap.manifest, rel)
         return t, snap.blobs_added
-
-
-def write_config(cfg: Path, base: Path, url: str, repos: dict[str, Path]) -> None:
-    apps = {name: {"layout": "site", "target": str(base / "sites" / name),
-                   "source": {"type": "git", "url": str(path), "branch": "master",
-                              "poll_interval": "1s"}} for name, path in repos.items()}
-    cfg.write_text(yaml.safe_dump({"data_dir": str(base / "data"), "redis_url": url,
-                                   "apps": apps}))
-
-
-def start_worker(cfg: Path, url: str, log: Path) -> subprocess.Popen:
-    with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "--config", str(cfg),
-                                 "worker"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env={**os.environ, **GIT_ENV, "SLUICE_REDIS_URL": url},
-                                preexec_fn=die_with_parent)
-
-
-def worker_ready(proc: subprocess.Popen, log: Path) -> bool:
-    if proc.poll() is not None:
-        raise RuntimeError("worker exited:\n" + log.read_text(errors="replace")[-3000:])
-    return "ready." in log.read_text(errors="replace")
 
 
 def ended(services: Services, app: str, deployment_id: str):
@@ -211,10 +185,8 @@ def bench(base: Path, args) -> dict:
     redis_proc = worker = None
     try:
         redis_proc, url = start_redis(base / "redis")
-        cfg = base / "sluice.yaml"
-        write_config(cfg, base, url, {"bench": repo, "latency": small})
+        cfg = write_config(base, url, {"bench": git_source(repo, "1s"), "latency": git_source(small, "1s")})
         worker = start_worker(cfg, url, base / "worker.log")
-        wait(lambda: worker_ready(worker, base / "worker.log"), 0.05, 60, "the worker")
         services = Services.build(load_config(cfg))
         inproc = InProcess(base / "inproc", repo)
         r = {"runs": args.runs, "first_stages": inproc.deploy(rev, "first")[0],

@@ -21,8 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-from common import GIT_ENV, ROOT, git, ms, results_table, wait
+from common import ROOT, git, git_source, make_repo, ms, results_table, start_worker, wait, write_config
 from rich.console import Console
 
 from orchestrator.config.settings import load_config
@@ -32,7 +31,7 @@ from orchestrator.deploying.sync import sync_now
 from orchestrator.releases.materialise import remove_tree
 from orchestrator.releases.snapshots import SnapshotStore
 from orchestrator.runtime.embedded_redis import start_redis
-from orchestrator.runtime.processes import die_with_parent, terminate
+from orchestrator.runtime.processes import terminate
 from orchestrator.runtime.services import Services
 from workers import runner, tasks
 
@@ -41,39 +40,6 @@ SUCCEEDED = re.compile(r"Task sluice\.deploy\[[^\]]+\] succeeded in ([0-9.e-]+)s
 IMPORTS = "import orchestrator.cli, orchestrator.deploying.rollback"     # what `sluice rollback` imports
 CLI_SAYS = re.compile(r"rolled back to deployment .* in (\d+) ms")
 console = Console(width=140)
-
-
-def make_repo(repo: Path) -> None:
-    repo.mkdir(parents=True)
-    git(repo, "init", "--quiet", "--initial-branch=master")
-    for i in range(FILES):
-        (repo / f"d{i // 20:02d}").mkdir(exist_ok=True)
-        (repo / f"d{i // 20:02d}" / f"page{i}.html").write_bytes((b"<p>%d</p>\n" % i) * 50)
-    git(repo, "add", "-A")
-    git(repo, "commit", "--quiet", "-m", "initial")
-
-
-def write_config(cfg: Path, base: Path, url: str, repo: Path) -> None:
-    app = {"layout": "site", "target": str(base / "sites" / APP),
-           "source": {"type": "git", "url": str(repo), "branch": "master", "poll_interval": "1h"}}
-    cfg.write_text(yaml.safe_dump({"data_dir": str(base / "data"), "redis_url": url,
-                                   "apps": {APP: app}}))
-
-
-def start_worker(cfg: Path, url: str, log: Path) -> subprocess.Popen:
-    """`sluice worker` (log level INFO), once its log says it is ready."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "--config", str(cfg),
-                                 "worker"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env={**os.environ, **GIT_ENV, "SLUICE_REDIS_URL": url},
-                                preexec_fn=die_with_parent)
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError("worker exited:\n" + log.read_text(errors="replace")[-3000:])
-        return "ready." in log.read_text(errors="replace")
-    wait(ready, 0.05, 60, "the worker")
-    return proc
 
 
 def deploy(services: Services) -> str:
@@ -134,12 +100,12 @@ def rollbacks(services: Services, cfg: Path, ids: list[str]) -> dict:
 
 
 def bench(base: Path, runs: int) -> dict:
-    make_repo(base / "repo")
+    make_repo(base / "repo", {f"d{i // 20:02d}/page{i}.html": (b"<p>%d</p>\n" % i) * 50
+                              for i in range(FILES)})
     redis_proc = worker = None
     try:
         redis_proc, url = start_redis(base / "redis")
-        cfg, log = base / "sluice.yaml", base / "worker.log"
-        write_config(cfg, base, url, base / "repo")
+        cfg, log = write_config(base, url, {APP: git_source(base / "repo", "1h")}), base / "worker.log"
         os.environ["SLUICE_CONFIG"] = str(cfg)      # what tasks.context() reads
         worker = start_worker(cfg, url, log)
         services = Services.build(load_config(cfg))
