@@ -59,6 +59,7 @@ FUNCTION_APP = {
     "HttpHello/function.json": '{"bindings": [{"type": "httpTrigger", "direction": "in", "name": "req"}]}',
     "HttpHello/__init__.py": "def main(req):\n    return 'v1'\n",
 }
+CLOUD_SITE = {"index.html": b"<h1>v1</h1>", "css/site.css": b"body {}", "js/app.js": b"go()"}
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):

@@ -32,6 +32,11 @@ def tree(root: Path) -> dict[str, str]:
             if p.is_file()}
 
 
+def site_files(workspace) -> dict[str, bytes]:
+    """What the `site` app's target shows, as bytes (as a cloud folder holds them)."""
+    return {k: v.encode() for k, v in tree(workspace.target("site")).items()}
+
+
 def event_types(services: Services, app: str) -> list[str]:
     return [r.event.type for r in services.store.read(app)]
 

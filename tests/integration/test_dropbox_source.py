@@ -9,11 +9,10 @@ import pytest
 
 from orchestrator.core import keys
 from orchestrator.triggers.poller import Poller
-from tests.helpers import wait_for
-from tests.integration.flow import sync_and_wait, tree
+from tests.helpers import CLOUD_SITE, wait_for
+from tests.integration.flow import site_files, sync_and_wait
 
 ROOT = "/Apps/Site"
-SITE = {"index.html": b"<h1>v1</h1>", "css/site.css": b"body {}", "js/app.js": b"go()"}
 
 
 @pytest.fixture
@@ -21,7 +20,7 @@ def dbx(cloud_fakes):
     fake = cloud_fakes[0]
     fake.reset()
     fake.longpoll_scale = 1.0
-    for name, content in SITE.items():
+    for name, content in CLOUD_SITE.items():
         fake.put(f"{ROOT}/{name}", content)
     return fake
 
@@ -30,10 +29,6 @@ def dropbox_app(workspace, fake, **source) -> dict:
     return {"site": {"layout": "site", "target": str(workspace.target("site")), "source": {
         "type": "dropbox", "path": ROOT, "app_key": fake.app_key, "app_secret": fake.app_secret,
         "refresh_token": fake.refresh_token, "poll_interval": "1h", **source}}}
-
-
-def site(workspace) -> dict[str, bytes]:
-    return {k: v.encode() for k, v in tree(workspace.target("site")).items()}
 
 
 def test_a_folder_deploys_and_later_changes_download_only_the_changed_file(workspace, dbx):
@@ -47,7 +42,7 @@ def test_a_folder_deploys_and_later_changes_download_only_the_changed_file(works
 
     assert first.status == second.status == "success"
     assert downloaded == 3 and dbx.downloads[3:] == [f"{ROOT}/index.html"]
-    assert site(workspace) == {"index.html": b"<h1>v2</h1>", "css/site.css": b"body {}"}
+    assert site_files(workspace) == {"index.html": b"<h1>v2</h1>", "css/site.css": b"body {}"}
     assert dbx.requests["files/list_folder"] == 2      # one full listing each: poller, worker
 
 
@@ -58,7 +53,7 @@ def test_a_file_already_in_the_store_is_not_downloaded_again(workspace, dbx):
     dbx.move(f"{ROOT}/index.html", f"{ROOT}/home.html")
     d = sync_and_wait(services, "site")
     assert d.status == "success" and len(dbx.downloads) == 3
-    assert site(workspace)["home.html"] == b"<h1>v1</h1>" and "index.html" not in site(workspace)
+    assert site_files(workspace)["home.html"] == b"<h1>v1</h1>" and "index.html" not in site_files(workspace)
 
 
 def test_a_reset_cursor_lists_the_folder_again_and_still_deploys_the_right_files(workspace, dbx):
@@ -69,7 +64,7 @@ def test_a_reset_cursor_lists_the_folder_again_and_still_deploys_the_right_files
     dbx.delete(f"{ROOT}/css/site.css")
     d = sync_and_wait(services, "site")
     assert d.status == "success"
-    assert site(workspace) == {"index.html": b"<h1>after reset</h1>", "js/app.js": b"go()"}
+    assert site_files(workspace) == {"index.html": b"<h1>after reset</h1>", "js/app.js": b"go()"}
 
 
 def test_rate_limits_server_errors_and_an_expired_token_are_ridden_out(workspace, dbx):
@@ -78,7 +73,7 @@ def test_rate_limits_server_errors_and_an_expired_token_are_ridden_out(workspace
     dbx.fail_next("files/list_folder", 503)
     dbx.expire_access_tokens()
     d = sync_and_wait(services, "site", timeout=60)
-    assert d.status == "success" and site(workspace) == SITE
+    assert d.status == "success" and site_files(workspace) == CLOUD_SITE
     assert dbx.requests["oauth2/token"] >= 1
 
 
@@ -100,7 +95,7 @@ def test_a_hostile_name_fails_the_deployment_naming_it_and_the_live_site_stays(w
     dbx.put(f"{ROOT}/a/../../escape.txt", b"owned")
     d = sync_and_wait(services, "site")
     assert d.status == "failed" and "escape.txt" in d.message and "'..'" in d.message
-    assert site(workspace) == SITE
+    assert site_files(workspace) == CLOUD_SITE
     assert not (workspace.root / "sites" / "escape.txt").exists()
 
 
@@ -110,7 +105,7 @@ def test_a_longpolled_change_goes_live_without_waiting_for_the_poll_interval(wor
     thread = threading.Thread(target=poller.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        wait_for(lambda: site_or_none(workspace) == SITE, timeout=30, what="the first deployment")
+        wait_for(lambda: site_or_none(workspace) == CLOUD_SITE, timeout=30, what="the first deployment")
         wait_for(lambda: dbx.requests["files/list_folder/longpoll"] >= 1, what="a longpoll")
         dbx.put(f"{ROOT}/index.html", b"<h1>pushed</h1>")
         wait_for(lambda: (site_or_none(workspace) or {}).get("index.html") == b"<h1>pushed</h1>",
@@ -134,7 +129,7 @@ def test_the_worker_reports_download_progress_for_the_progress_bar(workspace, db
 
 def site_or_none(workspace):
     try:
-        return site(workspace)
+        return site_files(workspace)
     except OSError:
         return None
 
@@ -145,4 +140,4 @@ def test_a_plain_access_token_is_accepted_instead_of_a_refresh_token(workspace, 
         del app["site"]["source"][key]
     app["site"]["source"]["access_token"] = dbx.access_token()
     services = workspace.configure(app)
-    assert sync_and_wait(services, "site").status == "success" and site(workspace) == SITE
+    assert sync_and_wait(services, "site").status == "success" and site_files(workspace) == CLOUD_SITE

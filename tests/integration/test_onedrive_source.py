@@ -7,9 +7,8 @@ import json
 import pytest
 
 from orchestrator.deploying.dispatch import request_deployment
-from tests.integration.flow import sync_and_wait, tree, wait_until_ended
-
-SITE = {"index.html": b"<h1>v1</h1>", "css/site.css": b"body {}", "js/app.js": b"go()"}
+from tests.helpers import CLOUD_SITE
+from tests.integration.flow import site_files, sync_and_wait, wait_until_ended
 
 
 @pytest.fixture
@@ -35,13 +34,9 @@ def personal_app(workspace, fake, refresh_token: str, **source) -> dict:
         "graph_url": fake.graph_url, "poll_interval": "1h", **source}}}
 
 
-def put_site(fake, drive: str, files: dict = SITE) -> None:
+def put_site(fake, drive: str, files: dict = CLOUD_SITE) -> None:
     for name, content in files.items():
         fake.put(drive, f"apps/site/{name}", content)
-
-
-def site(workspace) -> dict[str, bytes]:
-    return {k: v.encode() for k, v in tree(workspace.target("site")).items()}
 
 
 def test_a_business_folder_deploys_and_a_change_downloads_only_that_file(workspace, graph):
@@ -57,9 +52,9 @@ def test_a_business_folder_deploys_and_a_change_downloads_only_that_file(workspa
     second = sync_and_wait(services, "site")
 
     assert first.status == second.status == "success"
-    assert sorted(downloaded) == sorted(f"apps/site/{n}" for n in SITE)
+    assert sorted(downloaded) == sorted(f"apps/site/{n}" for n in CLOUD_SITE)
     assert graph.downloads[len(downloaded):] == ["apps/site/index.html"]
-    assert site(workspace) == {"index.html": b"<h1>v2</h1>", "css/site.css": b"body {}"}
+    assert site_files(workspace) == {"index.html": b"<h1>v2</h1>", "css/site.css": b"body {}"}
     assert set(graph.token_grants) == {"client_credentials"}
 
 
@@ -71,7 +66,7 @@ def test_a_renamed_folder_moves_its_files_without_downloading_them(workspace, gr
     graph.move(drive, "apps/site/css", "apps/site/styles")
     d = sync_and_wait(services, "site")
     assert d.status == "success" and len(graph.downloads) == 3
-    assert site(workspace)["styles/site.css"] == b"body {}" and "css/site.css" not in site(workspace)
+    assert site_files(workspace)["styles/site.css"] == b"body {}" and "css/site.css" not in site_files(workspace)
 
 
 def test_a_personal_drive_signs_in_with_a_refresh_token_kept_in_the_msal_cache(workspace, graph):
@@ -82,7 +77,7 @@ def test_a_personal_drive_signs_in_with_a_refresh_token_kept_in_the_msal_cache(w
     graph.put(drive, "apps/site/index.html", b"<h1>v2</h1>")
     graph.expire_access_tokens()
     d = sync_and_wait(services, "site")
-    assert d.status == "success" and site(workspace)["index.html"] == b"<h1>v2</h1>"
+    assert d.status == "success" and site_files(workspace)["index.html"] == b"<h1>v2</h1>"
     # The configured refresh token was redeemed once per process; after that MSAL's cache
     # (on disk under data_dir) signed in again by itself.
     caches = list((workspace.data_dir / "cache" / "onedrive").glob("*.msal.json"))
@@ -100,7 +95,7 @@ def test_a_resync_request_enumerates_again_and_reconciles_deletions(workspace, g
     graph.require_resync()
     d = sync_and_wait(services, "site")
     assert d.status == "success"
-    assert site(workspace) == {"index.html": b"<h1>after resync</h1>", "js/app.js": b"go()"}
+    assert site_files(workspace) == {"index.html": b"<h1>after resync</h1>", "js/app.js": b"go()"}
 
 
 def test_throttling_is_waited_out_per_retry_after(workspace, graph):
@@ -109,7 +104,7 @@ def test_throttling_is_waited_out_per_retry_after(workspace, graph):
     graph.fail_next("delta", 429, retry_after=1)
     graph.fail_next("content", 503, retry_after=1)
     d = sync_and_wait(services, "site", timeout=60)
-    assert d.status == "success" and site(workspace) == SITE
+    assert d.status == "success" and site_files(workspace) == CLOUD_SITE
 
 
 def test_names_that_differ_only_by_unicode_normalisation_fail_naming_both(workspace, graph):
@@ -124,7 +119,7 @@ def test_names_that_differ_only_by_unicode_normalisation_fail_naming_both(worksp
     d = sync_and_wait(services, "site")
     assert d.status == "failed" and "differ only by case" in d.message
     assert "caf\u00e9.txt" in d.message and "Cafe\u0301.txt" in d.message
-    assert site(workspace) == SITE
+    assert site_files(workspace) == CLOUD_SITE
 
 
 def test_a_refused_client_secret_fails_without_naming_it(workspace, graph):
