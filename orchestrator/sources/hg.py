@@ -190,10 +190,10 @@ class HgSource:
         lines = ["[ui]", "interactive = false"]
         if self.config.ssh_key:
             lines.append(f"ssh = {ssh_command(self.config.ssh_key)}")
-        if self.config.username or self.config.password:
+        if auth := credentials(self.config):
             lines += ["[auth]", f"sluice.prefix = {self.where}"]
-            lines += [f"sluice.{key} = {value}" for key, value in
-                      (("username", self.config.username), ("password", self.config.password)) if value]
+            lines += [f"sluice.{key} = {value}" for key, value in zip(("username", "password"), auth)
+                      if value]
         return "\n".join(lines) + "\n"
 
     def _no_branch(self) -> RevisionNotFound:
