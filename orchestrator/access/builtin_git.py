@@ -2,7 +2,7 @@
 serves at /git/APP.git (orchestrator/api/git_http.py) and that `sluice import` commits to.
 
 Every configured app has one. Only an app whose source is `localgit` deploys what is pushed
-to it (through the post-receive hook, orchestrator/git_hooks.py); for the others it stores.
+to it (through the post-receive hook, orchestrator/triggers/git_hooks.py); for the others it stores.
 """
 from __future__ import annotations
 

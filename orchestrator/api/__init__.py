@@ -1,5 +1,5 @@
 """The HTTP API (FastAPI): webhook receivers, the built-in Git repositories, operators'
-endpoints (/api/..., see operations.py), /healthz and /readyz.
+endpoints (/api/..., see apps.py), /healthz and /readyz.
 
 Errors are JSON {"error": message}, never a traceback: an unknown app or deployment 404, a
 request the app's state refuses 409, a source or Redis out of reach (or no Redis configured)

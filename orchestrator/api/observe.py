@@ -11,7 +11,7 @@ GET /api/events                 Server-Sent Events: every event of `sluice:feed`
                                 appended after it connected, or after ?since=ID (0: the whole
                                 feed). A comment line every HEARTBEAT_SECONDS keeps proxies
                                 from closing a quiet stream.
-GET /metrics                    Prometheus text format (orchestrator/metrics.py)
+GET /metrics                    Prometheus text format (observe/metrics.py)
 
 All three are reads: `api.reads` decides who needs the token (access.can_read).
 """

@@ -1,4 +1,4 @@
-"""The error tree, grouped by what should happen next (see DESIGN.md)."""
+"""The error tree, grouped by what should happen next (docs/architecture.md, "Errors")."""
 
 
 class SluiceError(Exception):

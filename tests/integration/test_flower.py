@@ -1,4 +1,4 @@
-"""Flower, Celery's monitor, against Sluice's Celery app as the README runs it:
+"""Flower, Celery's monitor, against Sluice's Celery app as docs/operating.md runs it:
 `celery -A workers.celery_app --broker=REDIS_URL flower` (no Sluice config needed)."""
 from __future__ import annotations
 

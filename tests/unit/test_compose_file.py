@@ -25,7 +25,7 @@ def argv(service: dict) -> list[str]:
     return list(service.get("entrypoint") or ["sluice"]) + list(service.get("command") or [])
 
 
-def readme_commands() -> set[str]:
+def documented_commands() -> set[str]:
     """Every command the operating docs show: inline code spans and lines of fenced blocks."""
     text = (ROOT / "docs" / "operating.md").read_text()
     blocks = re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.S | re.M)
@@ -43,16 +43,16 @@ def test_every_sluice_service_runs_a_command_the_cli_has():
             assert service["command"][0] in commands, name
 
 
-def test_each_service_runs_exactly_the_command_the_readme_gives_for_it():
-    documented = readme_commands()
+def test_each_service_runs_exactly_the_command_the_docs_give_for_it():
+    documented = documented_commands()
     for name, service in sluice_services().items():
         assert " ".join(argv(service)) in documented, name
     redis = compose()["services"]["redis"]
     assert " ".join(redis["command"]) in documented
 
 
-def test_the_readme_scales_services_the_compose_file_has():
-    scaled = [c for c in readme_commands() if c.startswith("docker compose up")]
+def test_the_docs_scale_services_the_compose_file_has():
+    scaled = [c for c in documented_commands() if c.startswith("docker compose up")]
     assert "docker compose up -d --scale worker=3" in scaled
     assert "docker compose up -d --scale worker=3" in (ROOT / "docker-compose.yml").read_text()
     for command in scaled:

@@ -1,0 +1,95 @@
+"""The commands that show state: apps, deployments, events, queue, log."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Optional
+
+import typer
+
+from orchestrator.cli.app import app_name, cli, out, services_of
+from orchestrator.core.errors import SluiceError
+from orchestrator.observe import formatting
+
+
+@cli.command()
+def apps(ctx: typer.Context):
+    """The configured apps and what is live."""
+    services = services_of(ctx)
+    views = {name: services.projections.app(name) for name in services.config.apps}
+    out.print(formatting.apps_table(services.config, views))
+
+
+@cli.command()
+def deployments(ctx: typer.Context, app: str,
+                as_json: bool = typer.Option(False, "--json", help="a JSON array, newest first")):
+    """An app's deployment history, newest first."""
+    services = services_of(ctx)
+    view = services.projections.history(app_name(services, app))
+    if as_json:
+        print(json.dumps([formatting.deployment_json(view, d) for d in view.history()], indent=2))
+    else:
+        out.print(formatting.deployments_table(view))
+
+
+@cli.command()
+def events(ctx: typer.Context, app: Optional[str] = typer.Argument(None),
+           follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new events"),
+           as_json: bool = typer.Option(False, "--json", help="one JSON object per line")):
+    """Print the event history (of one app, or of all), and follow it."""
+    services = services_of(ctx)
+    show = formatting.event_json if as_json else formatting.event_line
+    feed_start = services.store.feed_last_id()
+    names = [app] if app else services.store.apps()
+    history = sorted((r for n in names for r in services.store.read(n)), key=lambda r: r.id)
+    for r in history:
+        print(show(r), flush=True)
+    if follow:
+        for new in services.store.follow(after_id=feed_start, app=app):
+            if new is not None:
+                print(show(new), flush=True)
+
+
+@cli.command()
+def queue(ctx: typer.Context,
+          as_json: bool = typer.Option(False, "--json", help="a JSON object (with --watch: one per line)"),
+          watch: bool = typer.Option(False, "--watch", "-w", help="refresh every second until Ctrl-C")):
+    """What waits in each Celery queue, what runs, which retries and polls are due."""
+    from rich.live import Live
+
+    from orchestrator.observe.queue_view import inspect_queue
+    services = services_of(ctx)
+    if as_json:
+        while True:
+            print(json.dumps(inspect_queue(services), indent=None if watch else 2), flush=True)
+            if not watch:
+                return
+            time.sleep(1)
+    if not watch or not out.is_terminal:      # piped: a new report each second, one after another
+        while True:
+            out.print(formatting.queue_tables(inspect_queue(services)))
+            if not watch:
+                return
+            time.sleep(1)
+    with Live(formatting.queue_tables(inspect_queue(services)), console=out, auto_refresh=False) as live:
+        while True:
+            time.sleep(1)
+            live.update(formatting.queue_tables(inspect_queue(services)), refresh=True)
+
+
+@cli.command()
+def log(ctx: typer.Context, deployment_id: str,
+        app: Optional[str] = typer.Option(None, "--app", help="the deployment's app [default: any]"),
+        as_json: bool = typer.Option(False, "--json", help="a JSON object with the lines")):
+    """A deployment's log: its steps, their timings and, for a failed one, why."""
+    from orchestrator.observe.deployment_log import dumps, find_log
+    services = services_of(ctx)
+    found = find_log(services, deployment_id, app and app_name(services, app))
+    if found is None:
+        raise SluiceError(f"no deployment {deployment_id!r}" + (f" of app {app!r}" if app else ""))
+    if as_json:
+        print(dumps(found))
+        return
+    for line in found.lines:
+        style = {"error": "bold red", "warning": "yellow"}.get(line.level)
+        out.print(line.text(), style=style, markup=False, highlight=False)

@@ -1,0 +1,73 @@
+"""The commands that change what is live: sync, rollback, redeploy, promote, pause, resume."""
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import typer
+
+from orchestrator.cli.app import app_name, cli, out, services_of
+from orchestrator.cli.reporting import report
+
+
+@cli.command()
+def sync(ctx: typer.Context, app: str,
+         wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end"),
+         timeout: float = typer.Option(600, help="seconds to wait with --wait")):
+    """Check the app's source now and deploy its head (the portal's Sync button)."""
+    from orchestrator.deploying.sync import sync_now
+    services = services_of(ctx)
+    report(services, app, sync_now(services, app_name(services, app)), wait, timeout)
+
+
+@cli.command()
+def rollback(ctx: typer.Context, app: str,
+             to: Optional[str] = typer.Option(None, "--to",
+                                              help="deployment id [default: the previous successful one]")):
+    """Switch the app back to a kept release at once, and pause automatic deployments."""
+    from orchestrator.deploying.rollback import rollback as roll_back
+    from orchestrator.observe.durations import MILLISECONDS, duration
+    services = services_of(ctx)
+    started = time.perf_counter()
+    d = roll_back(services, app_name(services, app), to)
+    out.print(f"{app}: rolled back to deployment {d.origin} (revision {d.revision[:12]}) in "
+              f"{duration(time.perf_counter() - started, MILLISECONDS)} as deployment {d.id}; automatic "
+              f"deployments are paused: `sluice resume {app}` follows the source again")
+
+
+@cli.command()
+def redeploy(ctx: typer.Context, app: str,
+             deployment_id: Optional[str] = typer.Argument(None, help="[default: the active one]"),
+             wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end")):
+    """Deploy an earlier deployment's snapshot again, as a new deployment."""
+    from orchestrator.deploying.operator_actions import redeploy as run_again
+    services = services_of(ctx)
+    report(services, app, run_again(services, app_name(services, app), deployment_id), wait)
+
+
+@cli.command()
+def promote(ctx: typer.Context, from_app: str, to_app: str,
+            wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end")):
+    """Deploy what is live on FROM_APP to TO_APP (staging to production), without rebuilding."""
+    from orchestrator.deploying.operator_actions import promote as promote_live
+    services = services_of(ctx)
+    queued = promote_live(services, app_name(services, from_app), app_name(services, to_app))
+    report(services, to_app, queued, wait)
+
+
+@cli.command()
+def pause(ctx: typer.Context, app: str):
+    """Stop automatic deployments of the app (changes are still recorded)."""
+    from orchestrator.deploying.operator_actions import pause as pause_app
+    services = services_of(ctx)
+    changed = pause_app(services, app_name(services, app))
+    out.print(f"{app}: automatic deployments {'paused' if changed else 'were already paused'}")
+
+
+@cli.command()
+def resume(ctx: typer.Context, app: str,
+           wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end")):
+    """Follow the source again: deploy its head now unless it is already live."""
+    from orchestrator.deploying.operator_actions import resume as resume_app
+    services = services_of(ctx)
+    report(services, app, resume_app(services, app_name(services, app)), wait)

@@ -1,0 +1,51 @@
+"""What a command that queued a deployment prints, and `--wait`: the end of the deployment,
+with a progress bar while a cloud source downloads files."""
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from orchestrator.cli.app import out
+from orchestrator.core import keys
+from orchestrator.core.errors import SluiceError
+from orchestrator.core.statuses import DeploymentStatus
+from orchestrator.runtime.services import Services
+
+
+def report(services: Services, app: str, queued, wait: bool, timeout: float = 600) -> None:
+    if not queued.new:
+        out.print(f"{app}: {queued.revision[:12]}: nothing new to deploy: {queued.reason}")
+    else:
+        out.print(f"{app}: deployment {queued.deployment_id} of {queued.revision[:12]} queued")
+    if wait and queued.deployment_id:
+        d = wait_for_end(services, app, queued.deployment_id, timeout)
+        out.print(f"{app}: deployment {d.id} {d.status}: {d.message}")
+        raise typer.Exit(0 if d.status in (DeploymentStatus.SUCCESS, DeploymentStatus.SKIPPED) else 1)
+
+
+def wait_for_end(services: Services, app: str, deployment_id: str, timeout: float):
+    """Poll the projection until the deployment ends; a progress bar while its snapshot
+    downloads files (cloud sources report how many)."""
+    deadline = time.monotonic() + timeout
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=out, transient=True) as bar:
+        task = None
+        while True:
+            d = services.projections.app(app).deployments[deployment_id]
+            if d.terminal:
+                return d
+            if time.monotonic() > deadline:
+                raise SluiceError(f"deployment {deployment_id} still {d.status} after {timeout:g}s")
+            done, total = _progress(services, deployment_id)
+            if total and task is None:
+                task = bar.add_task(f"{app}: downloading", total=total)
+            if task is not None:
+                bar.update(task, completed=done, total=total)
+            time.sleep(0.1)
+
+
+def _progress(services: Services, deployment_id: str) -> tuple[int, int]:
+    raw = services.redis.hgetall(keys.progress(deployment_id))
+    return int(raw.get(b"done", 0)), int(raw.get(b"total", 0))

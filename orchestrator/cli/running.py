@@ -1,0 +1,76 @@
+"""The commands that run Sluice's services: up, worker, poller, api, ftp; and check-config."""
+from __future__ import annotations
+
+import logging
+import threading
+
+import typer
+
+from orchestrator.cli.app import cli, out, services_of
+from orchestrator.config.settings import load_config
+from orchestrator.core.errors import ConfigError
+
+
+@cli.command("check-config")
+def check_config(ctx: typer.Context):
+    """Validate the configuration without starting anything."""
+    config = load_config(ctx.obj)
+    out.print(f"{ctx.obj}: OK, {len(config.apps)} app(s), data_dir {config.data_dir}")
+    for name, app in config.apps.items():
+        out.print(f"  {name}: {app.source.describe()} -> {app.target}")
+
+
+@cli.command()
+def up(ctx: typer.Context):
+    """Run everything: embedded Redis (unless redis_url is set), a worker and a poller."""
+    from orchestrator.runtime.supervisor import Supervisor
+    config = load_config(ctx.obj)
+    for name, app in config.apps.items():
+        out.print(f"watching {name}: {app.source.describe()} every "
+                  f"{app.source.poll_interval:g}s -> {app.target}")
+    raise typer.Exit(Supervisor(config, ctx.obj, say=out.print).run())
+
+
+@cli.command()
+def worker(ctx: typer.Context, concurrency: int = typer.Option(1, help="parallel deployments")):
+    """Run a deploy worker (a Celery worker on the `deploy` queue)."""
+    from orchestrator.deploying.worker_main import run_worker
+    run_worker(services_of(ctx).redis_url, concurrency)
+
+
+@cli.command()
+def poller(ctx: typer.Context, concurrency: int = typer.Option(16, help="head checks at once")):
+    """Run the poller: head checks of due sources, deployments on change."""
+    import signal
+
+    from orchestrator.triggers.poller import Poller
+    services = services_of(ctx)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.getLogger("sluice.poller").info("polling %d app(s)", len(services.config.apps))
+    Poller(services, concurrency=concurrency).run(stop)
+
+
+@cli.command()
+def api(ctx: typer.Context):
+    """Run the HTTP API (webhook receivers) on api.listen."""
+    import uvicorn
+
+    from orchestrator.api import create_app
+    services = services_of(ctx)
+    listen = services.config.api
+    # log_config=None: uvicorn's records go through Sluice's logging (--log-format); open
+    # event streams (GET /api/events) never end by themselves, so shutdown cuts them after 5 s
+    uvicorn.run(create_app(services), host=listen.host, port=listen.port, log_level="info",
+                log_config=None, timeout_graceful_shutdown=5)
+
+
+@cli.command()
+def ftp(ctx: typer.Context):
+    """Run the FTP/FTPS server (ftp.listen) for apps' files."""
+    from orchestrator.access.ftp import serve_ftp
+    services = services_of(ctx)
+    if not services.config.ftp.listen:
+        raise ConfigError("ftp.listen is not set (e.g. ftp: {listen: 127.0.0.1:2121})")
+    serve_ftp(services)
