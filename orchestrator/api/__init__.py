@@ -25,7 +25,7 @@ from orchestrator.api.git_http import router as git_router
 from orchestrator.api.hooks import router as hooks_router
 from orchestrator.api.observe import router as observe_router
 from orchestrator.core.errors import ConfigError, NotFound, SluiceError, TransientError
-from orchestrator.observe.queue_view import workers_seen
+from orchestrator.observe.queue_view import answering_workers
 from orchestrator.runtime.services import Services
 
 log = logging.getLogger("sluice.api")
@@ -65,7 +65,7 @@ def readiness(services: Services):
     except (redis.RedisError, ConfigError) as exc:      # ConfigError: no Redis to look for
         return error_response(503, f"cannot reach Redis: {exc}", redis="unreachable", workers=0)
     try:
-        seen = workers_seen(services)
+        seen = answering_workers(services)
     except Exception:       # the broker answered PING but not the broadcast: not ready
         log.warning("pinging the workers failed", exc_info=True)
         seen = 0

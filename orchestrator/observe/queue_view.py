@@ -15,7 +15,7 @@ Everything is read, nothing is changed:
   event's time plus its retry_in, and is attempt n+1 of the app's retry.attempts.
 - polls: `sluice:poll:due`: sources due within the next minute, and those overdue (due
   more than POLL_GRACE ago and not yet claimed by a poller: is a poller running?).
-And `workers_seen` (for /readyz): how many workers answer a Celery ping.
+And `answering_workers` (for /readyz): how many workers answer a Celery ping.
 """
 from __future__ import annotations
 
@@ -180,7 +180,7 @@ PING_TIMEOUT = 0.5
 PING_MEMORY = 2.0
 
 
-def workers_seen(services: Services) -> int:
+def answering_workers(services: Services) -> int:
     """How many Celery workers answer a ping (workers run without gossip, so there are no
     heartbeats to read); remembered for PING_MEMORY seconds, so probes cost one ping."""
     url = services.redis_url
