@@ -5,6 +5,7 @@ import base64
 import json
 from pathlib import Path
 
+from orchestrator.core import keys
 from orchestrator.core.projections import DeploymentView
 from orchestrator.deploying.sync import sync_now
 from orchestrator.deploying.task_queue import DEPLOY_QUEUE, priority_lists
@@ -20,9 +21,21 @@ def wait_until_ended(services: Services, app: str, deployment_id: str,
     return wait_for(ended, timeout, what=f"deployment {deployment_id} to end")
 
 
+def wait_until_let_go(services: Services, app: str, timeout: float = 30) -> None:
+    """Until no worker holds the app's lease. A worker records a deployment's end first and
+    only then prunes old releases (ReleasesPruned) and lets go of the app, so a deployment
+    that has ended may still have its worker busy with the app for a moment."""
+    wait_for(lambda: not services.redis.exists(keys.lease(app)), timeout,
+             what=f"the worker to let go of {app}")
+
+
 def sync_and_wait(services: Services, app: str, timeout: float = 30) -> DeploymentView:
+    """Deploy the source's head and wait until that deployment is over: ended, and its
+    worker done with the app (retention recorded, the lease free for whoever comes next)."""
     queued = sync_now(services, app)
-    return wait_until_ended(services, app, queued.deployment_id, timeout)
+    ended = wait_until_ended(services, app, queued.deployment_id, timeout)
+    wait_until_let_go(services, app, timeout)
+    return ended
 
 
 def tree(root: Path) -> dict[str, str]:
