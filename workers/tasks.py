@@ -5,6 +5,7 @@ import logging
 import os
 import random
 import socket
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,9 +16,9 @@ from orchestrator.config.settings import load_config
 from orchestrator.core.errors import ConfigError, TransientError
 from orchestrator.core.lease import LeaseBusy
 from orchestrator.deploying.dispatch import enqueue
-from orchestrator.deploying.task_queue import DEPLOY_TASK
+from orchestrator.deploying.task_queue import DEPLOY_TASK, VISIBILITY_TIMEOUT
 from orchestrator.releases.snapshots import SnapshotStore
-from orchestrator.runtime.services import Services
+from orchestrator.runtime.services import Services, client_for
 from workers import runner
 
 log = logging.getLogger("sluice.worker")
@@ -27,6 +28,7 @@ log = logging.getLogger("sluice.worker")
 # cannot even be recorded — config unreadable, Redis unreachable — so nothing is left stuck.
 INFRA_RETRY_DELAY = 5.0
 LEASE_WAIT = (1.0, 3.0)     # seconds between looks at a busy lease, as a fallback to hand-over
+REDIS_LOOK_INTERVAL = 0.5   # seconds between looks at a Redis that went away
 
 
 @shared_task(name=DEPLOY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
@@ -37,6 +39,8 @@ def deploy(self, app: str, deployment_id: str, attempt: int = 1) -> str:
         outcome = _run(ctx, app, deployment_id, attempt)
     except (ConfigError, redis.RedisError) as exc:
         log.error("deployment %s of %s cannot run yet: %s", deployment_id, app, exc)
+        if isinstance(exc, redis.ConnectionError):
+            _until_redis_answers(self.app.conf.broker_url)
         raise self.retry(exc=exc, countdown=INFRA_RETRY_DELAY) from exc
     log.info("deployment %s of %s: %s", deployment_id, app, outcome)
     return outcome
@@ -56,6 +60,21 @@ def _run(ctx: runner.WorkerContext, app: str, deployment_id: str, attempt: int) 
         log.exception("deployment %s of %s crashed", deployment_id, app)
         return runner.retry_or_fail(ctx, app, deployment_id, attempt,
                                     f"unexpected {type(exc).__name__}: {exc}")
+
+
+def _until_redis_answers(url: str) -> None:
+    """Celery's retry is a message published to this same Redis: sent while Redis is away,
+    it fails, Celery rejects the task without requeueing it, and the deployment would stay
+    `building` for ever. So wait for Redis first (the worker can do nothing without it),
+    at most as long as the broker waits before handing an unacknowledged task out again."""
+    deadline = time.monotonic() + VISIBILITY_TIMEOUT
+    client = client_for(url)
+    while time.monotonic() < deadline:
+        try:
+            client.ping()
+            return
+        except redis.RedisError:
+            time.sleep(REDIS_LOOK_INTERVAL)
 
 
 def context() -> runner.WorkerContext:
