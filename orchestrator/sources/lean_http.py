@@ -88,6 +88,15 @@ def _request_head(method: str, url: str, auth: tuple[str, str] | None,
     return origin, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+def _same_origin(url: str, target: str) -> bool:
+    """Whether a redirect stays on the origin; never a step down from https to http, which
+    would send the request and its credentials in the clear."""
+    here, there = _origin(url), _origin(target)
+    if here.scheme == "https" and there.scheme != "https":
+        raise HttpError(f"refused a redirect from https to {there.scheme}://{there.host}:{there.port}")
+    return (here.scheme, here.host, here.port) == (there.scheme, there.host, there.port)
+
+
 class _Connection:
     def __init__(self, origin: _Origin, timeout: float, context: ssl.SSLContext | None):
         sock = socket.create_connection((origin.host, origin.port), timeout=timeout)
@@ -199,7 +208,11 @@ class Pool:
                 return response
             if response.status == 303 or (response.status in (301, 302) and method == "POST"):
                 method, body = "GET", b""
-            url = urljoin(url, location)
+            target = urljoin(url, location)
+            if not _same_origin(url, target):           # as git and httpx do: credentials stay
+                auth = None                             # with the origin they were given for
+                given = tuple((k, v) for k, v in given if k.lower() != "authorization")
+            url = target
         raise HttpError(f"more than {MAX_REDIRECTS} redirects")
 
     def _send(self, origin: _Origin, head: bytes, body: bytes, method: str) -> Response:

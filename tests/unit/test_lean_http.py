@@ -98,6 +98,27 @@ def test_redirects_are_followed_and_a_post_becomes_a_get_on_303():
     assert server.requests[1].startswith(b"GET /there HTTP/1.1")
 
 
+def test_credentials_follow_a_redirect_on_the_same_origin_only():
+    elsewhere = Scripted(ok(b"other host"))
+    server = Scripted(b"HTTP/1.1 302 Found\r\nLocation: /moved\r\nContent-Length: 0\r\n\r\n",
+                      b"HTTP/1.1 307 Temporary Redirect\r\nLocation: " + elsewhere.url.encode()
+                      + b"/r.git\r\nContent-Length: 0\r\n\r\n")
+    answer = Pool().request("GET", f"{server.url}/r.git", auth=("deploy", "s3cret"),
+                            headers={"Authorization": "Basic c3RvbGVu", "Git-Protocol": "version=2"})
+    assert answer.body == b"other host"
+    assert all(b"Authorization:" in r for r in server.requests)
+    assert b"Authorization" not in elsewhere.requests[0] and b"Git-Protocol" in elsewhere.requests[0]
+
+
+def test_a_redirect_from_https_down_to_http_is_refused(https_server):
+    url, trusted = https_server
+    plain = Scripted(ok(b"in the clear"))
+    down = f"{url}/to/{plain.url.removeprefix('http://')}/r.git"
+    with pytest.raises(HttpError, match="refused a redirect from https to http://127.0.0.1"):
+        Pool(context=trusted).request("GET", down, auth=("deploy", "s3cret"))
+    assert plain.requests == []
+
+
 def test_basic_auth_and_default_headers_are_sent_and_the_callers_headers_win():
     server = Scripted(ok(b""))
     Pool(headers={"Accept": "a/b", "X-Pool": "1"}).request(
@@ -132,6 +153,12 @@ def https_server():
         protocol_version = "HTTP/1.1"
 
         def do_GET(self):
+            if self.path.startswith("/to/"):        # a redirect down to plain http
+                self.send_response(301)
+                self.send_header("Location", "http://" + self.path.removeprefix("/to/"))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             self.send_response(200)
             self.send_header("Content-Length", "6")
             self.end_headers()
