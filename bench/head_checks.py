@@ -52,7 +52,7 @@ from tests.helpers import FIXTURES  # noqa: E402
 
 HG_ENV = {"HGPLAIN": "1", "HGRCPATH": "", "HGUSER": "bench"}
 PUSH = FIXTURES / "github" / "push_with-new-branch.payload.json"
-SECRET, CONCURRENCY = "bench-secret", 32
+SECRET, CONCURRENCY = "bench-webhook-secret", 32
 console = Console(width=150)
 notes: list[str] = []
 

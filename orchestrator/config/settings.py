@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from orchestrator.config.sources import SOURCE_TYPES, Duration, ManualSourceConfig, SourceConfig, _Strict
+from orchestrator.config.sources import SOURCE_TYPES, Duration, ManualSourceConfig, Secret, SourceConfig, _Strict
 from orchestrator.core.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/sluice.yaml")
@@ -27,7 +27,7 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 class ApiConfig(_Strict):
     listen: str = "127.0.0.1:8080"          # where the API (webhooks, ...) listens
-    token: str | None = None                # bearer token for mutating endpoints (and reads, per `reads`)
+    token: Secret | None = None             # bearer token for mutating endpoints (and reads, per `reads`)
     reads: Literal["loopback", "open", "token"] = "loopback"   # who may read without the token
 
     @field_validator("listen")

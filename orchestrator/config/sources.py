@@ -8,7 +8,15 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from orchestrator.core.urls import sanitize_url
 
@@ -27,6 +35,24 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+MIN_SECRET_LENGTH = 16
+
+
+def _unguessable(value: str) -> str:
+    """A shared secret that lets callers in (the API's token, a webhook's secret, what a
+    service hook sends) can be neither empty, which `${VAR}` set but empty gives and which an
+    empty `Bearer` would then match, nor short enough to guess."""
+    if not value.strip():
+        raise ValueError("must not be empty (an environment variable set but empty?)")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ValueError(f"too short for a secret: use at least {MIN_SECRET_LENGTH} characters "
+                         "(e.g. the output of `openssl rand -hex 32`)")
+    return value
+
+
+Secret = Annotated[str, AfterValidator(_unguessable)]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -89,12 +115,12 @@ class _WebhookSource(RepositorySource):
 
 class GitHubSourceConfig(_WebhookSource):
     type: Literal["github"]
-    secret: str = Field(min_length=1)       # the hook's secret: HMAC-SHA256 of each delivery
+    secret: Secret                          # the hook's secret: HMAC-SHA256 of each delivery
 
 
 class BitbucketSourceConfig(_WebhookSource):
     type: Literal["bitbucket"]
-    secret: str = Field(min_length=1)
+    secret: Secret
     repository_scm: Literal["git", "hg"] = Field("git", alias="scm")
     branch: str = ""                        # default: master (git) or default (hg)
 
@@ -113,12 +139,12 @@ class BitbucketSourceConfig(_WebhookSource):
 
 class BasicAuth(_Strict):
     username: str = Field(min_length=1)
-    password: str = Field(min_length=1)
+    password: Secret
 
 
 class HeaderAuth(_Strict):
     name: str = Field(min_length=1)
-    value: str = Field(min_length=1)
+    value: Secret
 
 
 class AzureDevOpsSourceConfig(_WebhookSource):

@@ -18,7 +18,7 @@ from tests.helpers import FUNCTION_APP, git_app
 from tests.integration.flow import sync_and_wait, wait_until_ended
 from tests.servers.api_server import serving
 
-TOKEN = "t0ken-for-tests"
+TOKEN = "t0ken-for-api-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 V2 = {"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n"}
 DEPLOYMENT_FIELDS = {"id", "app", "status", "revision", "snapshot", "active", "trigger", "message",

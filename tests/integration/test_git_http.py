@@ -110,10 +110,10 @@ def test_a_private_azure_devops_repository_deploys_the_pushed_commit_on_its_serv
             "target": str(workspace.target("ado")),
             "source": {"type": "azure-devops", "url": f"{server.url}/app.git", "poll_interval": 0,
                        "username": "build", "password": "pat-s3cret",
-                       "basic_auth": {"username": "hook", "password": "hook-s3cret"}}}})
+                       "basic_auth": {"username": "hook", "password": "hook-s3cret-for-tests"}}}})
         answer = TestClient(create_app(services)).post(
             "/hooks/azure-devops/ado", json=hook,
-            headers={"Authorization": "Basic " + base64.b64encode(b"hook:hook-s3cret").decode()})
+            headers={"Authorization": "Basic " + base64.b64encode(b"hook:hook-s3cret-for-tests").decode()})
         assert (answer.status_code, answer.json()["revision"]) == (202, revision)
         d = wait_until_ended(services, "ado", answer.json()["deployment_id"])
     assert d.status == "success" and d.trigger == "webhook"

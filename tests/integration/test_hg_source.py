@@ -191,12 +191,12 @@ def test_a_bitbucket_mercurial_push_webhook_deploys_from_hg_serve(workspace, rep
     url, _ = served
     services = workspace.configure({"bb": {"layout": "site", "target": str(workspace.target("bb")),
                                            "source": {"type": "bitbucket", "scm": "hg", "url": url,
-                                                      "secret": "s", "poll_interval": 0}}})
+                                                      "secret": "bitbucket-hook-secret", "poll_interval": 0}}})
     payload = json.loads((FIXTURES / "bitbucket/repo-push.json").read_bytes())
     payload["repository"]["scm"] = "hg"
     payload["push"]["changes"][0]["new"].update(name="default", target={"hash": repo.head()})
     body = json.dumps(payload).encode()
-    signature = "sha256=" + hmac.new(b"s", body, hashlib.sha256).hexdigest()
+    signature = "sha256=" + hmac.new(b"bitbucket-hook-secret", body, hashlib.sha256).hexdigest()
 
     response = TestClient(create_app(services)).post("/hooks/bitbucket/bb", content=body, headers={
         "X-Event-Key": "repo:push", "X-Request-UUID": "hg-1", "X-Hub-Signature": signature})

@@ -14,7 +14,7 @@ from orchestrator.api import create_app
 from tests.helpers import FIXTURES, FUNCTION_APP
 from tests.integration.flow import event_types, wait_until_ended
 
-SECRET = "test-secret"
+SECRET = "test-webhook-secret"
 
 
 def github_push(ref: str, after: str) -> bytes:
@@ -121,14 +121,14 @@ def test_bitbucket_and_azure_devops_pushes_queue_the_named_revision(workspace):
                "source": {"type": "bitbucket", "url": str(repo.path), "secret": SECRET}},
         "ado": {"target": str(workspace.target("ado")),
                 "source": {"type": "azure-devops", "url": str(repo.path),
-                           "basic_auth": {"username": "hook", "password": "pw"}}}})
+                           "basic_auth": {"username": "hook", "password": "hook-password-for-tests"}}}})
     client = TestClient(create_app(services))
     bb = json.loads((FIXTURES / "bitbucket/repo-push.json").read_bytes())
     bb["push"]["changes"][0]["new"].update(name="master", target={"hash": revision})
     bb_body = json.dumps(bb).encode()
     ado = json.loads((FIXTURES / "azure-devops/git.push.json").read_bytes())
     ado["resource"]["refUpdates"][0]["newObjectId"] = revision
-    auth = "Basic " + base64.b64encode(b"hook:pw").decode()
+    auth = "Basic " + base64.b64encode(b"hook:hook-password-for-tests").decode()
 
     r1 = client.post("/hooks/bitbucket/bb", content=bb_body, headers={
         "X-Event-Key": "repo:push", "X-Request-UUID": "u-1",

@@ -93,3 +93,22 @@ def test_a_missing_file_is_a_config_error_naming_it(tmp_path):
 def test_cloud_folder_sources_say_which_credentials_or_path_are_wrong(tmp_path, source, message):
     with pytest.raises(ConfigError, match=r"apps\.a\.source.*" + re.escape(message)):
         load_config(write(tmp_path, f"apps:\n  a:\n    target: ./t\n    source: {source}\n"), env={})
+
+
+@pytest.mark.parametrize("settings, key", [
+    ("api: {token: \"${TOKEN}\"}\n", "api.token"),
+    ("apps:\n  a:\n    target: ./t\n    source: {type: github, url: ./r, secret: \"${TOKEN}\"}\n",
+     "apps.a.source.secret"),
+    ("apps:\n  a:\n    target: ./t\n    source: {type: azure-devops, url: ./r,"
+     " header: {name: X-Hook, value: \"${TOKEN}\"}}\n", "apps.a.source.header.value")])
+@pytest.mark.parametrize("value, message", [("", "must not be empty"), ("   ", "must not be empty"),
+                                            ("hunter2", "too short for a secret")])
+def test_an_empty_or_short_token_or_secret_is_refused_naming_the_key(tmp_path, settings, key, value, message):
+    with pytest.raises(ConfigError, match=re.escape(f"{key}: {message}")) as caught:
+        load_config(write(tmp_path, settings), env={"TOKEN": value})
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_token_of_sixteen_characters_or_more_is_accepted(tmp_path):
+    config = load_config(write(tmp_path, "api: {token: \"${TOKEN}\"}\n"), env={"TOKEN": "0123456789abcdef"})
+    assert config.api.token == "0123456789abcdef"
