@@ -29,8 +29,9 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MASK = "***"
 
 _URL_CREDENTIALS = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s\"']+@")
-_KEY_VALUE = re.compile(r"(?i)\b((?:access_|refresh_|id_)?token|client_secret|secret|password|passwd"
-                        r"|sig|signature)=[^&\s\"',;]+")
+# any parameter whose name ends in one of these (`api_token=`, `client_secret=`, `apikey=`)
+_KEY_VALUE = re.compile(r"(?i)\b([a-z0-9_.-]*(?:token|secret|password|passwd|authorization|api_?key"
+                        r"|private_?key)|sig|signature)=[^&\s\"',;]+")
 _AUTH_VALUE = re.compile(r"(?i)\b(authorization[\"']?\s*[:=]\s*[\"']?)(basic|bearer|token)\s+[^\s\"',;]+")
 _SECRET_NAME = re.compile(r"(?i)(^|_)pass(word|wd|phrase)?($|_)|secret|token|authori[sz]ation"
                           r"|credential|api_?key|private_?key|cookie")

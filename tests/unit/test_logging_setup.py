@@ -73,6 +73,14 @@ def test_secret_parameters_are_masked_but_their_names_kept():
     assert "client_secret=***&grant_type=x" in line and "access_token=***" in line
 
 
+def test_access_log_query_values_named_like_tokens_are_masked_whatever_their_prefix():
+    line = redact('127.0.0.1:5 - "GET /api/events?api_token=t0k&app=x&authorization=Bearer%20abc'
+                  '&apikey=k1&max_tokens=5 HTTP/1.1" 200')
+
+    assert "t0k" not in line and "Bearer%20abc" not in line and "k1" not in line
+    assert "api_token=***&app=x&authorization=***&apikey=***&max_tokens=5" in line
+
+
 def test_extra_fields_named_like_secrets_are_masked_and_others_kept():
     doc = json.loads(JsonFormatter().format(record(
         "x", password="p4ss", api_token="t0k", client_secret="s", passive_ports="60000-60099")))
