@@ -24,6 +24,7 @@ from urllib.parse import urljoin, urlsplit
 
 from orchestrator.core import basic_auth
 
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)     # Linux only; elsewhere the delayed ACK stays
 MAX_REDIRECTS = 5
 MAX_BODY = 64 * 1024 * 1024
 FRAMING = re.compile(rb"(?m)^(content-length|transfer-encoding|connection)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$")
@@ -145,7 +146,8 @@ class _Connection:
     def _receive(self) -> None:
         # Acknowledge at once: a server that writes headers and body separately with Nagle on
         # (Python's http.server, so `hg serve`) otherwise waits for our delayed ACK, 40 ms.
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        if QUICKACK is not None:
+            self.sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
         data = self.sock.recv(65536)
         if not data:
             raise ConnectionResetError("the server closed the connection")

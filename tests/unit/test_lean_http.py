@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import trustme
 
+from orchestrator.sources import lean_http
 from orchestrator.sources.lean_http import HttpError, Pool
 
 
@@ -117,6 +118,13 @@ def test_a_redirect_from_https_down_to_http_is_refused(https_server):
     with pytest.raises(HttpError, match="refused a redirect from https to http://127.0.0.1"):
         Pool(context=trusted).request("GET", down, auth=("deploy", "s3cret"))
     assert plain.requests == []
+
+
+def test_where_the_system_has_no_quick_acknowledgement_the_client_works_without_it(monkeypatch):
+    monkeypatch.setattr(lean_http, "QUICKACK", None)        # as on macOS or BSD
+    server = Scripted(ok(b"first"), ok(b"second"))
+    pool = Pool()
+    assert [pool.request("GET", server.url).body for _ in range(2)] == [b"first", b"second"]
 
 
 def test_basic_auth_and_default_headers_are_sent_and_the_callers_headers_win():
