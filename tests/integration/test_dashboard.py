@@ -96,6 +96,15 @@ def test_the_page_and_its_static_files_are_served_without_any_other_host(deploye
     assert not re.search(r'(src|href)="(https?:)?//', html)
 
 
+def test_the_page_may_not_be_framed_and_runs_only_its_own_script(deployed):
+    headers = httpx.get(deployed[3] + "/").headers
+
+    assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
+    policy = headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+
+
 def test_sync_with_the_token_shows_the_new_deployment_arrive_live_and_its_log(page, deployed):
     services, repo, first, base = deployed
     page.goto(base + "/")
