@@ -9,10 +9,11 @@
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from orchestrator.core import replies
 from orchestrator.core.events import Event
 
 ANY_VERSION = -1
@@ -23,6 +24,12 @@ class RecordedEvent:
     version: int       # 1-based position in the app's stream
     id: str            # the store's entry id (a Redis stream entry id), ordered as appended
     event: Event
+
+
+def decode_entry(entry_id: bytes | str, fields: Mapping[bytes, bytes] | Mapping[str, str]) -> RecordedEvent:
+    """One stored entry (id and fields as bytes, as Redis gives them, or str) as a RecordedEvent."""
+    text = replies.text_fields(fields)
+    return RecordedEvent(int(text["n"]), replies.text(entry_id), Event.from_fields(text))
 
 
 class EventLog(Protocol):

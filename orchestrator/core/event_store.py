@@ -11,7 +11,7 @@ import redis
 
 from orchestrator.core import keys, replies
 from orchestrator.core.errors import ConcurrencyError, StoreError
-from orchestrator.core.event_log import RecordedEvent
+from orchestrator.core.event_log import RecordedEvent, decode_entry
 from orchestrator.core.events import Event
 
 FEED_MAXLEN = 100_000
@@ -32,12 +32,6 @@ end
 redis.call('SADD', KEYS[3], ARGV[3])
 return version
 """
-
-
-def decode_entry(entry_id, fields: dict) -> RecordedEvent:
-    """One stream entry (ids and fields as bytes or str) as a RecordedEvent."""
-    fields = replies.text_fields(fields)
-    return RecordedEvent(int(fields["n"]), replies.text(entry_id), Event.from_fields(fields))
 
 
 class EventStore:
@@ -90,6 +84,5 @@ class EventStore:
                 continue
             for entry_id, fields in entries:
                 last = replies.text(entry_id)
-                recorded = decode_entry(entry_id, fields)
-                if app is None or replies.text(fields.get(b"app", b"")) == app:
-                    yield recorded
+                if app is None or fields.get(b"app") == app.encode():
+                    yield decode_entry(entry_id, fields)

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from orchestrator.core.errors import ConcurrencyError
-from orchestrator.core.event_log import RecordedEvent
+from orchestrator.core.event_log import RecordedEvent, decode_entry
 from orchestrator.core.events import Event
 
 Entry = tuple[str, str, dict[str, str]]      # (entry id, app, fields)
@@ -47,7 +47,7 @@ class MemoryEventStore:
         after = _position(after_id) if after_id else 0
         with self._changed:
             entries = [e for e in self._streams.get(app, []) if _position(e[0]) > after]
-        return [_recorded(e) for e in entries]
+        return [decode_entry(e[0], e[2]) for e in entries]
 
     def apps(self) -> list[str]:
         with self._changed:
@@ -70,7 +70,7 @@ class MemoryEventStore:
                 yield None
                 continue
             seen += len(new)
-            yield from (_recorded(e) for e in new if app is None or e[1] == app)
+            yield from (decode_entry(e[0], e[2]) for e in new if app is None or e[1] == app)
 
 
 class MemoryViewCache:
@@ -91,8 +91,3 @@ class MemoryViewCache:
 
 def _position(entry_id: str) -> int:
     return int(entry_id.partition("-")[0])
-
-
-def _recorded(entry: Entry) -> RecordedEvent:
-    entry_id, _, fields = entry
-    return RecordedEvent(int(fields["n"]), entry_id, Event.from_fields(fields))

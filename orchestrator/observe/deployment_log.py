@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 from orchestrator.core import deployment_ids, keys, replies
 from orchestrator.core import events as ev
-from orchestrator.core.event_log import RecordedEvent
-from orchestrator.core.event_store import decode_entry
+from orchestrator.core.event_log import RecordedEvent, decode_entry
 from orchestrator.core.events import EventType
 from orchestrator.core.projections import replay
 from orchestrator.core.statuses import FINAL_STATUS
