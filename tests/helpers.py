@@ -60,6 +60,12 @@ FUNCTION_APP = {
     "HttpHello/__init__.py": "def main(req):\n    return 'v1'\n",
 }
 CLOUD_SITE = {"index.html": b"<h1>v1</h1>", "css/site.css": b"body {}", "js/app.js": b"go()"}
+# Beside CLOUD_SITE: files the ignore rules keep out of every release, and the rules
+# (a .funcignore, itself deployed) that name two of them.
+CLOUD_FUNCIGNORE = b"*.log\ndrafts/\n"
+CLOUD_NEVER_DEPLOYED = {
+    "local.settings.json": b'{"Values": {"AzureWebJobsStorage": "AccountKey=s3cret-key"}}',
+    "debug.log": b"noise", "drafts/plan.html": b"<h1>draft</h1>"}
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):

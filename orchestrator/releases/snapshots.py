@@ -254,6 +254,10 @@ class SnapshotBuilder:
     def known(self, kind: str, keys: Iterable[str]) -> dict[str, FileEntry]:
         return self.store.lookup(kind, keys)
 
+    def ignored(self, paths: Iterable[str]) -> set[str]:
+        rules = IgnoreRules(self._funcignore())
+        return {p for p in paths if rules.ignored(p)}
+
     def add_known(self, path: str, entry: FileEntry, executable: bool = False) -> None:
         self._put(path, FileEntry(entry.sha256, entry.size, executable))
         self.reused += 1

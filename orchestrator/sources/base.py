@@ -49,6 +49,11 @@ class SnapshotWriter(Protocol[Entry]):
     def drop_base(self) -> None:
         """Start from nothing: the source will list every file."""
 
+    def ignored(self, paths: Iterable[str]) -> set[str]:
+        """Those of `paths` no release will hold (local.settings.json, .git/, the patterns of
+        the .funcignore written so far): a source that writes the .funcignore first need
+        not fetch them at all."""
+
     def report_progress(self, done: int, total: int) -> None:
         """Downloads done of those needed (for progress bars); sources call it as they go."""
 

@@ -13,7 +13,7 @@ import json
 import logging
 import tempfile
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ from orchestrator.core.files import write_whole
 from orchestrator.sources.base import Change, SnapshotWriter
 
 CONCURRENT_DOWNLOADS = 8
+FUNCIGNORE = ".funcignore"          # the ignore rules' own file, at the top of the folder
 log = logging.getLogger("sluice.cloud")
 
 
@@ -175,17 +176,39 @@ class Hasher(Protocol):
 
 def write_snapshot(listing: Listing, into: SnapshotWriter, *, kind: str, where: str,
                    download: Download, hasher: Callable[[RemoteFile], Hasher]) -> int:
-    """Every file of the listing into the snapshot; only files whose content hash the store
-    does not know are downloaded, several at once, and each must hash to what the cloud
-    said. Returns how many files were downloaded."""
+    """Every file of the listing that a release may hold into the snapshot; only files
+    whose content hash the store does not know are downloaded, several at once, and each
+    must hash to what the cloud said. The .funcignore comes first, so that what the ignore
+    rules leave out (local.settings.json, with its connection strings, among them) never
+    leaves the cloud. Returns how many files were downloaded."""
     check_names(listing.files, where)
     files = sorted(listing.files.values(), key=lambda f: f.path)
     known = into.known(kind, {f.hash for f in files})
     into.drop_base()                     # the listing names every file
-    missing = [f for f in files if f.hash not in known]
+    rules = _add_known([f for f in files if f.path == FUNCIGNORE], known, into)
+    for f in rules:
+        with _fetch_verified(f, where, download, hasher(f)) as spool:
+            into.add_stream(f.path, spool, alias=(kind, f.hash))
+    left_out = into.ignored(f.path for f in files)
+    missing = _add_known([f for f in files if f.path != FUNCIGNORE and f.path not in left_out],
+                         known, into)
+    _download(missing, into, kind=kind, where=where, download=download, hasher=hasher)
+    return len(rules) + len(missing)
+
+
+def _add_known(files: list[RemoteFile], known: Mapping[str, object], into: SnapshotWriter) -> list[RemoteFile]:
+    """Adds the files whose contents the store holds; returns the others."""
+    missing = []
     for f in files:
         if f.hash in known:
             into.add_known(f.path, known[f.hash])
+        else:
+            missing.append(f)
+    return missing
+
+
+def _download(missing: list[RemoteFile], into: SnapshotWriter, *, kind: str, where: str,
+              download: Download, hasher: Callable[[RemoteFile], Hasher]) -> None:
     into.report_progress(0, len(missing))
     # Downloads wait on the network, so several run at once; the store is written from
     # this thread only, one verified file at a time.
@@ -199,7 +222,6 @@ def write_snapshot(listing: Listing, into: SnapshotWriter, *, kind: str, where: 
         finally:
             for future in pending:
                 future.cancel()
-    return len(missing)
 
 
 def _fetch_verified(f: RemoteFile, where: str, download: Download, hasher: Hasher) -> IO[bytes]:

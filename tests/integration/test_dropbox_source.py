@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.core import keys
 from orchestrator.triggers.poller import Poller
-from tests.helpers import CLOUD_SITE, wait_for
+from tests.helpers import CLOUD_FUNCIGNORE, CLOUD_NEVER_DEPLOYED, CLOUD_SITE, wait_for
 from tests.integration.flow import site_files, sync_and_wait
 
 ROOT = "/Apps/Site"
@@ -44,6 +44,25 @@ def test_a_folder_deploys_and_later_changes_download_only_the_changed_file(works
     assert downloaded == 3 and dbx.downloads[3:] == [f"{ROOT}/index.html"]
     assert site_files(workspace) == {"index.html": b"<h1>v2</h1>", "css/site.css": b"body {}"}
     assert dbx.requests["files/list_folder"] == 2      # one full listing each: poller, worker
+
+
+def test_local_settings_and_funcignored_files_never_leave_dropbox_on_any_deployment(workspace, dbx):
+    """local.settings.json holds connection strings: what no release holds is not fetched
+    into the store either, neither on the first deployment nor on later ones."""
+    dbx.put(f"{ROOT}/.funcignore", CLOUD_FUNCIGNORE)
+    for name, content in CLOUD_NEVER_DEPLOYED.items():
+        dbx.put(f"{ROOT}/{name}", content)
+    services = workspace.configure(dropbox_app(workspace, dbx))
+    first = sync_and_wait(services, "site")
+    for name, content in CLOUD_NEVER_DEPLOYED.items():
+        dbx.put(f"{ROOT}/{name}", content + b" changed")
+    dbx.put(f"{ROOT}/drafts/next.html", b"<h1>next</h1>")
+    dbx.put(f"{ROOT}/index.html", b"<h1>v2</h1>")
+    second = sync_and_wait(services, "site")
+
+    assert first.status == second.status == "success"
+    assert sorted(dbx.downloads) == sorted(f"{ROOT}/{n}" for n in [*CLOUD_SITE, ".funcignore", "index.html"])
+    assert site_files(workspace) == {**CLOUD_SITE, ".funcignore": CLOUD_FUNCIGNORE, "index.html": b"<h1>v2</h1>"}
 
 
 def test_a_file_already_in_the_store_is_not_downloaded_again(workspace, dbx):

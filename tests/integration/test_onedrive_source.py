@@ -7,7 +7,7 @@ import json
 import pytest
 
 from orchestrator.deploying.dispatch import request_deployment
-from tests.helpers import CLOUD_SITE
+from tests.helpers import CLOUD_FUNCIGNORE, CLOUD_NEVER_DEPLOYED, CLOUD_SITE
 from tests.integration.flow import site_files, sync_and_wait, wait_until_ended
 
 
@@ -56,6 +56,29 @@ def test_a_business_folder_deploys_and_a_change_downloads_only_that_file(workspa
     assert graph.downloads[len(downloaded):] == ["apps/site/index.html"]
     assert site_files(workspace) == {"index.html": b"<h1>v2</h1>", "css/site.css": b"body {}"}
     assert set(graph.token_grants) == {"client_credentials"}
+
+
+def test_local_settings_and_funcignored_files_never_leave_onedrive_until_the_rules_let_them(workspace, graph):
+    """The rules are read before anything else is fetched: a file they exclude is never
+    downloaded, and once a changed .funcignore lets it in, it is."""
+    drive = graph.business_drive_id
+    put_site(graph, drive, {**CLOUD_SITE, **CLOUD_NEVER_DEPLOYED, ".funcignore": CLOUD_FUNCIGNORE})
+    services = workspace.configure(business_app(workspace, graph))
+    first = sync_and_wait(services, "site")
+    graph.put(drive, "apps/site/local.settings.json", b'{"Values": {}}')
+    graph.put(drive, "apps/site/index.html", b"<h1>v2</h1>")
+    second = sync_and_wait(services, "site")
+    before_rules_changed = list(graph.downloads)
+    graph.put(drive, "apps/site/.funcignore", b"*.log\n")
+    third = sync_and_wait(services, "site")
+
+    assert first.status == second.status == third.status == "success"
+    assert sorted(before_rules_changed) == sorted(
+        f"apps/site/{n}" for n in [*CLOUD_SITE, ".funcignore", "index.html"])
+    assert sorted(graph.downloads[len(before_rules_changed):]) == [
+        "apps/site/.funcignore", "apps/site/drafts/plan.html"]
+    assert site_files(workspace) == {**CLOUD_SITE, "index.html": b"<h1>v2</h1>", ".funcignore": b"*.log\n",
+                                     "drafts/plan.html": CLOUD_NEVER_DEPLOYED["drafts/plan.html"]}
 
 
 def test_a_renamed_folder_moves_its_files_without_downloading_them(workspace, graph):

@@ -49,6 +49,15 @@ def test_aliases_let_a_source_skip_content_it_already_stored(store):
     assert store.lookup("git-blob", ["abc123", "other"]) == {"abc123": entry}
 
 
+def test_a_writer_names_what_no_release_will_hold_by_the_funcignore_it_holds_so_far(store):
+    writer = store.builder()
+    paths = ["local.settings.json", ".git/config", "a.log", "logs/x.txt", "index.html"]
+    before = writer.ignored(paths)
+    writer.add_stream(".funcignore", io.BytesIO(b"*.log\nlogs/\n"))
+    assert before == {"local.settings.json", ".git/config"}
+    assert writer.ignored(paths) == before | {"a.log", "logs/x.txt"}
+
+
 @pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "a/../../b", "a//b", "a\0b",
                                   "./a", "a\\..\\b", ""])
 def test_names_that_could_escape_or_corrupt_a_release_are_refused(name):
