@@ -17,6 +17,8 @@ from pathlib import Path
 
 from orchestrator.config.settings import SluiceConfig
 from orchestrator.core.backoff import backoff_delay
+from orchestrator.core.files import write_whole
+from orchestrator.core.urls import sanitize_url
 from orchestrator.runtime.embedded_redis import start_redis, wait_for_redis
 from orchestrator.runtime.processes import die_with_parent, terminate
 
@@ -52,7 +54,7 @@ class Supervisor:
         try:
             for child in children:
                 self._start(child, env)
-            self.say(f"sluice is up (Redis {url}, API http://{self.config.api.listen}); "
+            self.say(f"sluice is up (Redis {sanitize_url(url)}, API http://{self.config.api.listen}); "
                      "Ctrl-C stops it")
             while not self.stop.wait(0.5):
                 for child in children:
@@ -67,8 +69,8 @@ class Supervisor:
             return self.config.redis_url
         previous = _port_of(self.url_file)
         self.redis_proc, url = start_redis(self.config.data_dir / "redis", previous)
-        self.url_file.write_text(url + "\n")
-        self.say(f"embedded Redis {url} (AOF under {self.url_file.parent})")
+        write_whole(self.url_file, url + "\n", mode=0o600)      # it holds the password
+        self.say(f"embedded Redis {sanitize_url(url)} (AOF under {self.url_file.parent})")
         return url
 
     def _start(self, child: Child, env: dict) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import urllib.request
@@ -175,12 +176,18 @@ def test_up_runs_embedded_redis_worker_and_poller_and_a_commit_goes_live(tmp_pat
         assert [d["status"] for d in json.loads(listed.stdout)] == ["success", "success"]
         health = wait_for(lambda: _get(f"http://127.0.0.1:{port}/healthz"), what="the API")
         assert json.loads(health) == {"status": "ok"}
+        url_file = tmp_path / "var" / "redis" / "url"
+        password = (url_file.parent / "password").read_text().strip()
+        assert f":{password}@" in url_file.read_text()
+        assert (stat.S_IMODE(url_file.stat().st_mode), stat.S_IMODE(url_file.parent.stat().st_mode)) == (
+            0o600, 0o700)
     finally:
         up.send_signal(signal.SIGTERM)
         code = up.wait(60)
         log.close()
     output = Path(log.name).read_text()
     assert code == 0, output
+    assert password not in output and "embedded Redis redis://127.0.0.1:" in output
     assert not (tmp_path / "var" / "redis" / "url").exists()
     assert "sluice is up" in output and "worker ready: queue deploy, concurrency 1" in output
     for celerys_own in ("celery@", "[config]", "-------------- ", "[tasks]", "superuser privileges"):

@@ -1,5 +1,6 @@
 """Flower, Celery's monitor, against Sluice's Celery app as docs/operating.md runs it:
-`celery -A workers.celery_app --broker=REDIS_URL flower` (no Sluice config needed)."""
+`CELERY_BROKER_URL=REDIS_URL celery -A workers.celery_app flower` (no Sluice config needed;
+the URL, password included, in the environment rather than in arguments any user sees)."""
 from __future__ import annotations
 
 import os
@@ -24,9 +25,8 @@ def flower(redis_url, celery_worker, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("SLUICE_CONFIG", "SLUICE_REDIS_URL")}
     log = open(tmp_path / "flower.log", "w")
     proc = subprocess.Popen(
-        [str(CELERY), "-A", "workers.celery_app", f"--broker={redis_url}", "flower",
-         f"--port={port}", "--address=127.0.0.1"],
-        cwd=tmp_path, env={**env, "FLOWER_UNAUTHENTICATED_API": "true"},
+        [str(CELERY), "-A", "workers.celery_app", "flower", f"--port={port}", "--address=127.0.0.1"],
+        cwd=tmp_path, env={**env, "CELERY_BROKER_URL": redis_url, "FLOWER_UNAUTHENTICATED_API": "true"},
         stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
