@@ -1,7 +1,8 @@
 """The HTTP API (FastAPI): webhook receivers, the built-in Git repositories, operators'
 endpoints (/api/..., see apps.py), /healthz and /readyz.
 
-Errors are JSON {"error": message}, never a traceback: an unknown app or deployment 404, a
+Errors are JSON {"error": message}, never a traceback: a Host the API does not answer to 421
+(hosts.py), an unknown app or deployment 404, a
 request the app's state refuses 409, a source or Redis out of reach (or no Redis configured)
 503 with Retry-After, anything else 500 {"error": "internal error"} with the traceback in the
 server's log.
@@ -23,6 +24,7 @@ from orchestrator.api.dashboard import router as dashboard_router
 from orchestrator.api.errors import Error, error_response
 from orchestrator.api.git_http import router as git_router
 from orchestrator.api.hooks import router as hooks_router
+from orchestrator.api.hosts import HostCheck
 from orchestrator.api.observe import router as observe_router
 from orchestrator.core.errors import ConfigError, NotFound, SluiceError, TransientError
 from orchestrator.observe.queue_view import answering_workers
@@ -40,6 +42,7 @@ class Readiness(BaseModel):
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="Sluice", summary="Continuous deployment: webhooks and operations")
     app.state.services = services
+    app.add_middleware(HostCheck, names=services.config.api.host_names)
     add_error_handlers(app)
     app.include_router(apps_router)
     app.include_router(hooks_router)

@@ -3,11 +3,12 @@ ones that change something.
 
 Changing needs `Authorization: Bearer <api.token>` (compared in constant time); with no
 api.token configured nothing may change (403 saying to set it). Reading follows api.reads:
-`open` anyone; `token` the token, always; `loopback` (the default) clients on 127.0.0.0/8
-or ::1 without it, others with it. A request that came through a proxy (it carries
-Forwarded, X-Forwarded-For or X-Real-IP) is not taken for a loopback client even if the proxy
-runs on this host. A missing or wrong token is a 401 with `WWW-Authenticate: Bearer`; a wrong
-one is refused even from loopback (under `open` no token is looked at).
+`open` anyone; `token` the token, always; `loopback` (the default while api.listen is loopback
+and api.behind_proxy is not set) clients on 127.0.0.0/8 or ::1 without it, others with it. A
+request that came through a proxy (it carries Forwarded, X-Forwarded-For or X-Real-IP) is not
+taken for a loopback client even if the proxy runs on this host. A missing or wrong token is
+a 401 with `WWW-Authenticate: Bearer`; a wrong one is refused even from loopback (under `open`
+no token is looked at).
 """
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ from tests.servers.api_server import serving
 
 TOKEN = "t0ken-for-api-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+LOCAL = "http://localhost"        # a Host the API answers to (TestClient's own, testserver, is not)
 V2 = {"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n"}
 DEPLOYMENT_FIELDS = {"id", "app", "status", "revision", "snapshot", "active", "trigger", "message",
                      "received_at", "started_at", "ended_at", "attempts"}
@@ -39,7 +40,7 @@ def deployed(workspace):
     first = sync_and_wait(services, "hello")
     repo.commit(V2)
     second = sync_and_wait(services, "hello")
-    client = TestClient(create_app(services), headers=AUTH)
+    client = TestClient(create_app(services), base_url=LOCAL, headers=AUTH)
     return services, client, repo, first, second
 
 
@@ -180,7 +181,7 @@ def test_what_the_apps_state_refuses_is_409_with_the_reason(deployed):
 def test_changes_without_the_token_or_with_a_wrong_one_are_401_and_ask_for_a_bearer_token(workspace):
     repo = workspace.repo()
     repo.commit(FUNCTION_APP)
-    client = TestClient(create_app(configure(workspace, repo)))
+    client = TestClient(create_app(configure(workspace, repo)), base_url=LOCAL)
 
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
         response = client.post("/api/apps/hello/sync", headers=headers)
@@ -192,7 +193,7 @@ def test_changes_without_the_token_or_with_a_wrong_one_are_401_and_ask_for_a_bea
 def test_with_no_token_configured_changes_are_403_saying_to_set_api_token(workspace):
     repo = workspace.repo()
     repo.commit(FUNCTION_APP)
-    client = TestClient(create_app(configure(workspace, repo, reads="open", token=None)))
+    client = TestClient(create_app(configure(workspace, repo, reads="open", token=None)), base_url=LOCAL)
 
     response = client.post("/api/apps/hello/sync", headers=AUTH)
 
@@ -203,7 +204,7 @@ def test_with_no_token_configured_changes_are_403_saying_to_set_api_token(worksp
 def test_reads_from_another_host_need_the_token_under_the_default_loopback_rule(workspace):
     repo = workspace.repo()
     repo.commit(FUNCTION_APP)
-    client = TestClient(create_app(configure(workspace, repo)))      # client host "testclient"
+    client = TestClient(create_app(configure(workspace, repo)), base_url=LOCAL)      # client host "testclient"
 
     refused = client.get("/api/apps")
 
@@ -233,7 +234,7 @@ def test_reads_may_be_opened_to_anyone_or_closed_to_all_without_the_token(worksp
     repo = workspace.repo()
     repo.commit(FUNCTION_APP)
     services = configure(workspace, repo, reads=reads)
-    client = TestClient(create_app(services))
+    client = TestClient(create_app(services), base_url=LOCAL)
     with serving(services) as base:
         from_loopback = httpx.get(f"{base}/api/queue")
 
@@ -244,7 +245,7 @@ def test_reads_may_be_opened_to_anyone_or_closed_to_all_without_the_token(worksp
 def test_reads_that_need_a_token_when_none_is_configured_are_403_saying_so(workspace):
     repo = workspace.repo()
     repo.commit(FUNCTION_APP)
-    client = TestClient(create_app(configure(workspace, repo, reads="token", token=None)))
+    client = TestClient(create_app(configure(workspace, repo, reads="token", token=None)), base_url=LOCAL)
 
     response = client.get("/api/apps")
 
@@ -255,7 +256,7 @@ def test_reads_that_need_a_token_when_none_is_configured_are_403_saying_so(works
 
 def test_readyz_is_ready_when_redis_answers_and_a_worker_answers_a_ping(workspace):
     repo = workspace.repo()
-    client = TestClient(create_app(configure(workspace, repo)))
+    client = TestClient(create_app(configure(workspace, repo)), base_url=LOCAL)
 
     response = client.get("/readyz")
 
@@ -292,7 +293,7 @@ def test_an_unexpected_error_is_a_500_json_without_a_traceback(workspace):
     def boom():
         raise RuntimeError("a detail only the server log should hold")
 
-    response = TestClient(app, raise_server_exceptions=False).get("/api/boom")
+    response = TestClient(app, base_url=LOCAL, raise_server_exceptions=False).get("/api/boom")
 
     assert response.status_code == 500 and response.json() == {"error": "internal error"}
 

@@ -30,7 +30,7 @@ def api_schema(workspace):
     services = workspace.configure(
         {"hello": git_app(repo, workspace.target("hello")),
          "manual": {"target": str(workspace.target("manual"))}},
-        api={"token": TOKEN})
+        api={"token": TOKEN, "hosts": ["testserver"]})      # the Host schemathesis's ASGI client sends
     deployed = sync_and_wait(services, "hello")
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(services))
 

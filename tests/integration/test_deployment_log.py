@@ -14,6 +14,7 @@ from tests.helpers import FUNCTION_APP, git_app
 from tests.integration.flow import sync_and_wait, wait_until_ended
 
 LOOPBACK = ("127.0.0.1", 50000)      # the API lets loopback clients read without a token
+LOCAL = "http://localhost"        # a Host the API answers to (TestClient's own, testserver, is not)
 
 
 def steps(log) -> list[str]:
@@ -126,7 +127,7 @@ def test_sluice_log_of_an_unknown_deployment_fails_saying_so(workspace):
 def test_the_api_serves_the_log_as_json_and_answers_404_for_an_unknown_deployment(workspace):
     _, services = workspace.app_with({**FUNCTION_APP, "host.json": "[1,"})
     d = sync_and_wait(services, "hello")
-    client = TestClient(create_app(services), client=LOOPBACK)
+    client = TestClient(create_app(services), base_url=LOCAL, client=LOOPBACK)
 
     found = client.get(f"/api/deployments/{d.id}/log")
     unknown = client.get("/api/deployments/20200101-000000-abcdef/log")

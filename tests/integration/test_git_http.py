@@ -18,6 +18,7 @@ from tests.integration.flow import sync_and_wait, tree, wait_until_ended
 from tests.servers.git_http import GitHttpServer
 
 V2 = {"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n"}
+LOCAL = "http://localhost"        # a Host the API answers to (TestClient's own, testserver, is not)
 
 
 @pytest.fixture
@@ -111,7 +112,7 @@ def test_a_private_azure_devops_repository_deploys_the_pushed_commit_on_its_serv
             "source": {"type": "azure-devops", "url": f"{server.url}/app.git", "poll_interval": 0,
                        "username": "build", "password": "pat-s3cret",
                        "basic_auth": {"username": "hook", "password": "hook-s3cret-for-tests"}}}})
-        answer = TestClient(create_app(services)).post(
+        answer = TestClient(create_app(services), base_url=LOCAL).post(
             "/hooks/azure-devops/ado", json=hook,
             headers={"Authorization": "Basic " + base64.b64encode(b"hook:hook-s3cret-for-tests").decode()})
         assert (answer.status_code, answer.json()["revision"]) == (202, revision)

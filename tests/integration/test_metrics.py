@@ -12,6 +12,7 @@ from tests.helpers import FUNCTION_APP, git_app
 from tests.integration.flow import sync_and_wait
 
 LOOPBACK = ("127.0.0.1", 50000)
+LOCAL = "http://localhost"        # a Host the API answers to (TestClient's own, testserver, is not)
 
 
 def scrape(services) -> dict[tuple, float]:
@@ -105,7 +106,7 @@ def test_the_api_serves_the_figures_in_prometheus_text_format(workspace):
     _, services = workspace.app_with(FUNCTION_APP)
     sync_and_wait(services, "hello")
 
-    client = TestClient(create_app(services), client=LOOPBACK)
+    client = TestClient(create_app(services), base_url=LOCAL, client=LOOPBACK)
     response = client.get("/metrics")
     openmetrics = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
 

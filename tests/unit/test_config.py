@@ -112,3 +112,32 @@ def test_an_empty_or_short_token_or_secret_is_refused_naming_the_key(tmp_path, s
 def test_a_token_of_sixteen_characters_or_more_is_accepted(tmp_path):
     config = load_config(write(tmp_path, "api: {token: \"${TOKEN}\"}\n"), env={"TOKEN": "0123456789abcdef"})
     assert config.api.token == "0123456789abcdef"
+
+
+@pytest.mark.parametrize("api, reads", [
+    ("{}", "loopback"), ("{listen: '[::1]:8080'}", "loopback"), ("{listen: 'localhost:8080'}", "loopback"),
+    ("{listen: '0.0.0.0:8080'}", "token"), ("{listen: '192.0.2.7:8080'}", "token"),
+    ("{behind_proxy: true}", "token"), ("{listen: '0.0.0.0:8080', reads: open}", "open")])
+def test_reads_need_the_token_unless_set_where_other_hosts_or_a_proxy_can_reach_the_api(tmp_path, api, reads):
+    assert load_config(write(tmp_path, f"api: {api}\n"), env={}).api.reads == reads
+
+
+def test_reads_by_loopback_behind_a_proxy_are_refused_naming_both_keys(tmp_path):
+    with pytest.raises(ConfigError, match=r"api: reads: loopback cannot hold with behind_proxy: true"):
+        load_config(write(tmp_path, "api: {behind_proxy: true, reads: loopback}\n"), env={})
+
+
+def test_the_api_answers_to_loopback_its_listen_address_and_the_hosts_listed(tmp_path):
+    config = load_config(write(tmp_path, "api: {listen: '192.0.2.7:80', hosts: [Sluice.Example.COM., '[::1]']}\n"),
+                         env={})
+    every = load_config(write(tmp_path, "api: {listen: '0.0.0.0:80'}\n"), env={})
+
+    assert config.api.host_names == {"localhost", "127.0.0.1", "::1", "192.0.2.7", "sluice.example.com"}
+    assert every.api.host_names == {"localhost", "127.0.0.1", "::1"}
+
+
+@pytest.mark.parametrize("host", ["sluice.example.com:443", "https://sluice.example.com", "two words", ""])
+def test_a_host_with_a_port_or_a_scheme_is_refused_naming_api_hosts(tmp_path, host):
+    with pytest.raises(ConfigError, match=r"api.hosts: host .* must be a name as clients write it, without "
+                                          r"scheme or port"):
+        load_config(write(tmp_path, f"api: {{hosts: ['{host}']}}\n"), env={})
