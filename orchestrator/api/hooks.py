@@ -1,9 +1,13 @@
-"""POST /hooks/{github|bitbucket|azure-devops}/{app}: verify, parse, queue the pushed revision.
+"""POST /hooks/{github|bitbucket|azure-devops}/{app}: verify, parse, deploy the branch head.
 
-202 with what was done (queued, already covered, ignored and why); 200 for a ping; 401 for a
-bad or missing signature or password, with no hint which; 404 for an unknown app or an app
-whose source does not take this provider's hooks; 413 over 5 MiB; 400 for a body the
-provider would not send. A redelivery (same delivery id) never queues a second deployment.
+A verified push to the tracked branch triggers a head check, and the head is what deploys
+(deploying.sync.deploy_head), so a replayed or late delivery cannot put an older revision
+live. 202 with what was done (queued, already covered, ignored and why; `revision` is what
+deploys, `pushed` what the delivery named); 200 for a ping; 401 for a bad or missing
+signature or password, with no hint which; 404 for an unknown app or an app whose source
+does not take this provider's hooks; 413 over 5 MiB; 400 for a body the provider would not
+send (a pushed revision that is not a full commit id); 502 when the head cannot be read. A
+redelivery (same delivery id) never queues a second deployment.
 """
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ from starlette.concurrency import run_in_threadpool
 from orchestrator.api.errors import error_response
 from orchestrator.config.sources import AzureDevOpsSourceConfig, BitbucketSourceConfig, GitHubSourceConfig
 from orchestrator.core import keys
-from orchestrator.deploying.dispatch import request_deployment
+from orchestrator.core.errors import SluiceError
+from orchestrator.deploying.sync import deploy_head
 from orchestrator.runtime.services import Services
 from orchestrator.triggers import webhooks
 
@@ -52,20 +57,28 @@ async def receive(provider: str, app: str, request: Request) -> JSONResponse:
 
 
 def _act(services: Services, app: str, branch: str, delivery: webhooks.Delivery) -> JSONResponse:
-    revision, reason = webhooks.decide(delivery, branch)
+    pushed, reason = webhooks.decide(delivery, branch)
     if delivery.event == "ping":
         return JSONResponse({"status": "ok", "message": reason}, 200)
-    if revision is None:
+    if pushed is None:
         return JSONResponse({"status": "ignored", "reason": reason}, 202)
-    if delivery.delivery_id and not services.redis.set(
-            keys.hook_delivery(delivery.provider, delivery.delivery_id), app,
-            nx=True, ex=DELIVERY_MEMORY):
+    seen = keys.hook_delivery(delivery.provider, delivery.delivery_id) if delivery.delivery_id else None
+    if seen and not services.redis.set(seen, app, nx=True, ex=DELIVERY_MEMORY):
         return JSONResponse({"status": "duplicate", "reason": f"delivery {delivery.delivery_id} "
-                             "was received before", "revision": revision}, 202)
-    queued = request_deployment(services, app, revision, "webhook")
+                             "was received before", "pushed": pushed}, 202)
+    try:
+        queued = deploy_head(services, app, "webhook")
+    except SluiceError as exc:      # forget the delivery, so that redelivering it works
+        if seen:
+            services.redis.delete(seen)
+        return error_response(502, f"the push was verified, but the head of {branch!r} could "
+                              f"not be read: {exc}")
+    if queued.revision != pushed:
+        reason = (f"{reason}: pushed {pushed[:12]}, but {branch!r} is at {queued.revision[:12]} "
+                  "now; the branch head is what deploys")
     return JSONResponse({"status": "queued" if queued.new else "covered",
-                         "deployment_id": queued.deployment_id, "revision": revision,
-                         "reason": queued.reason or reason}, 202)
+                         "deployment_id": queued.deployment_id, "revision": queued.revision,
+                         "pushed": pushed, "reason": queued.reason or reason}, 202)
 
 
 def _authentic(source: WebhookSource, body: bytes, headers: dict) -> bool:

@@ -11,12 +11,14 @@ Secrets (not derived from events: back them up with the streams):
 Caches and coordination (safe to delete; rebuilt or re-derived):
   sluice:proj:app:{app}          JSON of the app's folded projection, with its version
   sluice:poll:due                sorted set: app -> unix time its next head check is due
-  sluice:poll:cursor             hash: app -> "{source fingerprint} {cursor}" of the last head seen
+  sluice:poll:cursor             hash: app -> "{source fingerprint} {head revision} {cursor}"
   sluice:poll:failures           hash: app -> consecutive failed head checks (for backoff)
   sluice:lease:{app}             the app's deployment lease: "{fencing token}:{holder}", with a TTL
   sluice:lease:{app}:fence       counter handing out fencing tokens
   sluice:hook:{provider}:{id}    a webhook delivery already acted on (kept 7 days)
   sluice:progress:{deployment}   hash: done, total downloads of a deployment's snapshot (1 h TTL)
+  sluice:head:{app}              hash: automatic triggers' tickets and the last head check's
+                                 result (core/coalesce.py); `…:running` the check's lock (expires)
   sluice:auth:failures:{app}:{addr}  failed logins to an app from an address (15 min TTL)
   sluice:metrics:app:{app}       JSON: per-app metric aggregates and the stream id they reach
   sluice:metrics:polls           hash: head-check counts, duration buckets and errors by source type
@@ -70,3 +72,9 @@ def lease(app: str) -> str:
 
 def lease_fence(app: str) -> str:
     return f"{PREFIX}lease:{app}:fence"
+
+
+def head_check(app: str) -> str:
+    """Hash: tickets of the automatic triggers waiting for a head check of the app and the
+    last check's result (core.coalesce); `…:running` the lock of the check running."""
+    return f"{PREFIX}head:{app}"

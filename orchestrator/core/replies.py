@@ -40,6 +40,11 @@ def value(reply: object) -> bytes | None:
     return cast(bytes | None, reply)
 
 
+def values(reply: object) -> list[bytes | None]:
+    """HMGET: the values asked for, in order, None for each missing one."""
+    return cast(list[bytes | None], reply)
+
+
 def hash_fields(reply: object) -> dict[bytes, bytes]:
     """HGETALL: every field of the hash, {} for a missing key."""
     return cast(dict[bytes, bytes], reply)

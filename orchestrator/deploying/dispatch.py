@@ -9,6 +9,7 @@ decided by `decide_deployment` (pure) on the app's current view in one optimisti
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrator.core import events as ev
@@ -20,6 +21,7 @@ from orchestrator.deploying.task_queue import send_deploy
 from orchestrator.runtime.services import Services
 
 AUTOMATIC = ("poll", "webhook", "push")
+OPERATOR_CHOSEN = ("redeploy", "promote", "rollback")    # what is live is not the source's say
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Queued:
     new: bool                   # False when an existing deployment covers this change
     reason: str = ""
     status: DeploymentStatus | None = None      # of the covering deployment
+    declined: bool = False      # the request's `wanted` said no: nothing was recorded
 
 
 @dataclass(frozen=True)
@@ -43,19 +46,44 @@ class DeploymentRequest:
     source: str | None = None
 
 
-def request_deployment(services: Services, app: str, revision: str, trigger: str,
-                       snapshot: str | None = None, origin: str | None = None,
-                       source: str | None = None) -> Queued:
-    now = services.clock.now()
-    request = DeploymentRequest(app, revision, trigger, new_deployment_id(now), now,
-                                snapshot, origin, source)
-    _, _, result = execute_with_outcome(services.projections, app,
-                                        lambda view: decide_deployment(view, request))
+def request_deployment(services: Services, app: str, revision: str | Callable[[], str],
+                       trigger: str, snapshot: str | None = None, origin: str | None = None,
+                       source: str | None = None,
+                       wanted: Callable[[AppView, str], bool] | None = None) -> Queued:
+    """`revision`, or how to read it: a source's head is read after the app's view, inside
+    the optimistic append, so of two concurrent requests the one appended last read the newer
+    head (read first, a late trigger could queue an older head over a newer one). `wanted`
+    (view, revision) can decline a request: then nothing is appended and the result is a
+    Queued with no deployment id."""
+    def decide(view: AppView) -> tuple[list[ev.Event], Queued]:
+        now = services.clock.now()
+        chosen = revision() if callable(revision) else revision
+        if wanted is not None and not wanted(view, chosen):
+            return [], Queued(None, chosen, False, "the app is on its source's head, or "
+                              "deploying it, or that revision failed or was rolled back",
+                              declined=True)
+        return decide_deployment(view, DeploymentRequest(
+            app, chosen, trigger, new_deployment_id(now), now, snapshot, origin, source))
+    _, _, result = execute_with_outcome(services.projections, app, decide)
     if result.deployment_id and (result.new or result.status == DeploymentStatus.PENDING):
         # Pending: its message may have been lost (Redis went away between the append and
         # the send); a duplicate message is harmless, a missing one leaves it waiting forever.
         enqueue(services, app, result.deployment_id)
     return result
+
+
+def behind_head(view: AppView, head: str) -> bool:
+    """Whether an app should be brought to its source's `head` although the head did not
+    move: nothing deploys it now, nothing paused the app (a rollback pauses it), and its last
+    deployment of `head` neither failed nor found its files already live — it was
+    superseded, or something older went live after it (a late or replayed trigger). What an
+    operator put live (redeploy, promote, rollback) stays until the source moves."""
+    active = view.active
+    if view.paused or (active is not None and (active.revision == head
+                                               or active.trigger in OPERATOR_CHOSEN)):
+        return False
+    tried = [d for d in view.deployments.values() if d.revision == head]
+    return not tried or tried[-1].status in (DeploymentStatus.SUPERSEDED, DeploymentStatus.SUCCESS)
 
 
 def decide_deployment(view: AppView, request: DeploymentRequest) -> tuple[list[ev.Event], Queued]:

@@ -11,7 +11,8 @@ import sys
 from dataclasses import dataclass
 
 from orchestrator.config.settings import load_config
-from orchestrator.deploying.dispatch import Queued, request_deployment
+from orchestrator.deploying.dispatch import Queued
+from orchestrator.deploying.sync import deploy_head
 from orchestrator.runtime.services import Services
 
 
@@ -47,7 +48,8 @@ def _on_localgit(services: Services, app: str, branch: str, update: RefUpdate) -
         return f"sluice: {update.ref} stored, not deployed ({app} deploys pushes to {branch})"
     if update.deleted:
         return f"sluice: branch {branch} deleted; nothing deployed, the live release stays"
-    return _describe(app, request_deployment(services, app, update.new, "push"))
+    # the branch's head, read now, deploys: of two pushes whose hooks race, the later wins
+    return _describe(app, deploy_head(services, app, "push"))
 
 
 def _describe(app: str, queued: Queued) -> str:

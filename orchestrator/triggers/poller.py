@@ -20,11 +20,10 @@ from orchestrator.config.settings import AppConfig
 from orchestrator.core import keys, replies
 from orchestrator.core.backoff import backoff_delay
 from orchestrator.core.errors import SluiceError
-from orchestrator.deploying.dispatch import Queued, request_deployment
-from orchestrator.deploying.sync import read_cursor, write_cursor
+from orchestrator.deploying.dispatch import Queued
+from orchestrator.deploying.sync import deploy_head, read_cursor
 from orchestrator.observe.metrics import record_head_check, record_poll_error
 from orchestrator.runtime.services import Services
-from orchestrator.sources import source_for
 from orchestrator.triggers.watchers import start_watchers
 
 log = logging.getLogger("sluice.poller")
@@ -89,14 +88,12 @@ class Poller:
         app = self.services.config.apps[name]
         started = time.perf_counter()
         try:
-            change = source_for(app, self.services.config.data_dir).latest(read_cursor(self.services, name))
+            queued = deploy_head(self.services, name, "poll")
         finally:        # for GET /metrics: pollers are separate processes, so into Redis
             record_head_check(self.services.redis, app.source.type, time.perf_counter() - started)
-        if change is None:
+        if queued.declined:
             return None
-        queued = request_deployment(self.services, name, change.revision, "poll")
-        write_cursor(self.services, name, change.cursor)
-        log.info("%s: change to %s, %s", name, change.revision[:12],
+        log.info("%s: head at %s, %s", name, queued.revision[:12],
                  f"deployment {queued.deployment_id} queued" if queued.new else queued.reason)
         return queued
 

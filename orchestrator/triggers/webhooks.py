@@ -1,14 +1,17 @@
 """Webhook deliveries from GitHub, Bitbucket and Azure DevOps: verify, parse, decide.
 
 Pure functions over headers and the raw body; the HTTP layer (orchestrator/api) maps their
-outcome to status codes. A verified push only names a revision: the worker still fetches it
-from the source itself.
+outcome to status codes. A verified push is only a trigger: the signature covers the body but
+not the delivery id, so an old push can be replayed, and deliveries arrive out of order. What
+is deployed is the tracked branch's head when the source is asked (deploying.sync), never the
+revision a delivery names; that revision only has to look like one (a full object id).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
@@ -16,6 +19,7 @@ from urllib.parse import parse_qs
 from orchestrator.core import basic_auth
 
 ZERO = "0" * 40
+FULL_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")    # SHA-1 or SHA-256 object ids
 
 
 class BadDelivery(ValueError):
@@ -74,7 +78,7 @@ def parse_github(headers: Mapping[str, str], body: bytes) -> Delivery:
         ref, after = doc.get("ref", ""), doc.get("after")
         kind, name = _split_ref(ref)
         deleted = bool(doc.get("deleted")) or after == ZERO
-        updates.append(PushedRef(kind, name, None if deleted else after))
+        updates.append(PushedRef(kind, name, None if deleted else _full_id(after)))
     return Delivery("github", event, headers.get("x-github-delivery"), updates)
 
 
@@ -87,7 +91,7 @@ def parse_bitbucket(headers: Mapping[str, str], body: bytes) -> Delivery:
             new, old = change.get("new"), change.get("old")
             ref = new or old or {}
             updates.append(PushedRef(ref.get("type", "branch"), ref.get("name", ""),
-                                     ((new or {}).get("target") or {}).get("hash")))
+                                     _full_id(((new or {}).get("target") or {}).get("hash"))))
     event = "push" if event == "repo:push" else event
     return Delivery("bitbucket", event, headers.get("x-request-uuid") or headers.get("x-hook-uuid"),
                     updates)
@@ -101,13 +105,13 @@ def parse_azure_devops(headers: Mapping[str, str], body: bytes) -> Delivery:
         for ref in (doc.get("resource") or {}).get("refUpdates") or []:
             kind, name = _split_ref(ref.get("name", ""))
             new = ref.get("newObjectId")
-            updates.append(PushedRef(kind, name, None if not new or new == ZERO else new))
+            updates.append(PushedRef(kind, name, None if not new or new == ZERO else _full_id(new)))
     event = "push" if event == "git.push" else event
     return Delivery("azure-devops", event, doc.get("id") or headers.get("x-vss-activityid"), updates)
 
 
 def decide(delivery: Delivery, branch: str) -> tuple[str | None, str]:
-    """The revision to deploy for the tracked branch, or None and why nothing is deployed."""
+    """The revision pushed to the tracked branch, or None and why nothing is deployed."""
     if delivery.event == "ping":
         return None, "ping: the hook works; nothing to deploy"
     if delivery.event != "push":
@@ -119,6 +123,16 @@ def decide(delivery: Delivery, branch: str) -> tuple[str | None, str]:
             return update.revision, f"push to {branch!r}"
     pushed = ", ".join(f"{u.kind} {u.name!r}" for u in delivery.updates) or "nothing"
     return None, f"push to {pushed}, not to the tracked branch {branch!r}"
+
+
+def _full_id(revision: object) -> str | None:
+    """A pushed revision: a full hexadecimal object id, never an expression (`HEAD~1`)."""
+    if revision is None:
+        return None
+    if not isinstance(revision, str) or not FULL_ID.fullmatch(revision.lower()):
+        raise BadDelivery(f"revision {str(revision)[:80]!r} is not a full commit id "
+                          "(40 or 64 hexadecimal digits)")
+    return revision.lower()
 
 
 def _github_payload(headers: Mapping[str, str], body: bytes) -> bytes:

@@ -8,9 +8,12 @@ import pytest
 from orchestrator.config.settings import load_config
 from orchestrator.core import keys
 from orchestrator.core.clock import FakeClock
+from orchestrator.deploying.dispatch import request_deployment
+from orchestrator.deploying.sync import sync_now
 from orchestrator.runtime.services import Services
 from orchestrator.triggers.poller import Poller
 from tests.helpers import FUNCTION_APP, git_app
+from tests.integration.flow import wait_until_ended
 
 
 @pytest.fixture
@@ -91,3 +94,45 @@ def test_a_head_already_seen_is_not_deployed_again_after_the_cursor_is_lost(work
     clock.advance(60)
 
     assert poller.tick()[0].queued is None
+
+
+def put_live_late(services: Services, revision: str) -> None:
+    """What a late or replayed trigger did before triggers deployed heads: queue `revision`."""
+    wait_until_ended(services, "hello",
+                     request_deployment(services, "hello", revision, "webhook").deployment_id)
+
+
+def test_an_older_revision_put_live_by_a_late_trigger_is_replaced_by_the_head_at_the_next_check(
+        workspace, clock, clean_redis):
+    repo = workspace.repo()
+    old = repo.commit(FUNCTION_APP)
+    services = services_with(workspace, clock, {"hello": git_app(repo, workspace.target("hello"))})
+    poller = Poller(services)
+    poller.register()
+    wait_until_ended(services, "hello", poller.tick()[0].queued.deployment_id)
+    head = repo.commit({"HttpHello/__init__.py": "def main(req):\n    return 'fixed'\n"})
+    clock.advance(60)
+    wait_until_ended(services, "hello", poller.tick()[0].queued.deployment_id)
+    put_live_late(services, old)
+    clock.advance(60)
+
+    again = poller.tick()[0].queued
+
+    assert again.new and again.revision == head
+    assert wait_until_ended(services, "hello", again.deployment_id).status == "success"
+    clock.advance(60)
+    assert poller.tick()[0].queued is None      # on its head: nothing more to do
+
+
+def test_sync_deploys_the_branch_head_not_the_revision_last_seen(workspace, clock, clean_redis):
+    repo = workspace.repo()
+    old = repo.commit(FUNCTION_APP)
+    services = services_with(workspace, clock, {"hello": git_app(repo, workspace.target("hello"))})
+    sync_now(services, "hello")
+    head = repo.commit({"HttpHello/__init__.py": "def main(req):\n    return 'fixed'\n"})
+    wait_until_ended(services, "hello", sync_now(services, "hello").deployment_id)
+    put_live_late(services, old)
+
+    queued = sync_now(services, "hello")
+
+    assert queued.new and queued.revision == head

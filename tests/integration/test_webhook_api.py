@@ -5,13 +5,16 @@ import base64
 import hashlib
 import hmac
 import json
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
 
 from orchestrator.api import create_app
-from tests.helpers import FIXTURES, FUNCTION_APP
+from tests.helpers import FIXTURES, FUNCTION_APP, wait_for
 from tests.integration.flow import event_types, wait_until_ended
 
 SECRET = "test-webhook-secret"
@@ -37,7 +40,7 @@ def hooked(workspace):
     services = workspace.configure({"hello": {
         "target": str(workspace.target("hello")),
         "source": {"type": "github", "url": str(repo.path), "branch": "master", "secret": SECRET}}})
-    return repo, services, TestClient(create_app(services))
+    return repo, services, TestClient(create_app(services), base_url="http://localhost")
 
 
 def test_a_signed_push_to_the_tracked_branch_queues_that_revision_and_it_goes_live(hooked, workspace):
@@ -50,6 +53,56 @@ def test_a_signed_push_to_the_tracked_branch_queues_that_revision_and_it_goes_li
     d = wait_until_ended(services, "hello", response.json()["deployment_id"])
     assert (d.status, d.trigger, d.revision) == ("success", "webhook", repo.head())
     assert (workspace.target("hello") / "host.json").exists()
+
+
+def test_a_replayed_push_with_a_new_delivery_id_puts_nothing_older_than_live_live(hooked, workspace):
+    repo, services, client = hooked
+    old = github_push("refs/heads/master", repo.head())
+    first = client.post("/hooks/github/hello", content=old, headers=signed(old, delivery="d-old"))
+    wait_until_ended(services, "hello", first.json()["deployment_id"])
+    fix = repo.commit({"HttpHello/__init__.py": "def main(req):\n    return 'fixed'\n"})
+    body = github_push("refs/heads/master", fix)
+    second = client.post("/hooks/github/hello", content=body, headers=signed(body, delivery="d-fix"))
+    wait_until_ended(services, "hello", second.json()["deployment_id"])
+
+    replay = client.post("/hooks/github/hello", content=old, headers=signed(old, delivery="d-new"))
+
+    assert replay.status_code == 202 and replay.json()["status"] == "covered"
+    assert replay.json()["revision"] == fix != replay.json()["pushed"]
+    view = services.projections.app("hello")
+    assert view.active.revision == fix and len(view.deployments) == 2
+    assert "fixed" in (workspace.target("hello") / "HttpHello/__init__.py").read_text()
+
+
+def test_two_hundred_distinct_pushes_arriving_out_of_order_end_with_the_branch_head_live(hooked):
+    repo, services, client = hooked
+    rng = random.Random(12)
+
+    def deliver(n: int, revision: str) -> None:
+        time.sleep(rng.uniform(0, 0.2))         # deliveries overtake one another
+        body = github_push("refs/heads/master", revision)
+        response = client.post("/hooks/github/hello", content=body, headers=signed(body, delivery=f"p{n}"))
+        assert response.status_code == 202, response.text
+
+    late = {173: "", 183: ""}                   # held up somewhere: they arrive after all others
+    with ThreadPoolExecutor(16) as pool:
+        sent = []
+        for n in range(200):
+            revision = repo.commit({"version.txt": str(n)})
+            if n in late:
+                late[n] = revision
+            else:
+                sent.append(pool.submit(deliver, n, revision))
+        for future in sent:
+            future.result()
+        for future in [pool.submit(deliver, n, revision) for n, revision in late.items()]:
+            future.result()
+    head = repo.head()
+
+    def settled():
+        view = services.projections.app("hello")
+        return view.active if not any(not d.terminal for d in view.deployments.values()) else None
+    assert wait_for(settled, 60, what="the deployments to settle").revision == head
 
 
 def test_a_redelivery_creates_no_second_deployment(hooked):
@@ -122,7 +175,7 @@ def test_bitbucket_and_azure_devops_pushes_queue_the_named_revision(workspace):
         "ado": {"target": str(workspace.target("ado")),
                 "source": {"type": "azure-devops", "url": str(repo.path),
                            "basic_auth": {"username": "hook", "password": "hook-password-for-tests"}}}})
-    client = TestClient(create_app(services))
+    client = TestClient(create_app(services), base_url="http://localhost")
     bb = json.loads((FIXTURES / "bitbucket/repo-push.json").read_bytes())
     bb["push"]["changes"][0]["new"].update(name="master", target={"hash": revision})
     bb_body = json.dumps(bb).encode()

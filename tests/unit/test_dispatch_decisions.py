@@ -11,7 +11,7 @@ from orchestrator.core.decisions import execute, execute_with_outcome
 from orchestrator.core.memory_store import MemoryEventStore, MemoryViewCache
 from orchestrator.core.projections import AppView, Projections
 from orchestrator.core.statuses import DeploymentStatus
-from orchestrator.deploying.dispatch import DeploymentRequest, Queued, decide_deployment
+from orchestrator.deploying.dispatch import DeploymentRequest, Queued, behind_head, decide_deployment
 
 APP = "hello"
 
@@ -149,3 +149,48 @@ def test_the_same_revision_detected_twice_is_one_change(app):
     app.request("r2")
 
     assert app.types().count("ChangeDetected") == 2
+
+
+def failed(deployment_id: str) -> ev.DeploymentFailed:
+    return ev.DeploymentFailed(app=APP, at=11.0, deployment_id=deployment_id, reason="broken")
+
+
+def test_an_app_on_its_head_or_deploying_it_is_not_behind(app):
+    app.request("r1")
+    assert not behind_head(app.view(), "r1")            # waiting
+    app.record(started("d1"))
+    assert not behind_head(app.view(), "r1")            # building
+    app.record(succeeded("d1"))
+    assert not behind_head(app.view(), "r1")            # live
+
+
+def test_an_app_an_older_revision_went_live_over_is_behind_its_head(app):
+    app.request("new")
+    app.record(started("d1"), succeeded("d1"))
+    app.request("old", trigger="webhook")               # a late or replayed trigger
+    app.record(started("d2"), succeeded("d2"))
+
+    assert behind_head(app.view(), "new")
+
+
+def test_an_app_whose_head_was_superseded_by_an_older_revision_is_behind(app):
+    app.request("new")
+    app.request("old", trigger="webhook")               # supersedes d1 before it ran
+    app.record(started("d2"), succeeded("d2"))
+
+    assert app.statuses()["d1"] == "superseded" and behind_head(app.view(), "new")
+
+
+def test_a_head_that_failed_or_an_app_paused_or_put_back_by_an_operator_is_left_alone(app):
+    app.request("old")
+    app.record(started("d1"), succeeded("d1"))
+    app.request("new")
+    app.record(started("d2"), failed("d2"))
+    assert not behind_head(app.view(), "new")           # it waits for a new change
+
+    app.request("old", trigger="redeploy", snapshot="s")
+    app.record(started("d3"), succeeded("d3"))
+    assert not behind_head(app.view(), "newer")         # an operator chose what is live
+
+    app.record(ev.AppPaused(app=APP, at=20.0, reason="maintenance"))
+    assert not behind_head(app.view(), "newer")

@@ -99,3 +99,19 @@ def test_basic_auth_needs_both_parts_right():
     assert not basic_auth_valid("hook", "other", good)
     assert not basic_auth_valid("other", "pa:ss", good)
     assert not basic_auth_valid("hook", "pa:ss", "Basic !!!") and not basic_auth_valid("hook", "x", None)
+
+
+@pytest.mark.parametrize("revision", ["HEAD~1", "master^", "709d658", "g" * 40,
+                                      "709d658dc5b6d6afcd46049c2f332ee3f515a67d~1"])
+def test_a_pushed_revision_that_is_not_a_full_commit_id_is_a_bad_delivery(revision):
+    doc = json.loads(fixture("azure-devops/git.push.json"))
+    doc["resource"]["refUpdates"][0]["newObjectId"] = revision
+    with pytest.raises(BadDelivery, match="not a full commit id"):
+        parse_azure_devops({}, json.dumps(doc).encode())
+
+
+def test_full_commit_ids_are_taken_in_either_case_sha1_or_sha256():
+    for revision in ("709D658DC5B6D6AFCD46049C2F332EE3F515A67D", "ab" * 32):
+        doc = {"ref": "refs/heads/master", "after": revision}
+        d = parse_github({"x-github-event": "push"}, json.dumps(doc).encode())
+        assert decide(d, "master")[0] == revision.lower()
