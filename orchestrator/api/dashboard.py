@@ -3,7 +3,8 @@ so it shows the apps, their live deployments, queue depths, each app's recent hi
 latest events without JavaScript. `static/dashboard.js` makes it live: it follows
 `/api/events` (Server-Sent Events), refreshes an app's row from `/api/apps/{app}` when one of
 its events arrives, opens a deployment's log, and posts Sync, Redeploy and Rollback with the
-operator's API token (pasted once, kept in the browser's localStorage).
+operator's API token (pasted once, kept in the browser's localStorage); Redeploy and Rollback
+replace what is live, so they ask to confirm first.
 
 Data is only rendered into the page for a client the API's read policy lets read
 (access.can_read: `api.reads`); otherwise the page asks for the token and loads its data

@@ -169,6 +169,31 @@ def test_rollback_after_confirming_switches_back_and_pauses_the_app(page, deploy
     assert services.projections.app("hello").active.trigger == "rollback"
 
 
+def test_redeploy_asks_first_and_does_nothing_when_the_operator_declines(page, deployed):
+    services, repo, first, base = deployed
+    repo.commit(V2, "Say version 2")
+    second = sync_and_wait(services, "hello")
+    page.goto(base + "/")
+    page.fill("#token", TOKEN)
+    page.click("#save-token")
+    asked: list[str] = []
+    posted: list[str] = []
+    page.on("request", lambda request: request.method == "POST" and posted.append(request.url))
+    older = f'#history-hello tr[data-deployment="{first.id}"] button[data-action=redeploy]'
+
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.click(older)
+    # a declined click returns before any request, so one sent would precede the next click's
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    page.click(older)
+
+    _expect(page.locator("#notice.ok")).to_contain_text("redeploy hello: deployment ")
+    assert asked == [f"Redeploy deployment {first.id}'s files to hello? They replace what is live now."] * 2
+    assert posted == [f"{base}/api/apps/hello/redeploy"]
+    history = services.projections.app("hello").history()
+    assert [d.trigger for d in history] == ["redeploy", "manual", "manual"] and history[1].id == second.id
+
+
 @pytest.mark.parametrize("deployed", [{"reads": "token"}], indirect=True)
 def test_a_page_whose_reads_need_the_token_shows_the_apps_once_it_is_given(page, deployed):
     _, repo, first, base = deployed

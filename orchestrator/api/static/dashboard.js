@@ -241,7 +241,13 @@
     const { action, app, deployment } = button.dataset;
     const path = `/api/apps/${encodeURIComponent(app)}/${action}`;
     let body = {};
-    if (action === "redeploy" && deployment) body = { deployment_id: deployment };
+    // Redeploy and Rollback replace what is live: a stray click (or one a page tricked out
+    // of the operator) must not do that without a second look.
+    if (action === "redeploy") {
+      const what = deployment ? `deployment ${deployment}'s files` : "the live release's files";
+      if (!window.confirm(`Redeploy ${what} to ${app}? They replace what is live now.`)) return;
+      if (deployment) body = { deployment_id: deployment };
+    }
     if (action === "rollback") {
       const what = deployment ? `deployment ${deployment}` : "the previous release";
       if (!window.confirm(`Roll ${app} back to ${what}? Automatic deployments pause until resumed.`)) return;
