@@ -6,8 +6,9 @@ http.client ~0.18 ms (its header parsing goes through the email package); both a
 the cost of a check. This client reads the status line and headers itself and keeps one idle
 connection per concurrent caller, which brings a check to a few hundredths of a millisecond.
 It does what head checks need: GET/POST, Basic auth, Content-Length or chunked bodies,
-redirects, TLS verified against the system trust store (or SSL_CERT_FILE), a timeout. No
-proxies, no compression, no cookies.
+redirects, TLS verified against the system trust store (or SSL_CERT_FILE), a timeout, and
+the environment's http:// proxy where one applies (proxies.py): https through a CONNECT
+tunnel, http by the whole URL. No compression, no cookies.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from functools import lru_cache
 from urllib.parse import urljoin, urlsplit
 
 from orchestrator.core import basic_auth
+from orchestrator.sources.proxies import Proxy, proxy_for
 
 QUICKACK = getattr(socket, "TCP_QUICKACK", None)     # Linux only; elsewhere the delayed ACK stays
 MAX_REDIRECTS = 5
@@ -75,12 +77,23 @@ def _origin(url: str) -> _Origin:
     return _Origin(parts.scheme, parts.hostname, port, target)
 
 
+def _proxy(url: str) -> Proxy | None:
+    origin = _origin(url)
+    return proxy_for(origin.scheme, origin.host, origin.port)
+
+
 @lru_cache(maxsize=16384)
 def _request_head(method: str, url: str, auth: tuple[str, str] | None,
-                  headers: tuple[tuple[str, str], ...], body_length: int) -> tuple[_Origin, bytes]:
+                  headers: tuple[tuple[str, str], ...], body_length: int,
+                  proxy: Proxy | None = None) -> tuple[_Origin, bytes]:
     """The request line and headers; cached, since a poller sends the same ones over and over."""
     origin = _origin(url)
-    lines = [f"{method} {origin.target} HTTP/1.1", f"Host: {origin.host}:{origin.port}"]
+    target = origin.target
+    if proxy is not None and origin.scheme == "http":      # not tunnelled: the proxy reads the URL
+        target = f"http://{_authority(origin)}{origin.target}"
+        if proxy.authorization:
+            headers += (("Proxy-Authorization", proxy.authorization),)
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {origin.host}:{origin.port}"]
     if auth is not None:
         headers += (("Authorization", basic_auth.header(*auth)),)
     lines += [f"{k}: {v}" for k, v in dict(headers).items()]
@@ -98,11 +111,38 @@ def _same_origin(url: str, target: str) -> bool:
     return (here.scheme, here.host, here.port) == (there.scheme, there.host, there.port)
 
 
+def _authority(origin: _Origin) -> str:
+    return f"[{origin.host}]:{origin.port}" if ":" in origin.host else f"{origin.host}:{origin.port}"
+
+
+def _tunnel(sock: socket.socket, origin: _Origin, proxy: Proxy) -> None:
+    """CONNECT: the proxy relays bytes both ways and TLS runs end to end through it, so the
+    proxy sees neither the request nor its credentials."""
+    lines = [f"CONNECT {_authority(origin)} HTTP/1.1", f"Host: {_authority(origin)}"]
+    if proxy.authorization:
+        lines.append(f"Proxy-Authorization: {proxy.authorization}")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        if len(answer) > 65536 or not (data := sock.recv(65536)):
+            raise HttpError(f"the proxy {proxy.describe()} gave no answer to CONNECT")
+        answer += data
+    if answer[9:10] != b"2":
+        status = answer.partition(b"\r\n")[0].decode("latin-1")
+        raise HttpError(f"the proxy {proxy.describe()} refused a tunnel to {_authority(origin)}: {status}")
+
+
 class _Connection:
-    def __init__(self, origin: _Origin, timeout: float, context: ssl.SSLContext | None):
-        sock = socket.create_connection((origin.host, origin.port), timeout=timeout)
+    def __init__(self, origin: _Origin, timeout: float, context: ssl.SSLContext | None,
+                 proxy: Proxy | None = None):
+        if proxy is not None and proxy.scheme != "http":
+            raise HttpError(f"the proxy {proxy.describe()}: head checks speak to http:// proxies only")
+        address = (proxy.host, proxy.port) if proxy else (origin.host, origin.port)
+        sock = socket.create_connection(address, timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if origin.scheme == "https":        # the pool passes its context (made on first use)
+            if proxy is not None:
+                _tunnel(sock, origin, proxy)
             sock = (context or ssl.create_default_context()).wrap_socket(sock, server_hostname=origin.host)
         # The kernel enforces the timeout (SO_RCVTIMEO/SO_SNDTIMEO) so that a blocking socket
         # needs no poll() before every recv.
@@ -203,8 +243,9 @@ class Pool:
                 body: bytes = b"", auth: tuple[str, str] | None = None) -> Response:
         given = tuple(headers.items()) if headers else ()
         for _ in range(MAX_REDIRECTS + 1):
-            origin, head = _request_head(method, url, auth, self.extra + given, len(body))
-            response = self._send(origin, head, body, method)
+            proxy = _proxy(url)
+            origin, head = _request_head(method, url, auth, self.extra + given, len(body), proxy)
+            response = self._send(origin, proxy, head, body, method)
             if response.status not in (301, 302, 303, 307, 308) \
                     or not (location := response.headers.get("location")):
                 return response
@@ -217,9 +258,10 @@ class Pool:
             url = target
         raise HttpError(f"more than {MAX_REDIRECTS} redirects")
 
-    def _send(self, origin: _Origin, head: bytes, body: bytes, method: str) -> Response:
+    def _send(self, origin: _Origin, proxy: Proxy | None, head: bytes, body: bytes,
+              method: str) -> Response:
         for attempt in (1, 2):
-            connection = self._take(origin)
+            connection = self._take(origin, proxy)
             reused = connection.used
             try:
                 response, reusable = connection.exchange(head, body, method)
@@ -229,12 +271,12 @@ class Pool:
                     continue       # a kept-alive connection the server had closed: once more, fresh
                 raise HttpError(f"{origin.host}:{origin.port}: {type(exc).__name__}: {exc}") from None
             connection.used = True
-            self._give_back(origin, connection) if reusable else connection.close()
+            self._give_back(origin, proxy, connection) if reusable else connection.close()
             return response
         raise AssertionError("unreachable")
 
-    def _take(self, origin: _Origin) -> _Connection:
-        key = (origin.scheme, origin.host, origin.port)
+    def _take(self, origin: _Origin, proxy: Proxy | None) -> _Connection:
+        key = (origin.scheme, origin.host, origin.port, proxy)
         with self._lock:
             idle = self._idle.get(key)
             if idle:
@@ -242,13 +284,13 @@ class Pool:
         if origin.scheme == "https" and self.context is None:
             self.context = ssl.create_default_context()
         try:
-            return _Connection(origin, self.timeout, self.context)
+            return _Connection(origin, self.timeout, self.context, proxy)
         except (OSError, ssl.SSLError) as exc:
             raise HttpError(f"{origin.host}:{origin.port}: {type(exc).__name__}: {exc}") from None
 
-    def _give_back(self, origin: _Origin, connection: _Connection) -> None:
+    def _give_back(self, origin: _Origin, proxy: Proxy | None, connection: _Connection) -> None:
         with self._lock:
-            self._idle.setdefault((origin.scheme, origin.host, origin.port), []).append(connection)
+            self._idle.setdefault((origin.scheme, origin.host, origin.port, proxy), []).append(connection)
 
 
 _pools: weakref.WeakSet[Pool] = weakref.WeakSet()
