@@ -10,28 +10,29 @@ GET /api/events                 Server-Sent Events: every event of `sluice:feed`
                                 app's events; without Last-Event-ID it starts with the events
                                 appended after it connected, or after ?since=ID (0: the whole
                                 feed). A comment line every HEARTBEAT_SECONDS keeps proxies
-                                from closing a quiet stream.
+                                from closing a quiet stream. All streams of a process share
+                                one reader of the feed (feed_hub.py).
 GET /metrics                    Prometheus text format (observe/metrics.py)
 
 All three are reads: `api.reads` decides who needs the token (access.can_read).
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
-import time
+import weakref
 from collections.abc import AsyncIterator
 
 import redis
-import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api.access import can_read
 from orchestrator.api.errors import error_response
-from orchestrator.core import keys, replies
+from orchestrator.api.feed_hub import FeedHub, FollowEnded
 from orchestrator.observe.deployment_log import find_log
 from orchestrator.observe.formatting import iso
 from orchestrator.observe.metrics import exposition
@@ -42,7 +43,6 @@ log = logging.getLogger("sluice.api")
 
 HEARTBEAT_SECONDS = 15.0
 RECONNECT_MS = 2000             # what an EventSource waits before reconnecting
-BATCH = 500
 STREAM_ID = re.compile(r"^\d+(-\d+)?$")
 
 
@@ -75,43 +75,36 @@ async def events(request: Request, app: str | None = None, since: str | None = N
     if app is not None and app not in services.config.apps and \
             app not in await run_in_threadpool(services.store.apps):
         return error_response(404, f"no app {app!r}")
-    # redis-py's default socket timeout (5 s) is shorter than the XREAD BLOCK of a quiet stream
-    client = aioredis.Redis.from_url(services.redis_url, socket_timeout=HEARTBEAT_SECONDS + 10)
-    try:
-        if start is None:       # now: resolved before streaming, so nothing appended from here is missed
-            newest = replies.entries(await client.xrevrange(keys.FEED, "+", "-", count=1))
-            start = newest[0][0].decode() if newest else "0-0"
-    except BaseException:
-        await client.aclose()
-        raise
-    return StreamingResponse(_stream(client, start, app), media_type="text/event-stream",
+    hub = feed_hub(request)
+    if start is None:       # now: resolved before streaming, so nothing appended from here is missed
+        start = await hub.newest()
+    return StreamingResponse(_stream(hub, start, app), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-async def _stream(client: aioredis.Redis, last: str, app: str | None) -> AsyncIterator[str]:
+def feed_hub(request: Request) -> FeedHub:
+    """This process's one reader of the feed (per event loop: its connections belong to one)."""
+    hubs = getattr(request.app.state, "feed_hubs", None)
+    if hubs is None:
+        hubs = request.app.state.feed_hubs = weakref.WeakKeyDictionary()
+    loop = asyncio.get_running_loop()
+    if loop not in hubs:
+        # redis-py's default socket timeout (5 s) is shorter than a quiet stream's XREAD BLOCK
+        hubs[loop] = FeedHub(request.app.state.services.redis_url, socket_timeout=HEARTBEAT_SECONDS + 10)
+    return hubs[loop]
+
+
+async def _stream(hub: FeedHub, start: str, app: str | None) -> AsyncIterator[str]:
+    yield f"retry: {RECONNECT_MS}\n: sluice events after {start}\n\n"
+    wanted = (lambda fields: True) if app is None else (lambda fields: fields.get("app") == app)
     try:
-        yield f"retry: {RECONNECT_MS}\n: sluice events after {last}\n\n"
-        quiet_since = time.monotonic()
-        while True:
-            wait = max(0.0, HEARTBEAT_SECONDS - (time.monotonic() - quiet_since))
-            entries = replies.read_entries(
-                await client.xread({keys.FEED: last}, block=max(1, int(wait * 1000)), count=BATCH))
-            chunks = []
-            for entry_id, raw in entries:
-                last = entry_id.decode()
-                fields = replies.text_fields(raw)
-                if app is None or fields.get("app") == app:
-                    chunks.append(sse_message(last, fields))
-            if chunks:
-                yield "".join(chunks)
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since >= HEARTBEAT_SECONDS:
+        async for batch in hub.follow(start, wanted, HEARTBEAT_SECONDS):
+            if batch:
+                yield "".join(sse_message(entry_id, fields) for entry_id, fields in batch)
+            else:
                 yield ": heartbeat\n\n"
-                quiet_since = time.monotonic()
-    except redis.RedisError as exc:      # the client reconnects with Last-Event-ID
+    except FollowEnded as exc:      # the client reconnects with Last-Event-ID
         log.warning("event stream ended: %s", exc)
-    finally:
-        await client.aclose()
 
 
 def sse_message(entry_id: str, fields: dict[str, str]) -> str:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import httpx
 
-from orchestrator.api import observe
+from orchestrator.api import feed_hub, observe
 from orchestrator.deploying.sync import sync_now
 from tests.helpers import FUNCTION_APP, git_app, wait_for
 from tests.integration.flow import event_types, wait_until_ended
@@ -124,6 +124,29 @@ def test_a_quiet_stream_gets_heartbeat_comments(workspace, monkeypatch):
                 break
 
     assert comments[0].startswith("sluice events after ")
+
+
+def test_many_streams_share_one_reader_of_the_feed_and_each_gets_every_event_in_order(workspace):
+    _, services = workspace.app_with(FUNCTION_APP)
+    streams = 40
+    with serving(services) as base, ExitStack() as opened:
+        with following(base, app="hello") as first:         # the process's reader is running
+            next(first)
+            before = len(services.redis.client_list())
+            followers = [opened.enter_context(following(base, **({"app": "hello"} if i % 2 else {})))
+                         for i in range(streams)]
+            for messages in followers:
+                next(messages)          # the stream's opening comment: it is following
+            during = len(services.redis.client_list())
+            readers = [c for c in services.redis.client_list() if c.get("name") == feed_hub.READER_NAME]
+            sync_now(services, "hello")
+
+            received = [events_until(messages, "DeploymentSucceeded") for messages in followers]
+            after = len(services.redis.client_list())
+
+    assert max(during, after) - before <= feed_hub.POOL_SIZE and len(readers) == 1
+    assert all([m["event"] for m in got] == DEPLOYMENT for got in received)
+    assert len({tuple(m["id"] for m in got) for got in received}) == 1
 
 
 def test_a_malformed_last_event_id_is_refused_and_an_unknown_app_is_not_found(workspace):
