@@ -3,7 +3,7 @@
 The password is kept only as a salted scrypt hash in Redis (`sluice:credentials:{app}`);
 the app's event stream records that the credentials changed and for which user, never the
 secret. Every endpoint that takes them (the built-in Git repository, FTP/FTPS) checks them
-through `Verifier`, which also slows down an address that keeps failing.
+through `Verifier`, which takes each attempt's turn and hash slot from login_throttle.py.
 """
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import json
 import os
 import re
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from orchestrator.access.login_throttle import LoginThrottle
 from orchestrator.core import events as ev
 from orchestrator.core import keys
 from orchestrator.core.decisions import execute
@@ -24,9 +25,6 @@ from orchestrator.runtime.services import Services
 
 SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1, "dklen": 32}
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-FREE_FAILURES = 3                 # failed logins from one address before each costs a delay
-MAX_DELAY = 8.0
-FAILURE_MEMORY = 900              # seconds an address's failures are remembered
 VERIFIED_CACHE_SECONDS = 60.0     # a Git clone logs in several times in a row
 
 
@@ -41,9 +39,10 @@ class Credentials:
     hash: str
     params: dict
 
-    def matches(self, password: str) -> bool:
-        digest = _scrypt(password, bytes.fromhex(self.salt), self.params)
-        return hmac.compare_digest(digest.hex(), self.hash)
+
+# What an unknown app or user is checked against, so that it costs what a known one does.
+DECOY = Credentials(user="", salt=os.urandom(16).hex(), hash=os.urandom(32).hex(), params=SCRYPT)
+Hasher = Callable[[str, bytes, dict], bytes]
 
 
 def check_policy(user: str, password: str) -> None:
@@ -62,7 +61,7 @@ def check_policy(user: str, password: str) -> None:
 def set_credentials(services: Services, app: str, user: str, password: str) -> None:
     check_policy(user, password)
     salt = os.urandom(16)
-    record = {"user": user, "salt": salt.hex(), "hash": _scrypt(password, salt, SCRYPT).hex(),
+    record = {"user": user, "salt": salt.hex(), "hash": scrypt_hash(password, salt, SCRYPT).hex(),
               "params": SCRYPT}
     services.redis.set(keys.credentials(app), json.dumps(record))
     now = services.clock.now()
@@ -75,48 +74,56 @@ def credentials_of(services: Services, app: str) -> Credentials | None:
 
 
 class Verifier:
-    """Checks logins for every app, remembering recent successes (scrypt is slow on purpose)
-    and delaying addresses after repeated failures (the delay is the caller's to sleep)."""
+    """Checks logins for every app: the same hash work whatever was wrong (an unknown app or
+    user is hashed against a decoy), recent successes remembered (a Git clone logs in several
+    times in a row), and each attempt's turn and hash slot taken from `throttle`."""
 
-    def __init__(self, services: Services, clock=time.monotonic):
-        self.services, self.clock = services, clock
+    def __init__(self, services: Services, hasher: Hasher | None = None,
+                 throttle: LoginThrottle | None = None):
+        self.services, self.hasher = services, hasher or scrypt_hash
+        self.throttle = throttle or LoginThrottle(services.redis, services.clock)
         self._recent: dict[bytes, float] = {}
         self._lock = threading.Lock()
 
+    def login(self, address: str, app: str, user: str, password: str) -> bool:
+        """Whether `user` and `password` open `app`, once the attempt had its turn (see
+        LoginThrottle.admit); raises TooManyLogins if no hash slot is free."""
+        stored, token = self._stored(app, user, password)
+        if not self._recently_verified(token):
+            with self.throttle.hashing(address):
+                if not self._verify(stored, user, password, token):
+                    return False
+        self.throttle.succeeded(address, app)
+        return True
+
     def check(self, app: str, user: str, password: str) -> bool:
+        """Whether the credentials are right, taking no turn and no hash slot."""
+        stored, token = self._stored(app, user, password)
+        return self._recently_verified(token) or self._verify(stored, user, password, token)
+
+    def _stored(self, app: str, user: str, password: str) -> tuple[Credentials, bytes]:
+        # An app removed from the config may still have credentials in Redis: they open nothing.
         stored = credentials_of(self.services, app)
-        if stored is None or not hmac.compare_digest(stored.user.encode(), user.encode()):
-            _scrypt(password, b"\0" * 16, SCRYPT)    # as slow as a wrong password: no hint
-            return False
-        token = hashlib.sha256(f"{app}\0{stored.hash}\0{password}".encode()).digest()
+        if app not in self.services.config.apps or stored is None:
+            stored = DECOY
+        return stored, hashlib.sha256(f"{app}\0{stored.hash}\0{user}\0{password}".encode()).digest()
+
+    def _recently_verified(self, token: bytes) -> bool:
         with self._lock:
-            if self._recent.get(token, 0.0) > self.clock():
-                return True
-        if not stored.matches(password):
+            return self._recent.get(token, 0.0) > self.services.clock.now()
+
+    def _verify(self, stored: Credentials, user: str, password: str, token: bytes) -> bool:
+        digest = self.hasher(password, bytes.fromhex(stored.salt), stored.params)
+        right = hmac.compare_digest(digest.hex(), stored.hash) \
+            & hmac.compare_digest(stored.user.encode(), user.encode())
+        if not right or stored is DECOY:
             return False
         with self._lock:
             if len(self._recent) > 10000:
                 self._recent.clear()
-            self._recent[token] = self.clock() + VERIFIED_CACHE_SECONDS
+            self._recent[token] = self.services.clock.now() + VERIFIED_CACHE_SECONDS
         return True
 
-    # Failures count per address and app: a success on one app (say, the attacker's own)
-    # must not wipe the failures piling up against another.
-    def delay_for(self, address: str, app: str) -> float:
-        """Seconds to hold an answer to `address` about `app` before it may try again."""
-        failures = int(self.services.redis.get(keys.login_failures(address, app)) or 0)
-        return 0.0 if failures < FREE_FAILURES else min(MAX_DELAY, 0.5 * 2 ** (failures - FREE_FAILURES))
 
-    def failed(self, address: str, app: str) -> None:
-        key = keys.login_failures(address, app)
-        pipe = self.services.redis.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, FAILURE_MEMORY)
-        pipe.execute()
-
-    def succeeded(self, address: str, app: str) -> None:
-        self.services.redis.delete(keys.login_failures(address, app))
-
-
-def _scrypt(password: str, salt: bytes, params: dict) -> bytes:
+def scrypt_hash(password: str, salt: bytes, params: dict) -> bytes:
     return hashlib.scrypt(password.encode(), salt=salt, maxmem=64 * 1024 * 1024, **params)

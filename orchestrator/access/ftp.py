@@ -7,7 +7,11 @@ the reason; the authorizer grants only read permissions besides.
 
 The server runs a thread per connection (pyftpdlib's ThreadedFTPServer) rather than one event
 loop: a login costs a deliberately slow scrypt hash and Redis round trips, which on a shared
-loop would stall every other session. max_connections bounds the threads.
+loop would stall every other session. max_connections bounds the threads. A connection that
+has not logged in is closed after LOGIN_TIMEOUT idle seconds, so that idle strangers cannot
+keep an address (max_connections_per_ip) or everyone (max_connections) out for the 5 minutes
+a logged-in session may idle. Each PASS takes its turn from the login throttle first (see
+access/login_throttle.py): held until then, or answered 421 with when to retry.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import logging
 import os
 import socket
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from OpenSSL import SSL
 from pyftpdlib.filesystems import AbstractedFS
@@ -23,7 +27,9 @@ from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import ThreadedFTPServer
 
+from orchestrator.access.credentials import Verifier
 from orchestrator.access.ftp_auth import AppAuthorizer, logged_in_app, parse_login
+from orchestrator.access.login_throttle import TooManyLogins
 from orchestrator.config.settings import AppConfig, FtpConfig
 from orchestrator.core.errors import ConfigError
 from orchestrator.runtime.services import Services
@@ -31,6 +37,7 @@ from orchestrator.runtime.services import Services
 log = logging.getLogger("sluice.ftp")
 
 IDLE_TIMEOUT = 300          # seconds a session may wait between commands (as vsftpd)
+LOGIN_TIMEOUT = 30          # the same before logging in: idle strangers must not hold slots
 POLL_SECONDS = 0.5          # how soon serve_ftp notices `stop`
 WRITE_COMMANDS = frozenset({"STOR", "STOU", "APPE", "DELE", "RNFR", "RNTO", "MKD", "XMKD",
                             "RMD", "XRMD", "SITE CHMOD", "MFMT"})
@@ -63,9 +70,18 @@ class _AppSession(_Handler):
     """What a Sluice session adds to pyftpdlib's handlers (mixed in before them)."""
     services: Services
     app: str = ""
+    _idler: Any                 # pyftpdlib's idle timer, started when the connection is made
 
     def on_login(self, username: str) -> None:
         self.app = logged_in_app(username)
+        # Until now the idle timeout was LOGIN_TIMEOUT, on the ioloop that accepted the
+        # connection; from now on it is the session's, on the session's own ioloop (pyftpdlib
+        # restarts it with self.timeout after each transfer).
+        self.timeout = IDLE_TIMEOUT
+        if self._idler is not None and not self._idler.cancelled:
+            self._idler.cancel()
+        self._idler = self.ioloop.call_later(IDLE_TIMEOUT, self.handle_timeout,
+                                             _errback=self.handle_error)
 
     def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
         # Checked before pyftpdlib's own path and permission checks, so that every write gets
@@ -78,21 +94,38 @@ class _AppSession(_Handler):
         super().pre_process_command(line, cmd, arg)
 
     def ftp_PASS(self, line: str) -> None:
-        # Every answer to an address that keeps failing is held, successes too: were only
-        # failures slow, a client could give up on any attempt not answered at once.
-        login = parse_login(self.username or "")
-        delay = self.authorizer.verifier.delay_for(self.remote_ip, login.app if login else "")
-        if not delay:
+        if self.authenticated or not self.username:     # answered 503: no attempt to count
             super().ftp_PASS(line)
             return
+        # Every answer to an address that keeps failing is held, successes too: were only
+        # failures slow, a client could give up on any attempt not answered at once.
+        login = parse_login(self.username)
+        try:
+            hold = self.authorizer.verifier.throttle.admit(self.remote_ip, login.app if login else "")
+        except TooManyLogins as busy:
+            self._turn_away(busy)
+            return
+        if not hold:
+            self._check_pass(line)
+            return
         self.del_channel()                  # read nothing more from the client meanwhile
-        self.ioloop.call_later(delay, self._answer_held_pass, line, _errback=self.handle_error)
+        self.ioloop.call_later(hold, self._answer_held_pass, line, _errback=self.handle_error)
 
     def _answer_held_pass(self, line: str) -> None:
         if self._closed:                    # the idle timeout or the server closed it meanwhile
             return
         self.add_channel()
-        super().ftp_PASS(line)
+        self._check_pass(line)
+
+    def _check_pass(self, line: str) -> None:
+        try:
+            super().ftp_PASS(line)
+        except TooManyLogins as busy:       # no hash slot free
+            self._turn_away(busy)
+
+    def _turn_away(self, busy: TooManyLogins) -> None:
+        self.respond(f"421 Too many login attempts; try again in {busy.retry_after} s.")
+        self.close_when_done()
 
 
 def _full_command(cmd: str, arg: str) -> str:
@@ -112,14 +145,15 @@ class _Server(ThreadedFTPServer):
         return self._map_len() < self.max_cons
 
 
-def build_server(services: Services) -> ThreadedFTPServer:
-    """A server listening on ftp.listen, not yet serving (see serve_ftp)."""
+def build_server(services: Services, verifier: Verifier | None = None) -> ThreadedFTPServer:
+    """A server listening on ftp.listen, not yet serving (see serve_ftp); logins checked by
+    `verifier`, or a Verifier of its own."""
     ftp = services.config.ftp
     if not ftp.listen:
         raise ConfigError("ftp.listen is not set (e.g. ftp: {listen: 127.0.0.1:2121})")
     host, _, port = ftp.listen.rpartition(":")
     try:
-        server = _Server((host.strip("[]"), int(port)), _handler_class(services))
+        server = _Server((host.strip("[]"), int(port)), _handler_class(services, verifier))
     except OSError as exc:
         reason = exc.strerror or (exc.args[0].strerror if exc.args and isinstance(exc.args[0], OSError) else exc)
         raise ConfigError(f"ftp.listen: cannot listen on {ftp.listen}: {reason}") from None
@@ -145,13 +179,13 @@ def serve_ftp(services: Services, stop: threading.Event | None = None,
         log.info("FTP server stopped")
 
 
-def _handler_class(services: Services) -> type:
+def _handler_class(services: Services, verifier: Verifier | None) -> type:
     ftp = services.config.ftp
-    settings = dict(services=services, authorizer=AppAuthorizer(services),
-                    abstracted_fs=ReleaseFS, banner="Sluice FTP ready.", timeout=IDLE_TIMEOUT,
+    settings = dict(services=services, authorizer=AppAuthorizer(services, verifier),
+                    abstracted_fs=ReleaseFS, banner="Sluice FTP ready.", timeout=LOGIN_TIMEOUT,
                     passive_ports=list(ftp.passive_range),
                     masquerade_address=_public_address(ftp),
-                    auth_failed_timeout=0)      # the Verifier decides how long to hold answers
+                    auth_failed_timeout=0)      # LoginThrottle decides how long to hold answers
     if not ftp.certificate:
         return type("AppFTPHandler", (_AppSession, FTPHandler), settings)
     handler: type[TLS_FTPHandler] = type("AppFTPSHandler", (_AppSession, TLS_FTPHandler), {

@@ -58,20 +58,17 @@ def empty_home(data_dir: Path) -> str:
 class AppAuthorizer:
     """pyftpdlib's authorizer interface over Sluice's deployment credentials."""
 
-    def __init__(self, services: Services):
+    def __init__(self, services: Services, verifier: Verifier | None = None):
         self.services = services
-        self.verifier = Verifier(services)
+        self.verifier = verifier or Verifier(services)
         self.empty = empty_home(services.config.data_dir)
 
     def validate_authentication(self, username: str, password: str, handler) -> None:
-        address = handler.remote_ip
-        login = parse_login(username)
-        if login is None or login.app not in self.services.config.apps \
-                or not self.verifier.check(login.app, login.user, password):
-            self.verifier.failed(address, login.app if login else "")
+        """After the attempt's turn (the session's ftp_PASS took it); may raise TooManyLogins."""
+        address, login = handler.remote_ip, parse_login(username) or Login("", "")
+        if not self.verifier.login(address, login.app, login.user, password):
             log.warning("refused FTP login as %r from %s", username, address)
             raise AuthenticationFailed(DENIED)
-        self.verifier.succeeded(address, login.app)
         log.info("%s logged in to %s over FTP from %s", login.user, login.app, address)
 
     def get_home_dir(self, username: str) -> str:

@@ -3,8 +3,10 @@
 `git http-backend` runs as CGI; request bodies stream into it and its answer streams out, so
 a pack is never held in memory whole. Every request, clone and push alike, needs HTTP Basic
 auth with the app's deployment credentials (the repository holds the app's code). A wrong
-user, a wrong password, an app without credentials and an unknown app all get the same 401;
-an address that keeps failing waits longer and longer for its answers.
+user, a wrong password, an app without credentials and an unknown app all get the same 401
+after the same hash work; an address that keeps failing waits longer and longer for its
+answers, and one trying more than its turns or hash slots allow gets 429 with Retry-After
+(see access/login_throttle.py).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 import os
 
+import anyio
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +22,7 @@ from starlette.requests import ClientDisconnect
 
 from orchestrator.access.builtin_git import ensure_repository
 from orchestrator.access.credentials import Verifier
+from orchestrator.access.login_throttle import HASHES_IN_ALL, TooManyLogins
 from orchestrator.config.settings import DEFAULT_CONFIG, builtin_repository
 from orchestrator.core import basic_auth
 from orchestrator.runtime.services import Services
@@ -44,7 +48,10 @@ async def rpc(app: str, service: str, request: Request) -> Response:
 
 async def _serve(app: str, path: str, request: Request) -> Response:
     services: Services = request.app.state.services
-    user = await _authenticated_user(request, app)
+    try:
+        user = await _authenticated_user(request, app)
+    except TooManyLogins as busy:
+        return PlainTextResponse(f"{busy}\n", 429, headers={"Retry-After": str(busy.retry_after)})
     if user is None:
         return PlainTextResponse("authentication required\n", 401,
                                  headers={"WWW-Authenticate": REFUSED})
@@ -58,15 +65,19 @@ async def _authenticated_user(request: Request, app: str) -> str | None:
     given = basic_auth.credentials(request.headers.get("authorization"))
     if given is None:       # git asks without credentials first: not a failed attempt
         return None
-    services: Services = request.app.state.services
     verifier, address = _verifier(request.app), _address(request)
-    # held before the check, so a guesser cannot learn an answer early by hanging up
-    await asyncio.sleep(await run_in_threadpool(verifier.delay_for, address, app))
-    if app in services.config.apps and await run_in_threadpool(verifier.check, app, *given):
-        await run_in_threadpool(verifier.succeeded, address, app)
-        return given[0]
-    await run_in_threadpool(verifier.failed, address, app)
-    return None
+    # Counted as a failure and held before the check: a guesser cannot learn an answer early
+    # by hanging up, nor get further by guessing in parallel.
+    await asyncio.sleep(await _login_work(request.app, verifier.throttle.admit, address, app))
+    return given[0] if await _login_work(request.app, verifier.login, address, app, *given) else None
+
+
+async def _login_work(api: FastAPI, work, *args):
+    """Off the event loop, in a few threads of its own: a burst of guesses must take neither
+    the threads nor the CPU that the API's other requests (/healthz...) need."""
+    if not hasattr(api.state, "login_threads"):
+        api.state.login_threads = anyio.CapacityLimiter(HASHES_IN_ALL)
+    return await anyio.to_thread.run_sync(work, *args, limiter=api.state.login_threads)
 
 
 def _verifier(api: FastAPI) -> Verifier:

@@ -19,7 +19,8 @@ Caches and coordination (safe to delete; rebuilt or re-derived):
   sluice:progress:{deployment}   hash: done, total downloads of a deployment's snapshot (1 h TTL)
   sluice:head:{app}              hash: automatic triggers' tickets and the last head check's
                                  result (core/coalesce.py); `…:running` the check's lock (expires)
-  sluice:auth:failures:{app}:{addr}  failed logins to an app from an address (15 min TTL)
+  sluice:auth:attempts:{app}:{addr}  hash: failed logins to an app from an address and the
+                                 last one's turn (access/login_throttle.py; 15 min TTL)
   sluice:metrics:app:{app}       JSON: per-app metric aggregates and the stream id they reach
   sluice:metrics:polls           hash: head-check counts, duration buckets and errors by source type
   sluice:gc                      held (with a TTL of gc_interval) by the worker that last
@@ -58,8 +59,8 @@ def credentials(app: str) -> str:
     return f"{PREFIX}credentials:{app}"
 
 
-def login_failures(address: str, app: str) -> str:
-    return f"{PREFIX}auth:failures:{app}:{address}"
+def login_attempts(address: str, app: str) -> str:
+    return f"{PREFIX}auth:attempts:{app}:{address}"
 
 
 def hook_delivery(provider: str, delivery_id: str) -> str:

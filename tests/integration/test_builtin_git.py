@@ -13,7 +13,10 @@ import httpx
 import pytest
 
 from orchestrator.access.builtin_git import commit_tree, ensure_repository
-from orchestrator.access.credentials import Verifier, set_credentials
+from orchestrator.access.credentials import SCRYPT, Verifier, scrypt_hash, set_credentials
+from orchestrator.access.login_throttle import LoginThrottle
+from orchestrator.api import create_app
+from orchestrator.runtime.services import Services
 from tests.helpers import FUNCTION_APP, GIT_ENV, git, write_files
 from tests.integration.flow import event_types, wait_until_ended
 from tests.servers.api_server import serving
@@ -135,7 +138,7 @@ def test_a_wrong_password_a_wrong_user_an_unknown_app_and_one_without_credential
 
     answers = [_answer(httpx.get(url + "/info/refs?service=git-upload-pack")) for url in refused]
     for app in ("hello", "nope", "unset"):       # not slowed down by the failures above
-        Verifier(services).succeeded("127.0.0.1", app)
+        Verifier(services).throttle.succeeded("127.0.0.1", app)
     attempts = [run_git(workspace.root, "ls-remote", url) for url in refused[:3]]
 
     assert answers == [(401, 'Basic realm="sluice"', "authentication required\n")] * 5
@@ -168,6 +171,57 @@ def test_repeated_failures_from_one_address_slow_its_answers_until_a_login_succe
     assert held[0] == 401 and held[1] >= 0.5
     assert after_success[0][0] == 200 and after_success[0][1] >= 1.0     # held too, then reset
     assert after_success[1][0] == 200 and after_success[1][1] < 0.4
+
+
+def test_guesses_sent_at_once_beyond_their_turns_get_429_with_retry_after_and_healthz_answers(
+        workspace):
+    services = _guessed_at(workspace)
+    hashed = []
+    api = create_app(services)
+    # the real turns' schedule, in tenths of its seconds
+    api.state.git_verifier = Verifier(services, hasher=_recording(hashed), throttle=LoginThrottle(
+        services.redis, services.clock, first_delay=0.05, max_delay=0.8))
+    with serving(services, api) as base, ThreadPoolExecutor(20) as pool:
+        url = f"{base}/git/hello.git/info/refs?service=git-upload-pack"
+        guesses = [pool.submit(httpx.get, url, auth=("alice", "wrong-pass1"), timeout=30)
+                   for _ in range(20)]
+        health = [httpx.get(f"{base}/healthz").status_code for _ in range(5)]
+        answers = [guess.result() for guess in guesses]
+
+    refused = [answer for answer in answers if answer.status_code == 429]
+    assert sorted(answer.status_code for answer in answers) == [401] * len(hashed) + [429] * len(refused)
+    assert len(hashed) <= 7 and len(refused) >= 13     # 3 free turns and 4 spaced out
+    assert all(int(answer.headers["Retry-After"]) >= 1 for answer in refused)
+    assert health == [200] * 5
+
+
+def test_an_unknown_app_is_answered_after_the_same_hash_as_a_known_one(workspace):
+    services = _guessed_at(workspace)
+    hashed = []
+    api = create_app(services)
+    api.state.git_verifier = Verifier(services, hasher=_recording(hashed))
+    with serving(services, api) as base:
+        statuses = [httpx.get(f"{base}/git/{app}.git/info/refs?service=git-upload-pack",
+                              auth=("alice", "wrong-pass1")).status_code
+                    for app in ("hello", "nope")]
+
+    assert statuses == [401, 401]
+    assert [(password, len(salt), params) for password, salt, params in hashed] \
+        == [("wrong-pass1", 16, SCRYPT)] * 2
+
+
+def _guessed_at(workspace) -> Services:
+    services = workspace.configure({"hello": {"target": str(workspace.target("hello")),
+                                              "source": {"type": "manual"}}})
+    set_credentials(services, "hello", "alice", PASSWORD)
+    return services
+
+
+def _recording(hashed: list):
+    def hasher(password: str, salt: bytes, params: dict) -> bytes:
+        hashed.append((password, salt, params))
+        return scrypt_hash(password, salt, params)
+    return hasher
 
 
 def test_commit_tree_then_clone_yields_exactly_the_directorys_files(sluice, workspace):

@@ -7,17 +7,21 @@ import io
 import logging
 import os
 import random
+import re
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from orchestrator.access.credentials import set_credentials
+from orchestrator.access import ftp as ftp_server
+from orchestrator.access.credentials import SCRYPT, Verifier, scrypt_hash, set_credentials
 from orchestrator.access.ftp import build_server, serve_ftp
+from orchestrator.access.login_throttle import LoginThrottle
 from orchestrator.runtime.services import Services
 from tests.helpers import FUNCTION_APP, git_app, wait_for, write_files
 from tests.integration.flow import sync_and_wait, tree
@@ -39,12 +43,14 @@ class Site:
     other_files: Path
 
     @contextmanager
-    def ftp(self, **settings):
-        """The FTP server on free loopback ports with these ftp settings, serving in a thread."""
+    def ftp(self, verifier=None, **settings):
+        """The FTP server on free loopback ports with these ftp settings, serving in a thread;
+        logins checked by verifier(services) if given."""
         port = _free_port()
         services = self.workspace.configure(self.apps, ftp={
             "listen": f"127.0.0.1:{port}", "passive_ports": _free_range(), **settings})
-        stop, listening = threading.Event(), build_server(services)
+        stop = threading.Event()
+        listening = build_server(services, verifier(services) if verifier else None)
         thread = threading.Thread(target=serve_ftp, args=(services, stop, listening), daemon=True)
         thread.start()
         try:
@@ -256,6 +262,71 @@ def test_repeated_failures_from_one_address_are_answered_more_and_more_slowly(si
         timed_login(PASSWORD)
 
     assert durations[0] < 0.5 <= durations[3] <= durations[4]
+
+
+def test_an_unknown_app_or_login_is_refused_after_the_same_hash_as_a_known_one(site):
+    hashed = []
+
+    def hasher(password, salt, params):
+        hashed.append((password, len(salt), params))
+        return scrypt_hash(password, salt, params)
+    with site.ftp(verifier=lambda services: Verifier(services, hasher=hasher)) as server:
+        for n, user in enumerate(("hello\\deploy", "nosuch\\deploy", "deploy")):
+            client = server.connect(source=f"127.0.0.{10 + n}")
+            with pytest.raises(ftplib.error_perm, match=DENIED):
+                client.login(user, "wrong-password-1")
+            client.close()
+
+    assert hashed == [("wrong-password-1", 16, SCRYPT)] * 3
+
+
+def test_guesses_sent_at_once_beyond_their_turns_are_turned_away_saying_when_to_retry(site):
+    hashed, answers = [], []
+
+    def hasher(password, salt, params):
+        hashed.append(password)
+        return scrypt_hash(password, salt, params)
+
+    def guess(_) -> str:
+        client = server.connect()
+        try:
+            client.login("hello\\deploy", "wrong-password-1")
+        except ftplib.Error as refused:
+            return str(refused)
+        finally:
+            client.close()
+        return "logged in"
+    # the real turns' schedule, in tenths of its seconds
+    verifier = lambda services: Verifier(services, hasher=hasher, throttle=LoginThrottle(  # noqa: E731
+        services.redis, services.clock, first_delay=0.05, max_delay=0.8))
+    with site.ftp(verifier=verifier) as server, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(guess, range(8)))
+
+    turned_away = [answer for answer in answers if answer.startswith("421")]
+    assert answers.count(DENIED) == len(hashed) and len(hashed) + len(turned_away) == 8
+    assert len(hashed) <= 7 and turned_away
+    assert all(re.fullmatch(r"421 Too many login attempts; try again in [1-9]\d* s\.", answer)
+               for answer in turned_away)
+
+
+def test_connections_that_never_log_in_give_their_slot_back_after_the_login_timeout(
+        site, monkeypatch):
+    monkeypatch.setattr(ftp_server, "LOGIN_TIMEOUT", 1)
+    with site.ftp(max_connections_per_ip=2) as server:
+        session, stranger = server.login(), server.connect()
+        with pytest.raises(ftplib.error_temp):
+            server.connect()
+        newcomer = wait_for(lambda: _connects(server), timeout=10, what="the stranger's slot")
+        time.sleep(1.5)             # the session, logged in, idles longer than a stranger may
+        listed = session.nlst()
+        time.sleep(1.5)             # and after a transfer too
+        session.voidcmd("NOOP")
+        session.quit()
+        newcomer.close()
+        with pytest.raises(ftplib.error_temp, match="421 Control connection timed out"):
+            stranger.voidcmd("NOOP")
+
+    assert listed == ["HttpHello", "host.json", "static"]
 
 
 @pytest.mark.parametrize("limits, answer", [
