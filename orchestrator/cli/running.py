@@ -1,6 +1,7 @@
 """The commands that run Sluice's services: up, worker, poller, api, ftp; and check-config."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
@@ -58,12 +59,17 @@ def api(ctx: typer.Context):
     import uvicorn
 
     from orchestrator.api import create_app
+    from orchestrator.api.server import server_config
     services = services_of(ctx)
     listen = services.config.api
     # log_config=None: uvicorn's records go through Sluice's logging (--log-format); open
     # event streams (GET /api/events) never end by themselves, so shutdown cuts them after 5 s
-    uvicorn.run(create_app(services), host=listen.host, port=listen.port, log_level="info",
-                log_config=None, timeout_graceful_shutdown=5)
+    server = uvicorn.Server(server_config(create_app(services), host=listen.host, port=listen.port,
+                                          log_level="info", log_config=None, timeout_graceful_shutdown=5))
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:      # e.g. the port is taken: uvicorn has said why
+        raise typer.Exit(3)
 
 
 @cli.command()

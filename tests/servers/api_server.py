@@ -11,16 +11,17 @@ import uvicorn
 from fastapi import FastAPI
 
 from orchestrator.api import create_app
+from orchestrator.api.server import HEAD_TIMEOUT, server_config
 from orchestrator.runtime.services import Services
 from tests.helpers import wait_for
 
 
 @contextmanager
-def serving(services: Services, api: FastAPI | None = None) -> Iterator[str]:
-    """Yields the base URL of `api` (by default Sluice's API for `services`). Open event
-    streams are cut after 2 s at shutdown."""
-    config = uvicorn.Config(api or create_app(services), log_level="warning", lifespan="off",
-                            timeout_graceful_shutdown=2)
+def serving(services: Services, api: FastAPI | None = None, head_timeout: float = HEAD_TIMEOUT) -> Iterator[str]:
+    """Yields the base URL of `api` (by default Sluice's API for `services`), served as
+    `sluice api` serves it. Open event streams are cut after 2 s at shutdown."""
+    config = server_config(api or create_app(services), head_timeout, log_level="warning", lifespan="off",
+                           timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
