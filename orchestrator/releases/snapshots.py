@@ -239,6 +239,7 @@ class SnapshotBuilder:
         self._touched: set[str] = set()
         self._added: set[str] = set()
         self._aliases: dict[str, list[tuple[str, FileEntry]]] = {}
+        self._passed: dict[FileEntry | None, set[str]] = {}    # by the .funcignore judged under
         self.added = self.reused = 0
         self.on_progress: Callable[[int, int], None] | None = None
 
@@ -256,7 +257,10 @@ class SnapshotBuilder:
 
     def ignored(self, paths: Iterable[str]) -> set[str]:
         rules = IgnoreRules(self._funcignore())
-        return {p for p in paths if rules.ignored(p)}
+        passed, left_out = self._passed.setdefault(self._files.get(FUNCIGNORE), set()), set[str]()
+        for path in paths:
+            (left_out if rules.ignored(path) else passed).add(path)
+        return left_out
 
     def add_known(self, path: str, entry: FileEntry, executable: bool = False) -> None:
         self._put(path, FileEntry(entry.sha256, entry.size, executable))
@@ -307,9 +311,11 @@ class SnapshotBuilder:
             self.store.remember(kind, pairs)
         files, links = self._files, self._links
         rules = IgnoreRules(self._funcignore())
-        # Entries taken from the base passed these same rules already, unless they changed.
+        # Entries taken from the base passed these same rules already, unless they changed;
+        # so did those a source asked ignored() about under the same .funcignore.
         recheck = files.keys() | links.keys() if FUNCIGNORE in self._touched or not self.base \
             else self._touched
+        recheck = recheck - self._passed.get(files.get(FUNCIGNORE), set())
         ignored = {p for p in recheck if rules.ignored(p)}
         files = {p: e for p, e in files.items() if p not in ignored}
         links = {p: t for p, t in links.items() if p not in ignored}

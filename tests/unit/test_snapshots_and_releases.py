@@ -58,6 +58,15 @@ def test_a_writer_names_what_no_release_will_hold_by_the_funcignore_it_holds_so_
     assert writer.ignored(paths) == before | {"a.log", "logs/x.txt"}
 
 
+def test_the_seal_still_leaves_out_what_the_rules_exclude_whatever_a_source_asked_before(store):
+    writer = store.builder()
+    writer.add_stream(".funcignore", io.BytesIO(b"*.log\n"))
+    writer.ignored(["app.js", "debug.log"])
+    for path in ("app.js", "debug.log", "local.settings.json", "late.log"):
+        writer.add_stream(path, io.BytesIO(b"x"))
+    assert set(writer.seal().manifest.files) == {".funcignore", "app.js"}
+
+
 @pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "a/../../b", "a//b", "a\0b",
                                   "./a", "a\\..\\b", ""])
 def test_names_that_could_escape_or_corrupt_a_release_are_refused(name):
