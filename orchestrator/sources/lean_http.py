@@ -140,10 +140,14 @@ class _Connection:
         address = (proxy.host, proxy.port) if proxy else (origin.host, origin.port)
         sock = socket.create_connection(address, timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if origin.scheme == "https":        # the pool passes its context (made on first use)
-            if proxy is not None:
-                _tunnel(sock, origin, proxy)
-            sock = (context or ssl.create_default_context()).wrap_socket(sock, server_hostname=origin.host)
+        try:
+            if origin.scheme == "https":    # the pool passes its context (made on first use)
+                if proxy is not None:
+                    _tunnel(sock, origin, proxy)
+                sock = (context or ssl.create_default_context()).wrap_socket(sock, server_hostname=origin.host)
+        except BaseException:
+            sock.close()                    # a refused tunnel or handshake leaves no socket open
+            raise
         # The kernel enforces the timeout (SO_RCVTIMEO/SO_SNDTIMEO) so that a blocking socket
         # needs no poll() before every recv.
         sock.settimeout(None)
