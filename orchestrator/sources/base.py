@@ -76,7 +76,8 @@ class NotifyingSource(Source, Protocol):
 
     def wait_for_change(self, cursor: str) -> float:
         """Block until the source changed since `cursor` or a timeout: negative when it
-        changed, else the seconds to wait before asking again (0: at once)."""
+        changed or the cursor is no longer valid (the head check lists afresh), else the
+        seconds to wait before asking again (0: at once)."""
 
 
 def strip_prefix(path: str, prefix: str) -> str | None:

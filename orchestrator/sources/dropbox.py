@@ -19,7 +19,13 @@ from pathlib import Path
 import dropbox
 import requests
 from dropbox import exceptions as dbx_errors
-from dropbox.files import DeletedMetadata, FileMetadata, ListFolderResult
+from dropbox.files import (
+    DeletedMetadata,
+    FileMetadata,
+    ListFolderContinueError,
+    ListFolderLongpollError,
+    ListFolderResult,
+)
 
 from orchestrator.config.sources import DropboxSourceConfig
 from orchestrator.core.errors import (
@@ -64,9 +70,16 @@ class DropboxSource(CloudFolderSource):
     def wait_for_change(self, cursor: str) -> float:
         """Block on `list_folder/longpoll` until the folder changes or the call times out;
         seconds to wait before the next longpoll (0 unless Dropbox asked for a backoff),
-        negative when something changed."""
+        negative when something changed or Dropbox reset the cursor (the head check then
+        lists the folder again and stores a fresh one)."""
         try:
             result = _client(self.config).files_list_folder_longpoll(cursor, LONGPOLL_SECONDS)
+        except dbx_errors.ApiError as exc:
+            if not _is_reset(exc):
+                raise self._error(exc) from None
+            log.info("%s: cursor reset by Dropbox; the next head check lists the folder again",
+                     self.where)
+            return -1.0
         except Exception as exc:
             raise self._error(exc) from None
         backoff = float(result.backoff or 0)
@@ -79,7 +92,7 @@ class DropboxSource(CloudFolderSource):
                 try:
                     result = dbx.files_list_folder_continue(listing.cursor)
                 except dbx_errors.ApiError as exc:
-                    if not exc.error.is_reset():
+                    if not _is_reset(exc):
                         raise
                     log.info("%s: cursor reset by Dropbox; listing the folder again", self.where)
                     listing.cursor, listing.files = None, {}
@@ -150,6 +163,13 @@ class DropboxSource(CloudFolderSource):
 class _ContentHash(DropboxContentHash):
     def result(self) -> str:
         return self.hexdigest()
+
+
+def _is_reset(exc: dbx_errors.ApiError) -> bool:
+    """The `reset` of list_folder/continue and list_folder/longpoll: start over with a
+    fresh listing."""
+    return isinstance(exc.error, ListFolderContinueError | ListFolderLongpollError) and \
+        exc.error.is_reset()
 
 
 def _summary(exc: Exception) -> str:

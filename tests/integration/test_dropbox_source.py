@@ -137,6 +137,29 @@ def test_a_longpolled_change_goes_live_without_waiting_for_the_poll_interval(wor
     assert [d.trigger for d in history.deployments.values()] == ["poll", "poll"]
 
 
+def test_a_cursor_reset_met_by_the_longpoll_makes_the_app_due_at_once_and_lists_afresh(workspace, dbx):
+    """Dropbox may reset a cursor at any time; a longpoll on it answers 409 `reset`, which
+    means "list the folder again", not "try again later"."""
+    services = workspace.configure(dropbox_app(workspace, dbx))
+    sync_and_wait(services, "site")
+    services.redis.zadd(keys.POLL_DUE, {"site": services.clock.now() + 3600})   # no poll soon
+    dbx.invalidate_cursors()            # before any longpoll waits: it meets `reset`
+    dbx.put(f"{ROOT}/index.html", b"<h1>after reset</h1>")
+    listings = dbx.requests["files/list_folder"]
+    poller, stop = Poller(services), threading.Event()
+    thread = threading.Thread(target=poller.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: site_files(workspace).get("index.html") == b"<h1>after reset</h1>",
+                 timeout=15, what="the change to go live after the reset")
+    finally:
+        stop.set()
+        thread.join(10)
+    assert dbx.requests["files/list_folder"] > listings      # listed afresh, not continued
+    assert [d.trigger for d in services.projections.history("site").deployments.values()] == [
+        "manual", "poll"]
+
+
 def test_the_worker_reports_download_progress_for_the_progress_bar(workspace, dbx):
     for i in range(40):
         dbx.put(f"{ROOT}/many/file-{i}.txt", f"content {i}".encode())
