@@ -2,12 +2,14 @@
 deploy from, a worker, waiting, and how figures print."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import yaml
 from rich.table import Table
 
@@ -69,6 +71,33 @@ def start_worker(cfg: Path, redis_url: str, log: Path, *options: str) -> subproc
         return "ready." in log.read_text(errors="replace")
     wait(ready, 0.05, 60, "the worker")
     return proc
+
+
+def poll_health(api_url: str, work, seconds: float | None) -> list[float]:
+    """/healthz latencies, polled every 20 ms while `work` runs (or for `seconds`), from a
+    process of its own: the load's threads must not slow the poller's client."""
+    forked = multiprocessing.get_context("fork")
+    done, results = forked.Event(), forked.Queue()
+    poller = forked.Process(target=_poll, args=(api_url, done, results))
+    poller.start()
+    try:
+        work() if seconds is None else time.sleep(seconds)
+    finally:
+        done.set()
+        latencies = results.get(timeout=120)
+        poller.join()
+    return latencies
+
+
+def _poll(api_url: str, done, results) -> None:
+    latencies = []
+    with httpx.Client(timeout=60) as client:
+        while not done.is_set():
+            started = time.monotonic()
+            client.get(f"{api_url}/healthz").raise_for_status()
+            latencies.append(time.monotonic() - started)
+            time.sleep(0.02)
+    results.put(latencies)
 
 
 def wait(predicate, interval: float, timeout: float, what: str):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import ftplib
-import multiprocessing
 import os
 import statistics
 import subprocess
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import httpx
 import yaml
-from common import ROOT, ms, pct, results_table, wait
+from common import ROOT, ms, pct, poll_health, results_table, wait
 from rich.console import Console
 
 from orchestrator.access.credentials import set_credentials
@@ -64,12 +63,12 @@ def main() -> None:
 
 def report(api_url: str, ftp_port: int, seconds: float, samples: int, services: Services) -> None:
     console.print(f"measuring the code in {ROOT} ...")
-    idle = _poll_health(api_url, lambda: None, 5.0)
+    idle = poll_health(api_url, lambda: None, 5.0)
     burst: dict = {}
-    during_burst = _poll_health(api_url, lambda: burst.update(_burst(api_url)), None)
+    during_burst = poll_health(api_url, lambda: burst.update(_burst(api_url)), None)
     _forget_failures(services)
     sustained: dict = {}
-    during_attack = _poll_health(api_url, lambda: sustained.update(_attack(api_url, seconds)), None)
+    during_attack = poll_health(api_url, lambda: sustained.update(_attack(api_url, seconds)), None)
     git_times = _known_beside_unknown(lambda app, n: _git_guess(api_url, app, n), samples)
     ftp_times = _known_beside_unknown(lambda app, n: _ftp_guess(ftp_port, app, n), samples)
     health_rows = [(f"/healthz {name}", f"p50 {ms(pct(lat, .5))}", f"p99 {ms(pct(lat, .99))}",
@@ -118,33 +117,6 @@ def _attack(api_url: str, seconds: float) -> dict:
     steady = sorted(t for t in checked if t >= 16)
     spaced = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 1 else float("nan")
     return {"rate": len(checked) / elapsed, "steady": spaced}
-
-
-def _poll_health(api_url: str, work, seconds: float | None) -> list[float]:
-    """/healthz latencies, polled every 20 ms while `work` runs (or for `seconds`), from a
-    process of its own: the guessers' threads must not slow the poller's client."""
-    forked = multiprocessing.get_context("fork")
-    done, results = forked.Event(), forked.Queue()
-    poller = forked.Process(target=_poll, args=(api_url, done, results))
-    poller.start()
-    try:
-        work() if seconds is None else time.sleep(seconds)
-    finally:
-        done.set()
-        latencies = results.get(timeout=120)
-        poller.join()
-    return latencies
-
-
-def _poll(api_url: str, done, results) -> None:
-    latencies = []
-    with httpx.Client(timeout=60) as client:
-        while not done.is_set():
-            started = time.monotonic()
-            client.get(f"{api_url}/healthz").raise_for_status()
-            latencies.append(time.monotonic() - started)
-            time.sleep(0.02)
-    results.put(latencies)
 
 
 def _known_beside_unknown(guess, samples: int) -> tuple[float, float]:

@@ -51,7 +51,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(observe_router)
 
     @app.get("/healthz")
-    def healthz() -> dict:
+    async def healthz() -> dict:        # on the event loop: busy worker threads do not delay it
         return {"status": "ok"}
 
     @app.get("/readyz", response_model=Readiness, responses={503: {"model": Error}})

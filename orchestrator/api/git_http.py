@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 
-import anyio
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +22,7 @@ from starlette.requests import ClientDisconnect
 from orchestrator.access.builtin_git import ensure_repository
 from orchestrator.access.credentials import Verifier
 from orchestrator.access.login_throttle import HASHES_IN_ALL, TooManyLogins
+from orchestrator.api.threads import in_own_threads
 from orchestrator.config.settings import DEFAULT_CONFIG, builtin_repository
 from orchestrator.core import basic_auth
 from orchestrator.runtime.services import Services
@@ -73,11 +73,7 @@ async def _authenticated_user(request: Request, app: str) -> str | None:
 
 
 async def _login_work(api: FastAPI, work, *args):
-    """Off the event loop, in a few threads of its own: a burst of guesses must take neither
-    the threads nor the CPU that the API's other requests (/healthz...) need."""
-    if not hasattr(api.state, "login_threads"):
-        api.state.login_threads = anyio.CapacityLimiter(HASHES_IN_ALL)
-    return await anyio.to_thread.run_sync(work, *args, limiter=api.state.login_threads)
+    return await in_own_threads(api, "logins", HASHES_IN_ALL, work, *args)
 
 
 def _verifier(api: FastAPI) -> Verifier:

@@ -62,7 +62,21 @@ class Coalesced:
     def request(self, work: Callable[[], T], encode: Callable[[T], str],
                 decode: Callable[[str], T]) -> tuple[T, bool]:
         """The result of a run that started after this request; and whether this request ran it."""
-        ticket = int(self._take(keys=[self.key], args=[KEEP_MS]))
+        return self.answer(self.ask(), work, encode, decode)
+
+    def ask(self) -> int:
+        """Take a ticket: a request's place, before any answer to it (`answer` may follow later,
+        elsewhere: what counts is that the run answering it starts after this)."""
+        return int(self._take(keys=[self.key], args=[KEEP_MS]))
+
+    def pending(self) -> bool:
+        """Whether a ticket taken is not answered yet."""
+        asked, covered = replies.values(self.client.hmget(self.key, "asked", "covered"))
+        return int(asked or 0) > int(covered or 0)
+
+    def answer(self, ticket: int, work: Callable[[], T], encode: Callable[[T], str],
+               decode: Callable[[str], T]) -> tuple[T, bool]:
+        """The result of a run that started after `ticket` was taken; and whether this call ran it."""
         deadline = time.monotonic() + self.wait_timeout
         while True:
             covered, result = replies.values(self.client.hmget(self.key, "covered", "result"))

@@ -67,10 +67,28 @@ def deploy_head(services: Services, name: str, trigger: str) -> Queued:
     moved, or if the app is not on it and nothing said it should stay (`behind_head`).
     Concurrent triggers of one app share head checks (core.coalesce): each is answered by a
     check that started after it arrived, and a burst of them costs a check or two."""
-    checks = Coalesced(services.redis, keys.head_check(name))
-    queued, ran = checks.request(lambda: _to_head(services, name, trigger, when_behind=True),
-                                 _encode, _decode)
+    return answer_head_check(services, name, ask_head_check(services, name), trigger)
+
+
+def ask_head_check(services: Services, name: str) -> int:
+    """A trigger's place in the app's head checks; `answer_head_check` may follow later."""
+    return _head_checks(services, name).ask()
+
+
+def answer_head_check(services: Services, name: str, ticket: int, trigger: str) -> Queued:
+    """`deploy_head` for a trigger that asked already: what a check begun after it decided."""
+    queued, ran = _head_checks(services, name).answer(
+        ticket, lambda: _to_head(services, name, trigger, when_behind=True), _encode, _decode)
     return queued if ran else replace(queued, new=False)
+
+
+def head_checks_pending(services: Services, name: str) -> bool:
+    """Whether a trigger of the app still waits for its head check."""
+    return _head_checks(services, name).pending()
+
+
+def _head_checks(services: Services, name: str) -> Coalesced:
+    return Coalesced(services.redis, keys.head_check(name))
 
 
 def sync_now(services: Services, name: str, trigger: str = "manual") -> Queued:

@@ -37,6 +37,11 @@ CLAIM_TIMEOUT = 120.0
 MAX_FAILURE_BACKOFF = 600.0
 
 
+def make_due(client: redis.Redis, name: str) -> None:
+    """Check the app's source at the next round of any poller (a webhook arrived)."""
+    client.zadd(keys.POLL_DUE, {name: 0}, xx=True)
+
+
 @dataclass(frozen=True)
 class CheckResult:
     app: str

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from orchestrator.core import keys
-from orchestrator.core.projections import DeploymentView
-from orchestrator.deploying.sync import sync_now
+from orchestrator.core.projections import AppView, DeploymentView
+from orchestrator.deploying.sync import head_checks_pending, sync_now
 from orchestrator.deploying.task_queue import DEPLOY_QUEUE, priority_lists
 from orchestrator.runtime.services import Services
 from tests.helpers import wait_for
@@ -27,6 +27,16 @@ def wait_until_let_go(services: Services, app: str, timeout: float = 30) -> None
     that has ended may still have its worker busy with the app for a moment."""
     wait_for(lambda: not services.redis.exists(keys.lease(app)), timeout,
              what=f"the worker to let go of {app}")
+
+
+def wait_until_settled(services: Services, app: str, timeout: float = 30) -> AppView:
+    """Until every trigger of the app has had its head check and no deployment of it waits or
+    runs: the app's view then."""
+    def settled():
+        view = services.projections.app(app)
+        busy = head_checks_pending(services, app) or any(not d.terminal for d in view.deployments.values())
+        return None if busy else view
+    return wait_for(settled, timeout, what=f"the triggers and deployments of {app} to settle")
 
 
 def sync_and_wait(services: Services, app: str, timeout: float = 30) -> DeploymentView:

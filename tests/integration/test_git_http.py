@@ -14,7 +14,7 @@ from orchestrator.config.sources import GitSourceConfig
 from orchestrator.core.errors import AuthenticationFailed, RevisionNotFound
 from orchestrator.sources.git import GitSource
 from tests.helpers import FIXTURES, FUNCTION_APP, git
-from tests.integration.flow import sync_and_wait, tree, wait_until_ended
+from tests.integration.flow import sync_and_wait, tree, wait_until_ended, wait_until_settled
 from tests.servers.git_http import GitHttpServer
 
 V2 = {"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n"}
@@ -115,9 +115,9 @@ def test_a_private_azure_devops_repository_deploys_the_pushed_commit_on_its_serv
         answer = TestClient(create_app(services), base_url=LOCAL).post(
             "/hooks/azure-devops/ado", json=hook,
             headers={"Authorization": "Basic " + base64.b64encode(b"hook:hook-s3cret-for-tests").decode()})
-        assert (answer.status_code, answer.json()["revision"]) == (202, revision)
-        d = wait_until_ended(services, "ado", answer.json()["deployment_id"])
-    assert d.status == "success" and d.trigger == "webhook"
+        assert (answer.status_code, answer.json()["pushed"]) == (202, revision)
+        d = wait_until_settled(services, "ado").active
+    assert (d.status, d.trigger, d.revision) == ("success", "webhook", revision)
     assert tree(workspace.target("ado"))["HttpHello/__init__.py"].endswith("'v2'\n")
     recorded = json.dumps([r.event.to_fields() for r in services.store.read("ado")])
     assert "pat-s3cret" not in recorded and "hook-s3cret" not in recorded

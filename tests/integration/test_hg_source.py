@@ -11,7 +11,7 @@ from orchestrator.config.sources import HgSourceConfig
 from orchestrator.core.errors import AuthenticationFailed, RevisionNotFound
 from orchestrator.sources.hg import HgSource
 from tests.helpers import FIXTURES
-from tests.integration.flow import sync_and_wait, tree
+from tests.integration.flow import sync_and_wait, tree, wait_until_settled
 from tests.servers.hg_serve import HgRepo, hg_serve, hg_serve_with_auth
 
 SITE = {"index.html": "<h1>v1</h1>", "css/site.css": "body {}", "deploy.sh": "#!/bin/sh\n"}
@@ -187,7 +187,6 @@ def test_a_bitbucket_mercurial_push_webhook_deploys_from_hg_serve(workspace, rep
     from fastapi.testclient import TestClient
 
     from orchestrator.api import create_app
-    from tests.integration.flow import wait_until_ended
     repo.commit({"index.html": "<p>from hg</p>"})
     url, _ = served
     services = workspace.configure({"bb": {"layout": "site", "target": str(workspace.target("bb")),
@@ -202,8 +201,8 @@ def test_a_bitbucket_mercurial_push_webhook_deploys_from_hg_serve(workspace, rep
     response = TestClient(create_app(services), base_url=LOCAL).post("/hooks/bitbucket/bb", content=body, headers={
         "X-Event-Key": "repo:push", "X-Request-UUID": "hg-1", "X-Hub-Signature": signature})
 
-    assert response.status_code == 202 and response.json()["revision"] == repo.head()
-    d = wait_until_ended(services, "bb", response.json()["deployment_id"])
+    assert response.status_code == 202 and response.json()["pushed"] == repo.head()
+    d = wait_until_settled(services, "bb").active
     assert (d.status, d.trigger, d.revision) == ("success", "webhook", repo.head())
     assert (workspace.target("bb") / "index.html").read_text() == "<p>from hg</p>"
 

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from orchestrator.api import create_app
-from tests.helpers import FIXTURES, FUNCTION_APP, wait_for
-from tests.integration.flow import event_types, wait_until_ended
+from tests.helpers import FIXTURES, FUNCTION_APP
+from tests.integration.flow import event_types, wait_until_settled
 
 SECRET = "test-webhook-secret"
 
@@ -43,14 +43,15 @@ def hooked(workspace):
     return repo, services, TestClient(create_app(services), base_url="http://localhost")
 
 
-def test_a_signed_push_to_the_tracked_branch_queues_that_revision_and_it_goes_live(hooked, workspace):
+def test_a_signed_push_to_the_tracked_branch_is_accepted_at_once_and_the_branch_head_goes_live(
+        hooked, workspace):
     repo, services, client = hooked
     body = github_push("refs/heads/master", repo.head())
 
     response = client.post("/hooks/github/hello", content=body, headers=signed(body))
 
-    assert response.status_code == 202 and response.json()["status"] == "queued"
-    d = wait_until_ended(services, "hello", response.json()["deployment_id"])
+    assert response.status_code == 202 and response.json()["status"] == "accepted"
+    d = wait_until_settled(services, "hello").active
     assert (d.status, d.trigger, d.revision) == ("success", "webhook", repo.head())
     assert (workspace.target("hello") / "host.json").exists()
 
@@ -58,18 +59,17 @@ def test_a_signed_push_to_the_tracked_branch_queues_that_revision_and_it_goes_li
 def test_a_replayed_push_with_a_new_delivery_id_puts_nothing_older_than_live_live(hooked, workspace):
     repo, services, client = hooked
     old = github_push("refs/heads/master", repo.head())
-    first = client.post("/hooks/github/hello", content=old, headers=signed(old, delivery="d-old"))
-    wait_until_ended(services, "hello", first.json()["deployment_id"])
+    client.post("/hooks/github/hello", content=old, headers=signed(old, delivery="d-old"))
+    wait_until_settled(services, "hello")
     fix = repo.commit({"HttpHello/__init__.py": "def main(req):\n    return 'fixed'\n"})
     body = github_push("refs/heads/master", fix)
-    second = client.post("/hooks/github/hello", content=body, headers=signed(body, delivery="d-fix"))
-    wait_until_ended(services, "hello", second.json()["deployment_id"])
+    client.post("/hooks/github/hello", content=body, headers=signed(body, delivery="d-fix"))
+    wait_until_settled(services, "hello")
 
     replay = client.post("/hooks/github/hello", content=old, headers=signed(old, delivery="d-new"))
 
-    assert replay.status_code == 202 and replay.json()["status"] == "covered"
-    assert replay.json()["revision"] == fix != replay.json()["pushed"]
-    view = services.projections.app("hello")
+    assert replay.status_code == 202 and replay.json()["status"] == "accepted"
+    view = wait_until_settled(services, "hello")
     assert view.active.revision == fix and len(view.deployments) == 2
     assert "fixed" in (workspace.target("hello") / "HttpHello/__init__.py").read_text()
 
@@ -99,17 +99,14 @@ def test_two_hundred_distinct_pushes_arriving_out_of_order_end_with_the_branch_h
             future.result()
     head = repo.head()
 
-    def settled():
-        view = services.projections.app("hello")
-        return view.active if not any(not d.terminal for d in view.deployments.values()) else None
-    assert wait_for(settled, 60, what="the deployments to settle").revision == head
+    assert wait_until_settled(services, "hello", 60).active.revision == head
 
 
 def test_a_redelivery_creates_no_second_deployment(hooked):
     repo, services, client = hooked
     body = github_push("refs/heads/master", repo.head())
-    first = client.post("/hooks/github/hello", content=body, headers=signed(body, delivery="same"))
-    wait_until_ended(services, "hello", first.json()["deployment_id"])
+    client.post("/hooks/github/hello", content=body, headers=signed(body, delivery="same"))
+    wait_until_settled(services, "hello")
 
     again = client.post("/hooks/github/hello", content=body, headers=signed(body, delivery="same"))
 
@@ -118,10 +115,11 @@ def test_a_redelivery_creates_no_second_deployment(hooked):
 
 
 def test_a_form_encoded_delivery_is_accepted(hooked):
-    repo, _, client = hooked
+    repo, services, client = hooked
     body = urlencode({"payload": github_push("refs/heads/master", repo.head()).decode()}).encode()
     headers = signed(body, **{"Content-Type": "application/x-www-form-urlencoded"})
-    assert client.post("/hooks/github/hello", content=body, headers=headers).json()["status"] == "queued"
+    assert client.post("/hooks/github/hello", content=body, headers=headers).json()["status"] == "accepted"
+    assert wait_until_settled(services, "hello").active.status == "success"
 
 
 def test_a_ping_answers_200_and_deploys_nothing(hooked):
@@ -189,8 +187,8 @@ def test_bitbucket_and_azure_devops_pushes_queue_the_named_revision(workspace):
     r2 = client.post("/hooks/azure-devops/ado", json=ado, headers={"Authorization": auth})
     r3 = client.post("/hooks/azure-devops/ado", json=ado, headers={"Authorization": "Basic eDp5"})
 
-    assert (r1.status_code, r1.json()["revision"]) == (202, revision)
-    assert (r2.status_code, r2.json()["revision"]) == (202, revision)
+    assert (r1.status_code, r1.json()["pushed"]) == (202, revision)
+    assert (r2.status_code, r2.json()["pushed"]) == (202, revision)
     assert r3.status_code == 401
-    for app, r in (("bb", r1), ("ado", r2)):
-        assert wait_until_ended(services, app, r.json()["deployment_id"]).status == "success"
+    for app in ("bb", "ado"):
+        assert wait_until_settled(services, app).active.status == "success"
