@@ -6,6 +6,7 @@ a redelivered or duplicated task does nothing.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,9 +171,11 @@ def _newer(view: AppView, deployment_id: str) -> DeploymentView | None:
 
 
 def _live(view: AppView, config: AppConfig) -> DeploymentView | None:
-    """The active deployment, if the target really shows its release."""
+    """The active deployment, if the target really shows its release and the release is
+    there (a redeploy after the release left the disk must not end as skipped)."""
     active = view.active
-    if active and active.snapshot and str(live_release(config.target)) == active.release:
+    if active and active.snapshot and str(live_release(config.target)) == active.release \
+            and os.path.isdir(active.release):
         return active
     return None
 

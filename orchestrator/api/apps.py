@@ -18,7 +18,7 @@ from orchestrator.core import deployment_ids
 from orchestrator.core.errors import NotFound
 from orchestrator.core.projections import RECENT, AppView
 from orchestrator.core.statuses import DeploymentStatus
-from orchestrator.observe.formatting import deployment_json
+from orchestrator.observe.formatting import deployment_json, drift_json
 from orchestrator.observe.queue_view import inspect_queue
 from orchestrator.runtime.services import Services
 
@@ -40,6 +40,14 @@ class Deployment(BaseModel):
     attempts: int
 
 
+class Drift(BaseModel):
+    kind: str = Field(description="missing, elsewhere, release gone, occupied")
+    detail: str = Field(description="what the check found, naming the paths")
+    repair: str = Field(description="switch, redeploy, wait (for deployment_id), none (left alone)")
+    deployment_id: str | None
+    since: str | None = Field(description="ISO 8601, UTC: when this drift was first recorded")
+
+
 class App(BaseModel):
     name: str
     layout: str
@@ -50,6 +58,8 @@ class App(BaseModel):
     active: Deployment | None
     running: Deployment | None
     waiting: int = Field(description="deployments queued and not started")
+    drift: Drift | None = Field(description="the target does not show the active release, as the "
+                                "last drift check found; null: it does")
 
 
 class AppDetail(App):
@@ -211,7 +221,7 @@ def app_json(services: Services, name: str, view: AppView) -> dict:
             "continuous": config.source.type != "manual",
             "active": deployment_json(view, view.active) if view.active else None,
             "running": deployment_json(view, running) if running else None,
-            "waiting": len(view.waiting())}
+            "waiting": len(view.waiting()), "drift": drift_json(view)}
 
 
 def queued_json(app: str, queued) -> dict:

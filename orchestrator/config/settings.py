@@ -179,6 +179,7 @@ class SluiceConfig(_Strict):
     redis_url: str | None = None
     gc_interval: Duration = 300.0     # at most one garbage collection of the store per interval
     lease_ttl: Duration = 30.0        # a dead worker's app lease frees itself after this
+    drift_check: Duration = 30.0      # how often pollers compare targets with active releases; 0: never
     api: ApiConfig = ApiConfig()
     ftp: FtpConfig = FtpConfig()
     apps: dict[str, AppConfig] = Field(default_factory=dict)

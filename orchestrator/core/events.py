@@ -36,6 +36,8 @@ class EventType(StrEnum):
     APP_RESUMED = "AppResumed"
     RELEASES_PRUNED = "ReleasesPruned"
     CREDENTIALS_CHANGED = "CredentialsChanged"
+    DRIFT_DETECTED = "DriftDetected"
+    DRIFT_REPAIRED = "DriftRepaired"
 
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -196,3 +198,21 @@ class ReleasesPruned(Event):
 class CredentialsChanged(Event):
     """The app's deployment credentials were set; the secret itself is never an event."""
     user: str
+
+
+@dataclass(frozen=True)
+class DriftDetected(Event):
+    """A drift check found the target not showing the active release (releases/drift.py)."""
+    kind: str                       # missing, elsewhere, release gone, occupied
+    target: str
+    detail: str                     # what was found, naming the paths
+    repair: str                     # switch, redeploy, wait (a queued deployment replaces it), none
+    deployment_id: str | None = None    # the redeploy queued, or the deployment waited for
+
+
+@dataclass(frozen=True)
+class DriftRepaired(Event):
+    """The target shows the active release again."""
+    kind: str                       # the drift that ended
+    release: str
+    how: str                        # switched back, redeployed as ..., found right

@@ -25,6 +25,8 @@ Caches and coordination (safe to delete; rebuilt or re-derived):
   sluice:metrics:polls           hash: head-check counts, duration buckets and errors by source type
   sluice:gc                      held (with a TTL of gc_interval) by the worker that last
                                  collected the store's garbage
+  sluice:drift:due               unix time the next round of drift checks is due (the poller
+                                 that moves it ahead runs the round)
 """
 
 PREFIX = "sluice:"
@@ -34,6 +36,7 @@ POLL_DUE = PREFIX + "poll:due"
 POLL_CURSOR = PREFIX + "poll:cursor"
 POLL_FAILURES = PREFIX + "poll:failures"
 GC = PREFIX + "gc"
+DRIFT_DUE = PREFIX + "drift:due"
 
 
 def app_events(app: str) -> str:

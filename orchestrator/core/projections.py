@@ -46,6 +46,16 @@ class DeploymentView:
 
 
 @dataclass
+class DriftView:
+    """The drift the last check recorded and not yet seen repaired (DriftDetected)."""
+    kind: str
+    detail: str
+    repair: str
+    deployment_id: str | None
+    since: float
+
+
+@dataclass
 class AppView:
     name: str
     version: int = 0
@@ -54,6 +64,7 @@ class AppView:
     active_deployment: str | None = None
     paused: str | None = None             # why automatic deployments are paused, if they are
     pruned: list[str] = field(default_factory=list)   # releases removed from disk
+    drift: DriftView | None = None        # the target does not show the active release
     deployments: dict[str, DeploymentView] = field(default_factory=dict)
 
     @property
@@ -85,6 +96,8 @@ class AppView:
         data = orjson.loads(text)
         data["deployments"] = {k: DeploymentView(**{**d, "status": DeploymentStatus(d["status"])})
                                for k, d in data["deployments"].items()}
+        if data.get("drift"):
+            data["drift"] = DriftView(**data["drift"])
         return AppView(**data)
 
 
@@ -110,6 +123,11 @@ def _apply(view: AppView, e: ev.Event) -> None:
         view.paused = None
     elif isinstance(e, ev.ReleasesPruned):
         view.pruned.extend(e.releases)
+    elif isinstance(e, ev.DriftDetected):
+        since = view.drift.since if view.drift and view.drift.kind == e.kind else e.at
+        view.drift = DriftView(e.kind, e.detail, e.repair, e.deployment_id, since)
+    elif isinstance(e, ev.DriftRepaired):
+        view.drift = None
     elif d := view.deployments.get(getattr(e, "deployment_id", "")):
         _fold_deployment(view, d, e)
 

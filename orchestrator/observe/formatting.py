@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from rich.console import Group
 from rich.table import Column, Table
+from rich.text import Text
 
 from orchestrator.config.settings import SluiceConfig
 from orchestrator.core.event_log import RecordedEvent
@@ -29,6 +30,23 @@ def deployment_json(view: AppView, d: DeploymentView) -> dict:
             "ended_at": iso(d.ended_at)}
 
 
+def drift_json(view: AppView) -> dict | None:
+    """The drift the last check recorded and has not seen repaired; None: the target shows
+    the active release (as of the last check)."""
+    d = view.drift
+    return None if d is None else {"kind": d.kind, "detail": d.detail, "repair": d.repair,
+                                   "deployment_id": d.deployment_id, "since": iso(d.since)}
+
+
+def drift_text(view: AppView) -> str:
+    d = view.drift
+    if d is None:
+        return ""
+    repair = {"switch": "switching back", "redeploy": f"redeploying as {d.deployment_id}",
+              "wait": f"waiting for {d.deployment_id}"}.get(d.repair, "not repaired")
+    return f"DRIFT ({repair}): {d.detail}"
+
+
 def deployments_table(view: AppView) -> Table:
     table = Table(_id("id", ID_WIDTH + len(" *")), _text("status"), _id("revision", REVISION_WIDTH),
                   _text("trigger"), _text("received"), _text("took"), _text("message"),
@@ -47,7 +65,8 @@ def apps_table(config: SluiceConfig, views: dict[str, AppView]) -> Table:
         view = views[name]
         active = view.active
         last = next(iter(view.history()), None)
-        table.add_row(name, app.layout, app.source.describe(), str(app.target),
+        drift = Text(f"\n{drift_text(view)}", style="bold red") if view.drift else ""
+        table.add_row(name, app.layout, app.source.describe(), Text(str(app.target)) + drift,
                       f"{active.id} ({active.revision[:12]})" if active else "-",
                       f"{last.status} {last.id}" if last else "-",
                       f"paused: {view.paused}" if view.paused else "on")

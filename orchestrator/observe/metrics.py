@@ -18,6 +18,8 @@ Metrics:
   sluice_deployment_duration_seconds{app,status}     first attempt's start to the end
   sluice_change_to_live_seconds{app}                 ChangeDetected of a revision to its DeploymentSucceeded
   sluice_app_paused{app}                             1 while automatic deployments are paused
+  sluice_app_drift{app,kind}                         1 while the target is recorded in drift of that kind
+  sluice_drift_repairs_total{app}                    drifts seen repaired (DriftRepaired)
   sluice_queue_depth{queue}                          messages waiting in the Celery queue
   sluice_head_checks_total{source_type}              head checks made by pollers
   sluice_poll_errors_total{source_type}              head checks that failed
@@ -41,6 +43,7 @@ from orchestrator.core import keys, replies
 from orchestrator.core.event_log import RecordedEvent
 from orchestrator.core.statuses import FINAL_STATUS, IN_PROGRESS, TERMINAL, DeploymentStatus
 from orchestrator.deploying.task_queue import DEPLOY_QUEUE, priority_lists
+from orchestrator.releases.drift import DriftKind
 from orchestrator.runtime.services import Services
 
 log = logging.getLogger("sluice.metrics")
@@ -114,6 +117,7 @@ class AppFigures:
     latency: Histogram = field(default_factory=lambda: Histogram.empty(LATENCY_BUCKETS))
     running: dict[str, list] = field(default_factory=dict)      # id -> [revision, started_at]
     changes: dict[str, float] = field(default_factory=dict)     # revision -> detected at
+    drift_repairs: int = 0
     version: int = STATE_VERSION
 
     def to_json(self) -> bytes:
@@ -143,6 +147,8 @@ def fold(figures: AppFigures, recorded: RecordedEvent) -> AppFigures:
         figures.running[e.deployment_id][1] = figures.running[e.deployment_id][1] or e.at
     elif isinstance(e, ev.DeploymentRetrying):
         figures.retries += 1
+    elif isinstance(e, ev.DriftRepaired):
+        figures.drift_repairs += 1
     elif e.type in FINAL_STATUS:
         _ended(figures, e, FINAL_STATUS[e.type])
     return figures
@@ -204,6 +210,8 @@ class SluiceCollector:
         latency = HistogramMetricFamily(
             "sluice_change_to_live_seconds",
             "Seconds from a revision's ChangeDetected to its DeploymentSucceeded", labels=["app"])
+        repairs = CounterMetricFamily("sluice_drift_repairs",
+                                      "Drifts of the app's target seen repaired", labels=["app"])
         for app in apps:
             f = figures[app]
             for status in TERMINAL:
@@ -212,7 +220,8 @@ class SluiceCollector:
             for label, h in f.durations.items():
                 durations.add_metric([app, label], h.buckets(DURATION_BUCKETS), h.sum)
             latency.add_metric([app], f.latency.buckets(LATENCY_BUCKETS), f.latency.sum)
-        return [ended, retries, durations, latency]
+            repairs.add_metric([app], f.drift_repairs)
+        return [ended, retries, durations, latency, repairs]
 
     def _now(self, apps: list[str]) -> Iterable:
         in_progress = GaugeMetricFamily("sluice_deployments_in_progress",
@@ -220,16 +229,21 @@ class SluiceCollector:
                                         labels=["app", "status"])
         paused = GaugeMetricFamily("sluice_app_paused",
                                    "1 while the app's automatic deployments are paused", labels=["app"])
+        drift = GaugeMetricFamily("sluice_app_drift",
+                                  "1 while the app's target is recorded in drift of this kind",
+                                  labels=["app", "kind"])
         for app in apps:
             view = self.services.projections.app(app)
             statuses = [d.status for d in view.deployments.values()]
             for status in IN_PROGRESS:
                 in_progress.add_metric([app, status], statuses.count(status))
             paused.add_metric([app], 1 if view.paused else 0)
+            for kind in DriftKind:
+                drift.add_metric([app, kind], 1 if view.drift and view.drift.kind == kind else 0)
         depth = GaugeMetricFamily("sluice_queue_depth", "Messages waiting in the Celery queue",
                                   labels=["queue"])
         depth.add_metric([DEPLOY_QUEUE], queue_depth(self.services.redis, DEPLOY_QUEUE))
-        return [in_progress, paused, depth]
+        return [in_progress, paused, drift, depth]
 
     def _polls(self) -> Iterable:
         raw = replies.text_fields(replies.hash_fields(self.services.redis.hgetall(POLLS)))
