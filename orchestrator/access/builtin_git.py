@@ -36,6 +36,7 @@ def ensure_repository(config: SluiceConfig, app: str) -> Path:
     if not (path / "HEAD").exists():
         _create(path, app, _default_branch(config, app))
     _install_hook(path, app)
+    _check_pushes(path)
     return path
 
 
@@ -76,6 +77,7 @@ def _create(path: Path, app: str, branch: str) -> None:
              str(building))
         # http-backend refuses pushes unless told, even from an authenticated user
         _git({**os.environ, "GIT_DIR": str(building)}, "config", "http.receivepack", "true")
+        _check_pushes(building)
         _install_hook(building, app)
         os.rename(building, path)
     except OSError:
@@ -84,6 +86,19 @@ def _create(path: Path, app: str, branch: str) -> None:
         # another process won the race; its repository is as good as ours
     finally:
         shutil.rmtree(building, ignore_errors=True)
+
+
+def _check_pushes(repo: Path) -> None:
+    """A push holding a malformed object (a tree naming a file twice, a '..' entry...) is
+    refused whole and the pusher told which (git fsck's checks, as GitHub makes them): once
+    stored, such a tree could deploy other files than `git checkout` shows. Repositories
+    created before get the setting the first time they are opened."""
+    env = {**os.environ, "GIT_DIR": str(repo)}
+    for _ in range(3):      # another process setting it at once holds config.lock a moment
+        if _git(env, "config", "--get", "receive.fsckObjects", check=False) == "true":
+            return
+        _git(env, "config", "receive.fsckObjects", "true", check=False)
+    _git(env, "config", "receive.fsckObjects", "true")
 
 
 def _install_hook(repo: Path, app: str) -> None:

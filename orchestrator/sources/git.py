@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import git
 from gitdb.util import hex_to_bin
 
 from orchestrator.config.sources import RepositorySource
-from orchestrator.core.errors import RevisionNotFound
+from orchestrator.core.errors import PermanentError, RevisionNotFound
 from orchestrator.core.files import write_whole
 from orchestrator.core.urls import sanitize_url
 from orchestrator.sources.base import Change, SnapshotWriter, strip_prefix
@@ -22,6 +24,15 @@ ALIAS_KIND = "git-blob"
 AUTH_REFUSED = ("Authentication failed", "could not read Username", "could not read Password",
                 "returned error: 403", "Permission denied (publickey")
 FILE_MODES = ("100644", "100755")
+TREE_MODE = "040000"
+MIRROR_SETTINGS = {
+    # packs arrive whole (index last); loose objects of a killed fetch would not
+    "fetch.unpackLimit": 1,
+    # a malformed object (a tree naming a file twice, a '..' entry...) fails the fetch,
+    # naming it, rather than reaching a snapshot (git fsck's checks, as a push to GitHub has)
+    "transfer.fsckObjects": True,
+}
+FSCK_ERROR = re.compile(r"error: object ([0-9a-f]{40,64}): (\w+): ([^\n]*)")
 log = logging.getLogger("sluice.git")
 
 
@@ -59,13 +70,7 @@ class GitSource:
             self._write_tree(repo, revision, into)
 
     def _write_tree(self, repo: git.Repo, revision: str, into: SnapshotWriter) -> None:
-        changes = self._changes_since_base(repo, revision, into)
-        if changes is None:
-            into.drop_base()
-            changes = _ls_tree(repo, revision, self.config.path)
-            if not changes and self.config.path:
-                raise RevisionNotFound(f"folder {self.config.path!r} does not exist at "
-                                       f"revision {revision[:12]}")
+        changes = self._listing(repo, revision, into)
         known = into.known(ALIAS_KIND, {e[2] for e in changes if e[0] in FILE_MODES})
         for mode, path, blob_id in changes:
             if mode == "120000":
@@ -78,32 +83,63 @@ class GitSource:
                 into.add_stream(path, repo.odb.stream(hex_to_bin(blob_id)),
                                 executable=mode == "100755", alias=(ALIAS_KIND, blob_id))
 
+    def _listing(self, repo: git.Repo, revision: str,
+                 into: SnapshotWriter) -> list[tuple[str, str, str]]:
+        """The entries to write: what changed since the writer's base, or all of them."""
+        try:
+            changes = self._changes_since_base(repo, revision, into)
+            if changes is not None:
+                return changes
+            into.drop_base()
+            entries = _ls_tree(repo, revision, self.config.path)
+        except git.GitCommandError as exc:      # the objects are here, so git cannot parse them
+            raise PermanentError(f"git cannot read the tree of {revision[:12]}: "
+                                 f"{_last_line(exc)}") from None
+        if not entries and self.config.path:
+            raise RevisionNotFound(f"folder {self.config.path!r} does not exist at "
+                                   f"revision {revision[:12]}")
+        return entries
+
     def _changes_since_base(self, repo: git.Repo, revision: str,
                             into: SnapshotWriter) -> list[tuple[str, str, str]] | None:
         """What changed between the writer's base revision and `revision`, or None when the
-        whole tree must be listed (no base, base unknown here, or the ignore rules changed)."""
+        whole tree must be listed (no base, base unknown here, the ignore rules changed, or
+        a tree the diff went through is malformed)."""
         base = into.base_revision
         if not base or not _has_commit(repo, base):
             return None
-        changes = _diff_tree(repo, base, revision, self.config.path)
-        return None if any(path == ".funcignore" for _, path, _ in changes) else changes
+        changes, trees = _diff_tree(repo, base, revision, self.config.path)
+        if any(path == ".funcignore" for _, path, _ in changes):
+            return None
+        malformed = _malformed(repo, {repo.commit(base).tree.hexsha,
+                                      repo.commit(revision).tree.hexsha, *trees})
+        if malformed:
+            # diff-tree walks two trees in step, trusting each to be sorted without
+            # duplicates: it can say `D index.html` of a file the new tree still holds
+            log.warning("tree %s has duplicate or unsorted entries (git fsck: duplicateEntries,"
+                        " treeNotSorted); listing every file of %s instead of the changes",
+                        malformed, revision[:12])
+            return None
+        return changes
 
     @contextmanager
     def _locked_mirror(self):
         with locked_clone(self.mirror, self.mirror / "HEAD", self._clone_mirror):
             _clear_stale_locks(self.mirror)
             repo = git.Repo(self.mirror)
-            if repo.config_reader().get_value("fetch", "unpackLimit", None) != 1:
-                # packs arrive whole (index last); loose objects of a killed fetch would not
-                repo.git.config("fetch.unpackLimit", "1")
+            settings = repo.config_reader()
+            for key, value in MIRROR_SETTINGS.items():
+                section, _, option = key.partition(".")
+                if settings.get_value(section, option, None) != value:   # a mirror made before
+                    repo.git.config(key, str(value).lower())
             try:
                 yield repo
             finally:
                 repo.close()
 
     def _clone_mirror(self, into: Path) -> None:
-        self._git(git.cmd.Git(), "clone", "--mirror", "--quiet", "--config",
-                  "fetch.unpackLimit=1", self.config.url, str(into))
+        settings = [f"--config={key}={str(value).lower()}" for key, value in MIRROR_SETTINGS.items()]
+        self._git(git.cmd.Git(), "clone", "--mirror", "--quiet", *settings, self.config.url, str(into))
 
     def _environment(self) -> dict[str, str]:
         """Credentials reach git through its askpass hook and ssh command, never through
@@ -122,6 +158,11 @@ class GitSource:
                 return getattr(runner, command)(*args)
         except git.GitCommandError as exc:
             label = f"git {command.replace('_', '-')} {sanitize_url(self.config.url)}"
+            if refused := FSCK_ERROR.search(exc.stderr or ""):
+                oid, check, detail = refused.groups()
+                raise PermanentError(f"{label}: the repository holds a malformed object, "
+                                     f"refused: {oid}: {detail} (git fsck "
+                                     f"{check}); rewrite the history that holds it") from None
             raise failure(label, exc.stderr or "", AUTH_REFUSED, str(exc.status)) from None
 
 
@@ -173,20 +214,56 @@ def _ls_tree(repo: git.Repo, revision: str, subfolder: str) -> list[tuple[str, s
 
 
 def _diff_tree(repo: git.Repo, base: str, revision: str,
-               subfolder: str) -> list[tuple[str, str, str]]:
-    """(new mode, path relative to the subfolder, new blob id) of each changed entry; a
-    deletion has mode 000000."""
-    args = ["-r", "-z", "--no-renames", "--no-commit-id", base, revision]
+               subfolder: str) -> tuple[list[tuple[str, str, str]], set[str]]:
+    """(new mode, path relative to the subfolder, new blob id) of each changed file, link or
+    submodule (a deletion has mode 000000), and the ids of the trees the diff went into on
+    either side."""
+    args = ["-r", "-t", "-z", "--no-renames", "--no-commit-id", base, revision]
     if subfolder:
         args += ["--", subfolder + "/"]
     fields = repo.git.diff_tree(*args, strip_newline_in_stdout=False).split("\0")
-    changes = []
+    changes: list[tuple[str, str, str]] = []
+    trees: set[str] = set()
     for meta, path in zip(fields[0::2], fields[1::2]):
-        _, new_mode, _, new_id, _ = meta.lstrip(":").split(" ")
+        old_mode, new_mode, old_id, new_id, _ = meta.lstrip(":").split(" ")
+        if TREE_MODE in (old_mode, new_mode):
+            trees.update(oid for mode, oid in ((old_mode, old_id), (new_mode, new_id))
+                         if mode == TREE_MODE)
+            continue
         relative = strip_prefix(path, subfolder)
         if relative:
             changes.append((new_mode, relative, new_id))
-    return changes
+    return changes, trees
+
+
+def _malformed(repo: git.Repo, trees: set[str]) -> str | None:
+    """The first of these trees whose entries are not in strictly ascending order (git's:
+    a subtree sorts as if its name ended in '/'), so with a name twice or out of place."""
+    for tree in sorted(trees):
+        data = repo.odb.stream(hex_to_bin(tree)).read()
+        previous = b""
+        for key in _sort_keys(data, len(tree) // 2):
+            if key <= previous:
+                return tree
+            previous = key
+    return None
+
+
+def _sort_keys(data: bytes, id_size: int) -> Iterator[bytes]:
+    """The names of a raw tree object's entries ("<mode> <name>\\0<binary id>"), in order,
+    a subtree's with '/' appended."""
+    start = 0
+    while start < len(data):
+        space = data.index(b" ", start)
+        end = data.index(b"\0", space)
+        name = data[space + 1:end]
+        yield name + b"/" if data[start:space] == b"40000" else name
+        start = end + 1 + id_size
+
+
+def _last_line(exc: git.GitCommandError) -> str:
+    lines = [line.strip() for line in str(exc.stderr or "").splitlines() if line.strip()]
+    return lines[-1].removeprefix("stderr: ").strip("'") if lines else f"exit code {exc.status}"
 
 
 def _clear_stale_locks(mirror: Path) -> None:

@@ -129,16 +129,42 @@ CASES = {
     # header"), so the message can only say what git says
     "empty-name": (lambda t, root: [(FILE, b"", b"x")], "git fetch"),
 }
+# Trees git's own checks (transfer.fsckObjects) refuse as the mirror fetches them, naming the
+# object and the check; objects the mirror got before (unchecked) meet the snapshot's checks,
+# which name the entry.
+FSCK_REFUSES = {"dotdot-folder": "hasDotdot", "dotdot-deep": "hasDotdot", "dotdot-file": "hasDotdot",
+                "dot-folder": "hasDot", "absolute-name": "fullPathname",
+                "slashes-in-one-name": "fullPathname", "symlink-with-files-under-it": "duplicateEntries",
+                "file-and-folder-same-name": "duplicateEntries", "duplicate-file-entries": "duplicateEntries"}
+FETCHED = {"on-deploying": "fetched when it deploys",
+           "before-checks": "in the mirror before it deploys, as fetched by a Sluice without checks"}
 
 
+def park(repo: Path, commit: str) -> None:
+    """Move master back to its parent and keep `commit` on another branch, which a local
+    clone (the mirror, at the first sync) copies without checking it."""
+    git_bytes(repo, "update-ref", "refs/heads/parked", commit)
+    git_bytes(repo, "update-ref", "refs/heads/master", f"{commit}~1")
+
+
+@pytest.mark.parametrize("fetched", list(FETCHED))
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_hostile_tree_fails_naming_the_entry_and_leaves_the_live_site_and_the_disk_alone(
-        workspace, case):
+        workspace, case, fetched):
     repo, services = workspace.app_with(GOOD, layout="site", retry=RETRY)
-    good = sync_and_wait(services, "hello")
     token = secrets.token_hex(4)
     hostile, named = CASES[case]
-    commit_on_top(repo.path, hostile(token, workspace.root))
+    if fetched == "before-checks":
+        park(repo.path, commit_on_top(repo.path, hostile(token, workspace.root)))
+        if case == "empty-name":
+            named = "git cannot read the tree of"
+    elif case in FSCK_REFUSES:
+        named = f"(git fsck {FSCK_REFUSES[case]})"
+    good = sync_and_wait(services, "hello")
+    if fetched == "before-checks":
+        git_bytes(repo.path, "update-ref", "refs/heads/master", "refs/heads/parked")
+    else:
+        commit_on_top(repo.path, hostile(token, workspace.root))
     outside = [workspace.data_dir / "releases", workspace.data_dir / "store",
                workspace.data_dir / "cache"]
     before = listing(workspace.root, outside)
@@ -153,3 +179,17 @@ def test_a_hostile_tree_fails_naming_the_entry_and_leaves_the_live_site_and_the_
     assert os.listdir(workspace.data_dir / "releases" / "hello") == [Path(good.release).name]
     assert listing(workspace.root, outside) == before
     assert names_containing(workspace.root, token) == []
+
+
+def test_a_commit_whose_tree_names_a_file_twice_fails_naming_the_tree_and_gits_check(workspace):
+    repo, services = workspace.app_with(GOOD, layout="site", retry=RETRY)
+    good = sync_and_wait(services, "hello")
+    commit = commit_on_top(repo.path, [(FILE, b"index.html", b"the second entry\n")])
+
+    d = sync_and_wait(services, "hello")
+
+    tree_id = git_bytes(repo.path, "rev-parse", f"{commit}^{{tree}}")
+    assert (d.status, d.attempts) == ("failed", 1)
+    assert f"{tree_id}: contains duplicate file entries (git fsck duplicateEntries)" in d.message
+    assert os.readlink(workspace.target("hello")) == good.release
+    assert tree(workspace.target("hello")) == GOOD

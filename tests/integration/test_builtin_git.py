@@ -17,6 +17,7 @@ from orchestrator.access.credentials import SCRYPT, Verifier, scrypt_hash, set_c
 from orchestrator.access.login_throttle import LoginThrottle
 from orchestrator.api import create_app
 from orchestrator.runtime.services import Services
+from tests.faults.test_hostile_trees import FILE, commit_on_top
 from tests.helpers import FUNCTION_APP, GIT_ENV, git, write_files
 from tests.integration.flow import event_types, wait_until_ended
 from tests.servers.api_server import serving
@@ -110,6 +111,24 @@ def test_clone_and_pull_download_the_code(sluice, work, workspace):
     ok_git(copy, "pull", "--ff-only")
     assert (copy / "HttpHello/__init__.py").read_text() == V2["HttpHello/__init__.py"]
     assert ok_git(copy, "rev-parse", "HEAD").strip() == work.head()
+
+
+def test_a_push_whose_tree_names_a_file_twice_is_refused_and_the_pusher_told_why(
+        sluice, work, workspace):
+    services, url_for = sluice
+    repo = ensure_repository(services.config, "hello")
+    run_git(repo, "config", "--unset", "receive.fsckObjects")   # as an earlier Sluice made it
+    duplicated = commit_on_top(work.path, [(FILE, b"host.json", b"{}")])
+
+    done = run_git(work.path, "push", url_for("hello"), f"{duplicated}:refs/heads/master")
+
+    assert done.returncode != 0
+    assert re.search(r"remote: error: object \w+: duplicateEntries: contains duplicate file "
+                     r"entries", done.stderr), done.stderr
+    assert "[remote rejected] " in done.stderr
+    assert ok_git(work.path, "ls-remote", url_for("hello")) == ""
+    assert event_types(services, "hello") == ["CredentialsChanged"]
+    assert ok_git(repo, "config", "receive.fsckObjects").strip() == "true"
 
 
 def test_a_clone_whose_request_git_compresses_still_downloads_every_branch(sluice, work, workspace):
@@ -254,6 +273,7 @@ def test_ensure_repository_is_idempotent_when_called_at_once_from_many_threads(w
     (repo,) = paths
     assert ok_git(repo, "symbolic-ref", "HEAD").strip() == "refs/heads/main"
     assert ok_git(repo, "config", "http.receivepack").strip() == "true"
+    assert ok_git(repo, "config", "receive.fsckObjects").strip() == "true"
     assert os.access(repo / "hooks" / "post-receive", os.X_OK)
     assert sorted(p.name for p in repo.parent.iterdir()) == ["hello.git"]
 
