@@ -36,7 +36,7 @@ def up(ctx: typer.Context):
 def worker(ctx: typer.Context, concurrency: int = typer.Option(1, help="parallel deployments")):
     """Run a deploy worker (a Celery worker on the `deploy` queue)."""
     from orchestrator.deploying.worker_main import run_worker
-    run_worker(services_of(ctx).redis_url, concurrency)
+    run_worker(services_of(ctx), concurrency)
 
 
 @cli.command()

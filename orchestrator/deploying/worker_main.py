@@ -7,28 +7,41 @@ messages, which run code as they are read; this app accepts JSON only, and for o
 accept pickle Celery refuses to start as root rather than warn. Instead one line says the
 worker is ready. Celery's own log lines stay (`... ready.`, a task's `succeeded in`), and so
 does every error.
+
+Once ready, the worker's main process also runs the reaper (deploying/reaper.py): a
+deployment whose worker was lost is picked up again within about lease_ttl, not after the
+broker's visibility timeout.
 """
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
+from functools import partial
 
 from celery.exceptions import SecurityWarning
 from celery.signals import worker_ready
 
+from orchestrator.deploying.reaper import start_reaper
 from orchestrator.deploying.task_queue import DEPLOY_QUEUE, celery_for
+from orchestrator.runtime.services import Services
 
 log = logging.getLogger("sluice.worker")
 ROOT_WARNING = "You're running the worker with superuser privileges"
 
 
-def run_worker(broker_url: str, concurrency: int) -> None:
+def run_worker(services: Services, concurrency: int) -> None:
     warnings.filterwarnings("ignore", message=ROOT_WARNING, category=SecurityWarning)
     worker_ready.connect(_say_ready, weak=False, dispatch_uid="sluice-worker-ready")
-    celery_for(broker_url).worker_main(
+    worker_ready.connect(partial(_reap, services), weak=False, dispatch_uid="sluice-reaper")
+    celery_for(services.redis_url).worker_main(
         ["--quiet", "worker", "-Q", DEPLOY_QUEUE, f"--concurrency={concurrency}", "--loglevel=INFO",
          "--without-gossip", "--without-mingle", f"--hostname=sluice-{os.getpid()}@%h"])
+
+
+def _reap(services: Services, **_) -> None:
+    start_reaper(services, threading.Event())     # a daemon: it ends with the process
 
 
 def _say_ready(sender, **_) -> None:

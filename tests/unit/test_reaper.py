@@ -1,0 +1,179 @@
+"""A deployment whose worker was lost, on an app's stream in memory: the reaper, looking with
+the app's lease free, ends the lost attempt and sends the next one — and leaves alone what
+a live worker still holds or has just let go."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config.settings import AppConfig, RetryPolicy, SluiceConfig
+from orchestrator.core import events as ev
+from orchestrator.core.clock import FakeClock
+from orchestrator.core.decisions import execute
+from orchestrator.core.events import EventType
+from orchestrator.core.memory_store import MemoryEventStore, MemoryViewCache
+from orchestrator.core.projections import Projections
+from orchestrator.deploying.reaper import LOST, Reaper, decide_lost, interval, suspects
+from orchestrator.runtime.services import Services
+
+APP = "hello"
+
+
+class World:
+    """One app's stream in memory, its lease (free or not) and the tasks sent."""
+
+    def __init__(self, attempts: int = 3):
+        config = SluiceConfig(lease_ttl=30.0, apps={APP: AppConfig(
+            target=Path("/srv/hello"), retry=RetryPolicy(attempts=attempts))})
+        self.services = Services(config, FakeClock())
+        store = MemoryEventStore()
+        self.services.__dict__.update(store=store, projections=Projections(store, MemoryViewCache()))
+        self.lease_free, self.sent = True, []
+        self.reaper = Reaper(self.services, lease_free=lambda app: self.lease_free,
+                             send=lambda *task: self.sent.append(task))
+
+    def record(self, *events: ev.Event) -> None:
+        execute(self.services.projections, APP, lambda view: events)
+
+    def queue(self, deployment_id: str) -> None:
+        self.record(ev.DeploymentQueued(app=APP, at=1.0, deployment_id=deployment_id,
+                                        revision=f"r-{deployment_id}", trigger="poll"))
+
+    def start(self, deployment_id: str, attempt: int = 1) -> None:
+        self.record(ev.DeploymentStarted(app=APP, at=2.0, deployment_id=deployment_id,
+                                         worker="host:1", attempt=attempt))
+
+    def look(self) -> list:
+        self.services.clock.sleep(interval(self.services.config.lease_ttl))
+        return self.reaper.look()
+
+    def types(self, deployment_id: str) -> list[str]:
+        return [r.event.type for r in self.services.store.read(APP)
+                if getattr(r.event, "deployment_id", None) == deployment_id]
+
+    def status(self, deployment_id: str) -> str:
+        return self.services.projections.app(APP).deployments[deployment_id].status
+
+
+@pytest.fixture
+def world() -> World:
+    world = World()
+    world.queue("d1")
+    world.start("d1")
+    return world
+
+
+def test_a_running_deployment_under_a_free_lease_at_two_looks_is_retried_at_once(world):
+    assert world.look() == []               # the first look only takes note
+
+    done = world.look()
+
+    assert [(app, suspect, after.retry_in) for app, suspect, after in done] == [
+        (APP, ("d1", 1), 0.0)]
+    retrying = world.services.store.read(APP)[-1].event
+    assert isinstance(retrying, ev.DeploymentRetrying)
+    assert (retrying.attempt, retrying.reason, retrying.retry_in) == (1, LOST, 0.0)
+    assert world.status("d1") == "pending"
+    assert world.sent == [(APP, "d1", 2)]
+
+
+def test_it_is_resumed_once_however_often_the_reaper_looks(world):
+    for _ in range(5):
+        world.look()
+
+    assert world.types("d1").count(EventType.DEPLOYMENT_RETRYING) == 1
+    assert world.sent == [(APP, "d1", 2)]
+
+
+def test_a_deployment_whose_lease_is_held_is_left_running(world):
+    world.lease_free = False
+    for _ in range(3):
+        world.look()
+
+    assert world.status("d1") == "building" and world.sent == []
+
+
+def test_a_lease_seen_free_once_between_two_held_is_not_a_lost_worker(world):
+    world.look()                            # free: the worker between two steps, say
+    world.lease_free = False
+    world.look()
+    world.lease_free = True
+    world.look()
+
+    assert world.status("d1") == "building" and world.sent == []
+
+
+def test_a_new_attempt_started_between_two_looks_is_not_taken_for_the_lost_one(world):
+    world.look()
+    world.start("d1", attempt=2)            # another worker took it up meanwhile
+    world.look()
+
+    assert world.status("d1") == "building" and world.sent == []
+
+
+def test_a_deployment_that_ended_between_two_looks_gets_no_further_event(world):
+    world.look()
+    world.record(ev.DeploymentSucceeded(app=APP, at=3.0, deployment_id="d1", snapshot="s",
+                                        release="/releases/d1"))
+    world.look()
+
+    assert world.types("d1")[-1] == EventType.DEPLOYMENT_SUCCEEDED and world.sent == []
+
+
+def test_a_lost_last_attempt_fails_the_deployment_and_sends_nothing():
+    world = World(attempts=2)
+    world.queue("d1")
+    world.start("d1", attempt=2)
+    world.look()
+    world.look()
+
+    assert world.status("d1") == "failed" and world.sent == []
+    assert world.services.projections.app(APP).deployments["d1"].message == \
+        f"gave up after 2 attempts: {LOST}"
+
+
+def test_a_lost_deployment_with_a_newer_one_waiting_gives_way_to_it(world):
+    world.queue("d2")
+    world.look()
+    world.look()
+
+    assert world.status("d1") == "superseded" and world.status("d2") == "pending"
+    assert world.sent == [(APP, "d2", 1)]
+
+
+def test_a_task_redis_refused_to_take_is_sent_at_the_next_look(world):
+    refused: list = []
+
+    def send_once_redis_is_back(*task):
+        if not refused:
+            refused.append(task)
+            raise ConnectionError("redis away")
+        world.sent.append(task)
+
+    world.reaper.send = send_once_redis_is_back
+    world.look()
+    with pytest.raises(ConnectionError):
+        world.look()
+    world.look()
+
+    assert world.status("d1") == "pending" and world.sent == [(APP, "d1", 2)]
+
+
+def test_pending_and_ended_deployments_are_no_suspects(world):
+    world.queue("d2")
+    view = world.services.projections.app(APP)
+
+    assert suspects(view, lease_free=True) == {("d1", 1)}
+    assert suspects(view, lease_free=False) == set()
+
+
+def test_the_decision_leaves_a_deployment_that_moved_on_alone(world):
+    view = world.services.projections.app(APP)
+
+    assert decide_lost(view, ("d1", 2), RetryPolicy(), now=5.0) == ([], None)
+    assert decide_lost(view, ("gone", 1), RetryPolicy(), now=5.0) == ([], None)
+
+
+def test_looks_are_at_most_two_seconds_apart_and_three_to_a_lease_ttl():
+    assert interval(30.0) == 2.0 and interval(3.0) == 1.0
