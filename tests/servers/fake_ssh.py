@@ -1,12 +1,15 @@
 """An ssh client for tests: connections to the host `ssh.sluice.test` run the remote command
 (git-upload-pack, hg serve --stdio) locally, as sshd would, and record the arguments in
 `ssh.log` beside the identity file given with -i; every other host goes to the real ssh.
-No sshd runs on the build machines, and the sources' ssh plumbing is what is under test."""
+No sshd runs on the build machines, and the sources' ssh plumbing is what is under test.
+While a file named `hold` lies beside the identity file, connections wait before running
+the command: a test holds a fetch in flight with it (tests/faults/test_lost_worker.py)."""
 from __future__ import annotations
 
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 HOST = "ssh.sluice.test"
@@ -42,6 +45,8 @@ def main(argv: list[str]) -> None:
     for key in options.get("i", []):
         with open(Path(key).parent / "ssh.log", "a") as log:
             log.write(" ".join(argv) + "\n")
+        while (Path(key).parent / "hold").exists():
+            time.sleep(0.02)
     remote = " ".join(command)
     if remote.startswith("hg "):
         remote = str(Path(sys.executable).parent / "hg") + remote[2:]
