@@ -27,13 +27,24 @@ def run(argv: list[str], cwd: Path | str | None = None, env: Mapping[str, str] |
         raise TransientError(f"{label or ' '.join(argv[:2])} timed out") from None
 
 
+# What git adds to every failure to reach a repository, whatever the cause: never the news.
+BOILERPLATE = ("fatal: Could not read from remote repository.",
+               "Please make sure you have the correct access rights", "and the repository exists.")
+
+
 def failure(label: str, stderr: str, refused: Iterable[str], no_output: str = "no output") -> SluiceError:
-    """"{label} failed: {stderr's last line}", URLs without credentials: AuthenticationFailed
-    if stderr shows one of the `refused` signs, else TransientError (a retry may help)."""
-    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    """"{label} failed: {what stderr said last, less git's boilerplate}", URLs without
+    credentials: AuthenticationFailed if stderr shows one of the `refused` signs, else
+    TransientError (a retry may help)."""
+    lines = [bare for bare in map(_bare, stderr.splitlines()) if bare and bare not in BOILERPLATE]
     detail = sanitize_url(lines[-1]) if lines else no_output
     error = AuthenticationFailed if any(sign in stderr for sign in refused) else TransientError
     return error(f"{label} failed: {detail}")
+
+
+def _bare(line: str) -> str:
+    """A line of stderr as git printed it: gitpython quotes it as `  stderr: '...'`."""
+    return line.strip().removeprefix("stderr: ").strip("'").strip()
 
 
 def credentials(config: RepositorySource) -> tuple[str, str] | None:

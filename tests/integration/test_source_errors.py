@@ -1,0 +1,28 @@
+"""What a source that cannot be reached says: the cause, not git's boilerplate (real git)."""
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.config.settings import AppConfig
+from orchestrator.core.errors import SluiceError
+from orchestrator.sources import source_for
+
+
+def head_check_error(tmp_path, url: str) -> str:
+    app = AppConfig.model_validate({"target": str(tmp_path / "site"),
+                                    "source": {"type": "git", "url": url}})
+    with pytest.raises(SluiceError) as caught:
+        source_for(app, tmp_path / "data").latest(None)
+    return str(caught.value)
+
+
+def test_an_unreachable_repository_names_the_refused_connection(tmp_path):
+    message = head_check_error(tmp_path, "git://127.0.0.1:1/app.git")
+
+    assert "Connection refused" in message
+
+
+def test_a_missing_repository_says_it_is_not_a_git_repository(tmp_path):
+    message = head_check_error(tmp_path, str(tmp_path / "missing"))
+
+    assert "does not appear to be a git repository" in message and "access rights" not in message
