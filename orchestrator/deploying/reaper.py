@@ -37,7 +37,7 @@ from orchestrator.runtime.services import Services
 
 log = logging.getLogger("sluice.reaper")
 
-LOST = "its worker was lost: the app's lease lapsed with the deployment unfinished"
+LOST = "the app's lease lapsed with the deployment unfinished: its worker was lost or cut off from Redis"
 LONGEST_INTERVAL = 2.0
 Suspect = tuple[str, int]       # (deployment id, attempt)
 
