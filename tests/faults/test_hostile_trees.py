@@ -193,3 +193,27 @@ def test_a_commit_whose_tree_names_a_file_twice_fails_naming_the_tree_and_gits_c
     assert f"{tree_id}: contains duplicate file entries (git fsck duplicateEntries)" in d.message
     assert os.readlink(workspace.target("hello")) == good.release
     assert tree(workspace.target("hello")) == GOOD
+
+
+def commit_deep_file(repo: Path, depth: int, name: str) -> str:
+    """A commit adding one file `depth` levels down ('d/d/.../name'), by fast-import: no
+    working tree could hold it (its absolute path would pass PATH_MAX)."""
+    path = "d/" * (depth - 1) + name
+    stream = (f"commit refs/heads/master\ncommitter T <t@localhost> 0 +0000\ndata 4\ndeep\n"
+              f"from refs/heads/master^0\nM 100644 inline {path}\ndata 5\ndeep\n\n").encode()
+    git_bytes(repo, "fast-import", "--quiet", stdin=stream)
+    return git_bytes(repo, "rev-parse", "refs/heads/master")
+
+
+def test_a_tree_thousands_of_folders_deep_fails_naming_the_path_and_the_live_site_stays(workspace):
+    repo, services = workspace.app_with(GOOD, layout="site", retry=RETRY)
+    good = sync_and_wait(services, "hello")
+    commit_deep_file(repo.path, 2000, "leaf.txt")
+
+    d = sync_and_wait(services, "hello")
+
+    assert (d.status, d.attempts) == ("failed", 1)
+    assert d.message.startswith("'d/d/d/d/") and "/leaf.txt' is 2000 levels deep" in d.message
+    assert "at most 256 deep" in d.message
+    assert os.readlink(workspace.target("hello")) == good.release
+    assert os.listdir(workspace.data_dir / "releases" / "hello") == [Path(good.release).name]
