@@ -340,7 +340,13 @@ def _check_tree(paths: set[str], links: dict[str, str]) -> None:
                 raise InvalidAppLayout(f"{path!r} collides with the file {parent!r}")
             parent = parent.rpartition("/")[0]
     for path, target in links.items():
-        if _resolve(path.split("/")[:-1], target, links, [MAX_LINK_HOPS]) is None:
+        if not target:          # no link can be made of it: a failure, not a retry
+            raise InvalidAppLayout(f"symlink {path!r} has an empty target")
+        hops = [MAX_LINK_HOPS]
+        if _resolve(path.split("/")[:-1], target, links, hops) is None:
+            if hops[0] < 0:
+                raise InvalidAppLayout(f"symlink {path!r} is in a loop of links (more than "
+                                       f"{MAX_LINK_HOPS} in a row): {target!r}")
             raise InvalidAppLayout(f"symlink {path!r} points outside the app: {target!r}")
 
 

@@ -122,6 +122,9 @@ CASES = {
         lambda t, root: [nested(DEEP + "/up", LINK, b"../" * DEPTH),
                          (LINK, b"escape", (DEEP + "/up/" + "../" * (DEPTH + 1) + "etc").encode())],
         "'escape'"),
+    "symlink-empty-target": (lambda t, root: [(LINK, b"nowhere", b"")], "'nowhere' has an empty target"),
+    "symlink-loop": (lambda t, root: [(LINK, b"ping", b"pong"), (LINK, b"pong", b"ping")],
+                     "in a loop of links"),
     "duplicate-file-entries": (
         lambda t, root: [(FILE, b"twice.txt", b"one\n"), (FILE, b"twice.txt", b"two\n")],
         "'twice.txt'"),
