@@ -22,6 +22,8 @@ from orchestrator.core.projections import AppView, DeploymentView
 from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.deploying.dispatch import enqueue
 from orchestrator.deploying.retries import FailedAttempt, decide_after_failure
+from orchestrator.observe.store_metrics import record_corrupt_blobs
+from orchestrator.releases.integrity import CorruptBlob, Quarantine
 from orchestrator.releases.materialise import (
     Previous,
     live_release,
@@ -99,6 +101,8 @@ def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
     view = ctx.services.projections.app(app)
     live = _live(view, config)
     d = view.deployments[deployment_id]
+    if live and (_again(d, live) or _damaged(ctx, app, live)):
+        live = None     # neither diffed from nor copied, nor skipped: rebuilt, its blobs hashed
     steps.begin("fetch")
     snapshot, source = _snapshot(ctx, config, d, live)
     _record(ctx, app, deployment_id, ev.SnapshotBuilt, snapshot=snapshot.id,
@@ -115,8 +119,13 @@ def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
     previous = Previous(ctx.store.manifest(live.snapshot), Path(live.release)) \
         if live and live.snapshot and live.release else None      # a success records both
     steps.begin("materialise")
-    release = materialise(ctx.store, snapshot.manifest,
-                          release_dir(ctx.services.config.data_dir, app, deployment_id), previous)
+    try:
+        release = materialise(ctx.store, snapshot.manifest,
+                              release_dir(ctx.services.config.data_dir, app, deployment_id),
+                              previous, snapshot.fresh)
+    except CorruptBlob:
+        record_corrupt_blobs(ctx.services.redis, "deployment")
+        raise
     steps.end()
     steps.begin("switch")
     switch(config.target, release, lease.token, lease.check)
@@ -132,14 +141,9 @@ def _snapshot(ctx: WorkerContext, config: AppConfig, d: DeploymentView,
     """The deployment's preset snapshot (redeploy, promote), or one built from its revision;
     with the fingerprint of the source settings it was built under (a later deployment diffs
     from it only under the same settings)."""
-    if d.preset_snapshot:
-        try:
-            manifest = ctx.store.manifest(d.preset_snapshot)
-            return Snapshot(d.preset_snapshot, manifest, 0, 0), d.source or ""
-        except FileNotFoundError:
-            if d.trigger != "redeploy":     # a promoted revision is not in this app's source
-                raise PermanentError(f"snapshot {d.preset_snapshot[:12]} is no longer kept "
-                                     "(retention removed it)") from None
+    preset = _preset(ctx, d) if d.preset_snapshot else None
+    if preset is not None:
+        return preset, d.source or ""
     base = None
     if live and live.snapshot and live.source == fingerprint(config):
         base = Base(live.revision, ctx.store.manifest(live.snapshot))
@@ -147,6 +151,43 @@ def _snapshot(ctx: WorkerContext, config: AppConfig, d: DeploymentView,
     writer.on_progress = _progress_reporter(ctx, d.id)
     source_for(config, ctx.services.config.data_dir).fetch(d.revision, writer)
     return writer.seal(), fingerprint(config)
+
+
+def _preset(ctx: WorkerContext, d: DeploymentView) -> Snapshot | None:
+    """The deployment's preset snapshot, or None for a redeploy to fetch its revision again:
+    the manifest was collected, or content it names was quarantined as corrupt."""
+    snapshot_id = d.preset_snapshot or ""
+    try:
+        manifest = ctx.store.manifest(snapshot_id)
+    except FileNotFoundError:
+        why = f"snapshot {snapshot_id[:12]} is no longer kept (retention removed it)"
+    else:
+        lost = Quarantine(ctx.store).lost(manifest)
+        if not lost:
+            return Snapshot(snapshot_id, manifest, 0, 0)
+        why = (f"{lost[0]}: its content in snapshot {snapshot_id[:12]} was found corrupt and "
+               f"quarantined{f' (and {len(lost) - 1} more files)' if len(lost) > 1 else ''}")
+    if d.trigger != "redeploy":     # a promoted revision is not in this app's source
+        raise PermanentError(why)
+    return None
+
+
+def _again(d: DeploymentView, live: DeploymentView) -> bool:
+    """A redeploy of the live snapshot: the operator asks for it again, so it is rebuilt from
+    the store with every blob hashed (a corrupt one then fetched again), not skipped."""
+    return d.trigger == "redeploy" and d.preset_snapshot == live.snapshot
+
+
+def _damaged(ctx: WorkerContext, app: str, live: DeploymentView) -> bool:
+    """Whether the live release serves content found corrupt (releases/integrity.py)."""
+    quarantine = Quarantine(ctx.store)
+    if not live.release or not quarantine.entries():
+        return False
+    files = quarantine.damaged(ctx.store.manifest(live.snapshot or ""), live.release)
+    if files:
+        log.warning("%s: the live release serves corrupt content (%s): rebuilding it from the "
+                    "source", app, ", ".join(files[:5]), extra={"app": app})
+    return bool(files)
 
 
 def _progress_reporter(ctx: WorkerContext, deployment_id: str):

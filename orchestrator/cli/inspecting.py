@@ -1,4 +1,4 @@
-"""The commands that show state: apps, deployments, events, queue, log."""
+"""The commands that show state: apps, deployments, events, queue, log; and verify."""
 from __future__ import annotations
 
 import json
@@ -93,3 +93,30 @@ def log(ctx: typer.Context, deployment_id: str,
     for line in found.lines:
         style = {"error": "bold red", "warning": "yellow"}.get(line.level)
         out.print(line.text(), style=style, markup=False, highlight=False)
+
+
+@cli.command()
+def verify(ctx: typer.Context, app: Optional[str] = typer.Argument(None),
+           repair: bool = typer.Option(False, "--repair", help="quarantine what is corrupt and "
+                                       "redeploy the apps serving it, from their source")):
+    """Hash the live releases' files and the store's blobs against what they should hold."""
+    from orchestrator.deploying.verify import quarantine_findings, redeploy_damaged
+    from orchestrator.deploying.verify import verify as verify_all
+    from orchestrator.observe.store_metrics import record_corrupt_blobs
+    from orchestrator.releases.snapshots import SnapshotStore
+    services = services_of(ctx)
+    store = SnapshotStore(services.config.data_dir / "store")
+    report = verify_all(services, store, app and app_name(services, app))
+    for finding in report.findings:
+        out.print(finding.describe(), style="bold red", markup=False, highlight=False)
+    for name in report.nothing_live:
+        out.print(f"{name}: nothing live", style="dim")
+    out.print(f"{report.files} file(s) of {len(report.live)} live release(s) and {report.blobs} "
+              f"blob(s) hashed: {len(report.findings) or 'none'} corrupt")
+    if repair and report.findings:
+        record_corrupt_blobs(services.redis, "verify", quarantine_findings(store, report.findings))
+        for name, queued in redeploy_damaged(services, store).items():
+            out.print(f"{name}: redeploying as deployment {queued.deployment_id}, which fetches "
+                      "the corrupt files from the source again")
+    if report.findings:
+        raise typer.Exit(1)

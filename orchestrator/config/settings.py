@@ -178,6 +178,8 @@ class SluiceConfig(_Strict):
     data_dir: Path = Path("./var")
     redis_url: str | None = None
     gc_interval: Duration = 300.0     # at most one garbage collection of the store per interval
+    scrub_interval: Duration = 60.0   # a round of the store's scrub per interval; 0: never
+    scrub_blobs: int = Field(default=1000, ge=1)      # blobs hashed per round
     lease_ttl: Duration = 30.0        # a dead worker's app lease frees itself after this
     drift_check: Duration = 30.0      # how often pollers compare targets with active releases; 0: never
     api: ApiConfig = ApiConfig()

@@ -17,6 +17,9 @@ Caches and coordination (safe to delete; rebuilt or re-derived):
   sluice:lease:{app}:fence       counter handing out fencing tokens
   sluice:hook:{provider}:{id}    a webhook delivery already acted on (kept 7 days)
   sluice:progress:{deployment}   hash: done, total downloads of a deployment's snapshot (1 h TTL)
+  sluice:scrub                   held (with a TTL of scrub_interval) by the poller that last
+                                 ran a round of the store's scrub
+  sluice:metrics:store           hash: corrupt blobs found (by what) and blobs scrubbed
   sluice:head:{app}              hash: automatic triggers' tickets and the last head check's
                                  result (core/coalesce.py); `…:running` the check's lock (expires)
   sluice:auth:attempts:{app}:{addr}  hash: failed logins to an app from an address and the
@@ -52,6 +55,8 @@ def progress(deployment_id: str) -> str:
 
 
 METRICS_POLLS = PREFIX + "metrics:polls"
+METRICS_STORE = PREFIX + "metrics:store"
+SCRUB = PREFIX + "scrub"
 
 
 def metrics_app(app: str) -> str:

@@ -1,5 +1,6 @@
 """Rollback: switch the target back to a kept release at once, and pause automatic
-deployments so the next poll does not undo it (`sluice resume` follows the source again)."""
+deployments so the next poll does not undo it (`sluice resume` follows the source again).
+A kept release holding content found corrupt (releases/integrity.py) is never switched to."""
 from __future__ import annotations
 
 import time
@@ -11,7 +12,9 @@ from orchestrator.core.errors import PermanentError
 from orchestrator.core.lease import Lease, LeaseBusy
 from orchestrator.core.projections import AppView, DeploymentView
 from orchestrator.core.statuses import DeploymentStatus
+from orchestrator.releases.integrity import Quarantine
 from orchestrator.releases.materialise import live_release, switch
+from orchestrator.releases.snapshots import SnapshotStore
 from orchestrator.runtime.services import Services
 
 LEASE_PATIENCE = 30.0
@@ -22,7 +25,7 @@ def rollback(services: Services, app: str, to: str | None = None, holder: str = 
     target = services.config.apps[app].target
     with _lease(services, app, holder) as lease:
         view = services.projections.app(app)
-        chosen = _choose(view, to, str(live_release(target)))
+        chosen = _choose(view, to, str(live_release(target)), _corrupt_files(services))
         snapshot, release = chosen.snapshot, chosen.release
         if snapshot is None or release is None:     # _choose takes successes: they have both
             raise PermanentError(f"deployment {chosen.id} of {app!r} recorded no release")
@@ -44,7 +47,16 @@ def rollback(services: Services, app: str, to: str | None = None, holder: str = 
     return services.projections.app(app).deployments[rollback_id]
 
 
-def _choose(view: AppView, to: str | None, live: str) -> DeploymentView:
+def _corrupt_files(services: Services):
+    """What of a deployment's release is a quarantined inode (nothing, most of the time)."""
+    store = SnapshotStore(services.config.data_dir / "store")
+    quarantine = Quarantine(store)
+    if not quarantine.entries():
+        return lambda d: []
+    return lambda d: quarantine.damaged(store.manifest(d.snapshot), d.release)
+
+
+def _choose(view: AppView, to: str | None, live: str, corrupt=lambda d: []) -> DeploymentView:
     kept = set(view.kept_releases())
     if to is not None:
         d = view.deployments.get(to)
@@ -54,11 +66,19 @@ def _choose(view: AppView, to: str | None, live: str) -> DeploymentView:
         if d.release not in kept:
             raise PermanentError(f"the release of deployment {to} is no longer kept "
                                  f"(keep_releases); redeploy it instead: sluice redeploy {view.name} {to}")
+        if files := corrupt(d):
+            raise PermanentError(f"the release of deployment {to} holds content found corrupt "
+                                 f"({', '.join(files[:5])}); redeploy it instead, which fetches "
+                                 f"that again: sluice redeploy {view.name} {to}")
         return d
-    for d in view.history():
-        if d.status == DeploymentStatus.SUCCESS and d.release in kept and d.release != live:
+    earlier = [d for d in view.history()
+               if d.status == DeploymentStatus.SUCCESS and d.release in kept and d.release != live]
+    for d in earlier:
+        if not corrupt(d):
             return d
-    raise PermanentError(f"app {view.name!r} has no earlier release to roll back to")
+    raise PermanentError(f"app {view.name!r} has no earlier release to roll back to" + (
+        f" (the releases of {', '.join(d.id for d in earlier)} hold content found corrupt)"
+        if earlier else ""))
 
 
 def _lease(services: Services, app: str, holder: str) -> Lease:

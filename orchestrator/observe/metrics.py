@@ -43,6 +43,7 @@ from orchestrator.core import keys, replies
 from orchestrator.core.event_log import RecordedEvent
 from orchestrator.core.statuses import FINAL_STATUS, IN_PROGRESS, TERMINAL, DeploymentStatus
 from orchestrator.deploying.task_queue import DEPLOY_QUEUE, priority_lists
+from orchestrator.observe.store_metrics import store_families
 from orchestrator.releases.drift import DriftKind
 from orchestrator.runtime.services import Services
 
@@ -197,6 +198,7 @@ class SluiceCollector:
         yield from self._deployments(apps, {app: app_figures(self.services, app) for app in apps})
         yield from self._now(apps)
         yield from self._polls()
+        yield from store_families(self.services.redis)
 
     def _deployments(self, apps: list[str], figures: dict[str, AppFigures]) -> Iterable:
         ended = CounterMetricFamily("sluice_deployments", "Deployments ended, by app and status",

@@ -3,7 +3,9 @@ with one rename(2). A crash at any point leaves the previous release live.
 
 A new release starts as a hardlinked copy (`cp -al`) of the live release and is patched
 with the difference between the two manifests, so a one-file change writes one file; with
-no live release it is built from the store entry by entry.
+no live release it is built from the store entry by entry. Each blob placed is hashed first
+(releases/integrity.py) unless this deployment wrote it itself: what the copy of the live
+release carries over is not hashed again, so a one-file change hashes one file.
 """
 from __future__ import annotations
 
@@ -12,13 +14,14 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.files import write_whole
+from orchestrator.releases.integrity import check_blob
 from orchestrator.releases.snapshots import Manifest, SnapshotStore, implied_dirs
 
 BUILDING_SUFFIX = ".building"
@@ -36,8 +39,10 @@ def release_dir(data_dir: Path, app: str, deployment_id: str) -> Path:
 
 
 def materialise(store: SnapshotStore, manifest: Manifest, release: Path,
-                previous: Previous | None = None) -> Path:
-    """Build the release directory: hardlinks into the store, read-only throughout."""
+                previous: Previous | None = None, fresh: Collection[str] = ()) -> Path:
+    """Build the release directory: hardlinks into the store, read-only throughout. Blobs
+    not in `fresh` (written by this deployment) are hashed before they are placed: a
+    corrupt one is quarantined and CorruptBlob names the file."""
     if release.exists():
         return release          # a release is immutable once built: a retry reuses it
     building = release.with_name(release.name + BUILDING_SUFFIX)
@@ -45,10 +50,10 @@ def materialise(store: SnapshotStore, manifest: Manifest, release: Path,
     building.parent.mkdir(parents=True, exist_ok=True)
     touched: Iterable[str]
     if previous and _hardlink_copy(previous.release, building):
-        touched = _patch(store, str(building), previous.manifest, manifest)
+        touched = _patch(store, str(building), previous.manifest, manifest, fresh)
     else:
         building.mkdir()
-        touched = _build(store, str(building), manifest)
+        touched = _build(store, str(building), manifest, fresh)
     for d in sorted(touched, key=len, reverse=True):
         os.chmod(d, 0o555)
     os.rename(building, release)
@@ -64,18 +69,20 @@ def _hardlink_copy(source: Path, dest: Path) -> bool:
     return done.returncode == 0
 
 
-def _build(store: SnapshotStore, root: str, manifest: Manifest) -> list[str]:
+def _build(store: SnapshotStore, root: str, manifest: Manifest,
+           fresh: Collection[str]) -> list[str]:
     dirs = sorted(implied_dirs((*manifest.files, *manifest.links)))
     for d in dirs:
         os.mkdir(f"{root}/{d}")
     for path in manifest.files:
-        _place_file(store, root, path, manifest)
+        _place_file(store, root, path, manifest, fresh)
     for path, target in manifest.links.items():
         os.symlink(target, f"{root}/{path}")
     return [root] + [f"{root}/{d}" for d in dirs]
 
 
-def _patch(store: SnapshotStore, root: str, old: Manifest, new: Manifest) -> set[str]:
+def _patch(store: SnapshotStore, root: str, old: Manifest, new: Manifest,
+           fresh: Collection[str]) -> set[str]:
     """Turn a copy of the release of `old` into the release of `new`, touching only what
     differs; returns the folders it opened for writing (to be made read-only again)."""
     changed_files = [p for p, e in new.files.items() if old.files.get(p) != e]
@@ -95,7 +102,7 @@ def _patch(store: SnapshotStore, root: str, old: Manifest, new: Manifest) -> set
     _remove_emptied_folders(root, gone, open_folder, opened)
     for path in changed_files:
         _make_folders(root, path, open_folder, opened)
-        _place_file(store, root, path, new)
+        _place_file(store, root, path, new, fresh)
     for path in changed_links:
         _make_folders(root, path, open_folder, opened)
         os.symlink(new.links[path], f"{root}/{path}")
@@ -124,19 +131,22 @@ def _make_folders(root: str, path: str, open_folder, opened: set[str]) -> None:
         opened.add(d)
 
 
-def _place_file(store: SnapshotStore, root: str, path: str, manifest: Manifest) -> None:
+def _place_file(store: SnapshotStore, root: str, path: str, manifest: Manifest,
+                fresh: Collection[str]) -> None:
     entry, dest = manifest.files[path], f"{root}/{path}"
-    if entry.executable:        # its own inode, so the shared blob keeps mode 0444
-        shutil.copyfile(store.blob_path(entry.sha256), dest)
-        os.chmod(dest, 0o555)
-    else:
-        try:
+    try:
+        if entry.sha256 not in fresh:
+            check_blob(store, entry.sha256, path)
+        if entry.executable:        # its own inode, so the shared blob keeps mode 0444
+            shutil.copyfile(store.blob_path(entry.sha256), dest)
+            os.chmod(dest, 0o555)
+        else:
             os.link(store.blob_path(entry.sha256), dest)
-        except FileNotFoundError:
-            if os.path.isdir(os.path.dirname(dest)):
-                raise TransientError(f"{path}: its content was garbage-collected while "
-                                     "deploying; it will be fetched again") from None
-            raise
+    except FileNotFoundError:
+        if os.path.isdir(os.path.dirname(dest)):
+            raise TransientError(f"{path}: its content was garbage-collected while "
+                                 "deploying; it will be fetched again") from None
+        raise
 
 
 def switch(target: Path, release: str | os.PathLike[str], token: int | None = None,

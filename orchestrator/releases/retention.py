@@ -1,5 +1,6 @@
 """Retention: keep `keep_releases` releases per app plus the live one; collect the blobs
-and manifests that no kept snapshot references. History (the events) keeps everything."""
+and manifests that no kept snapshot references, and quarantined content no release holds.
+History (the events) keeps everything."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from orchestrator.core.projections import AppView
+from orchestrator.releases.integrity import Quarantine
 from orchestrator.releases.materialise import remove_tree
 from orchestrator.releases.snapshots import SnapshotStore
 
@@ -42,8 +44,8 @@ def kept_snapshots(views: Iterable[AppView]) -> set[str]:
 
 def collect_garbage(store: SnapshotStore, keep: set[str], now: float | None = None,
                     grace: float = GRACE_SECONDS) -> tuple[int, int]:
-    """Delete manifests not in `keep` and blobs none of the kept manifests reference.
-    Returns (manifests, blobs) removed."""
+    """Delete manifests not in `keep`, blobs none of the kept manifests reference and
+    quarantined files no release links. Returns (manifests, blobs) removed."""
     cutoff = (now or time.time()) - grace
     referenced: set[str] = set()
     for snapshot_id in keep:
@@ -58,6 +60,7 @@ def collect_garbage(store: SnapshotStore, keep: set[str], now: float | None = No
     store.forget([e.name for e in blobs])      # aliases first, so nobody reuses a blob going away
     for entry in (*manifests, *blobs):
         os.unlink(entry.path)
+    Quarantine(store).collect()
     return len(manifests), len(blobs)
 
 

@@ -70,6 +70,7 @@ class Snapshot:
     blobs_added: int
     blobs_reused: int
     incremental: bool = False
+    fresh: frozenset[str] = frozenset()     # blobs this build wrote, hashed as they were written
 
     @property
     def files(self) -> int:
@@ -150,16 +151,21 @@ class SnapshotStore:
         self._db.executemany("DELETE FROM alias WHERE sha256 = ?", [(s,) for s in sha256s])
         self._db.execute("COMMIT")
 
-    def put_stream(self, stream: IO[bytes]) -> FileEntry:
+    def put_stream(self, stream: IO[bytes], written: set[str] | None = None) -> FileEntry:
         """Store a blob from a stream; returns its sha256 and size. Content already stored
-        is not written again."""
+        is not written again; what is written is added to `written`."""
         first = stream.read(CHUNK)
         if len(first) < CHUNK:
             sha = hashlib.sha256(first).hexdigest()
             if not os.path.exists(self.blob_path(sha)):
                 self._install(sha, [first])
+                if written is not None:
+                    written.add(sha)
             return FileEntry(sha, len(first))
-        return self._put_large(first, stream)
+        entry = self._put_large(first, stream)
+        if written is not None:
+            written.add(entry.sha256)
+        return entry
 
     def _put_large(self, first: bytes, stream: IO[bytes]) -> FileEntry:
         digest, size, tmp = hashlib.sha256(), 0, next(self._tmp_names)
@@ -240,6 +246,7 @@ class SnapshotBuilder:
         self._added: set[str] = set()
         self._aliases: dict[str, list[tuple[str, FileEntry]]] = {}
         self._passed: dict[FileEntry | None, set[str]] = {}    # by the .funcignore judged under
+        self._written: set[str] = set()
         self.added = self.reused = 0
         self.on_progress: Callable[[int, int], None] | None = None
 
@@ -253,7 +260,10 @@ class SnapshotBuilder:
         self._files, self._links = {}, {}
 
     def known(self, kind: str, keys: Iterable[str]) -> dict[str, FileEntry]:
-        return self.store.lookup(kind, keys)
+        """What the store holds of these source hashes: not a blob gone from it (quarantined
+        as corrupt, say), which the source must then supply again."""
+        return {k: e for k, e in self.store.lookup(kind, keys).items()
+                if os.path.exists(self.store.blob_path(e.sha256))}
 
     def ignored(self, paths: Iterable[str]) -> set[str]:
         rules = IgnoreRules(self._funcignore())
@@ -269,7 +279,7 @@ class SnapshotBuilder:
     def add_stream(self, path: str, stream: IO[bytes], executable: bool = False,
                    alias: tuple[str, str] | None = None) -> FileEntry:
         safe_path(path)
-        entry = self.store.put_stream(stream)
+        entry = self.store.put_stream(stream, self._written)
         if alias:
             self._aliases.setdefault(alias[0], []).append((alias[1], entry))
         self._put(path, FileEntry(entry.sha256, entry.size, executable))
@@ -322,7 +332,7 @@ class SnapshotBuilder:
         _check_tree(files.keys() | links.keys(), links)
         manifest = Manifest(files, links)
         return Snapshot(self.store.save_manifest(manifest), manifest, self.added, self.reused,
-                        incremental=self.base is not None)
+                        incremental=self.base is not None, fresh=frozenset(self._written))
 
     def _funcignore(self) -> str:
         entry = self._files.get(FUNCIGNORE)

@@ -25,6 +25,7 @@ from orchestrator.deploying.sync import deploy_head, read_cursor
 from orchestrator.observe.metrics import record_head_check, record_poll_error
 from orchestrator.runtime.services import Services
 from orchestrator.triggers.drift_checks import start_drift_checks
+from orchestrator.triggers.scrubbing import start_scrubbing
 from orchestrator.triggers.watchers import start_watchers
 
 log = logging.getLogger("sluice.poller")
@@ -130,6 +131,7 @@ class Poller:
         start_watchers(self.services, stop, lambda name: read_cursor(self.services, name, False),
                        self.due_now)
         start_drift_checks(self.services, stop)
+        start_scrubbing(self.services, stop)
         while not stop.is_set():
             try:
                 self.tick()
