@@ -110,7 +110,7 @@ class InProcess:
         t["seal"], snap = timed(writer.seal)
         t["validate"] = timed(validate, "site", snap.manifest, self.store)[0]
         t["materialise"], rel = timed(materialise, self.store, snap.manifest,
-                                      release_dir(self.data_dir, "bench", tag), previous)
+                                      release_dir(self.data_dir, "bench", tag), previous, snap.fresh)
         t["switch"] = timed(switch, self.target, rel)[0]
         self.live = (revision, snap.manifest, rel)
         return t, snap.blobs_added
