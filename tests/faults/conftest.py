@@ -93,6 +93,14 @@ class Rig:
             worker.wait_ready()
         return worker
 
+    def workers_state(self, lines: int = 30) -> str:
+        """Which workers still run, and the end of each one's log: a deployment that does not
+        end says whether a worker died under it."""
+        return "\n".join(
+            f"worker {n}: {'running' if w.proc.poll() is None else f'exited {w.proc.returncode}'},"
+            f" log {w.log_path} ends:\n" + "\n".join(w.log_path.read_text().splitlines()[-lines:])
+            for n, w in enumerate(self.workers, 1))
+
     def stop_redis(self) -> None:
         """SIGTERM: redis-server flushes its AOF and exits."""
         terminate(self.redis_proc)

@@ -12,9 +12,11 @@ import time
 
 import pytest
 
+from orchestrator.core import events as ev
+from orchestrator.core.decisions import execute
 from orchestrator.deploying.dispatch import request_deployment
 from orchestrator.deploying.reaper import LOST
-from tests.helpers import wait_for
+from tests.helpers import git_app, wait_for
 from tests.integration.flow import tree
 
 APP = "held"
@@ -71,3 +73,28 @@ def test_a_deployment_whose_worker_was_killed_is_taken_up_again_once_its_lease_l
     assert again.attempt == 2 and again.worker != events[1].worker
     assert tree(rig.target(APP)) == SITE
     assert second.proc.poll() is None
+
+
+@pytest.mark.timeout(120)
+def test_a_started_deployment_whose_task_is_gone_still_ends(rig_factory):
+    """What a Redis restart can leave (test_redis_restart): a task that met Redis away waits
+    for it at most the visibility timeout, then Celery cannot send its retry and rejects it
+    without requeueing; the deployment stays `started` with no message anywhere."""
+    rig = rig_factory(visibility_timeout=VISIBILITY_TIMEOUT)
+    repo = rig.repo()
+    repo.commit(SITE)
+    services = rig.configure({APP: git_app(repo, rig.target(APP), layout="site")},
+                             lease_ttl=f"{LEASE_TTL:.0f}s")
+    rig.start_worker()
+    at = services.clock.now()
+    execute(services.projections, APP, lambda view: [
+        ev.DeploymentQueued(app=APP, at=at, deployment_id="d1", revision=repo.head(),
+                            trigger="manual"),
+        ev.DeploymentStarted(app=APP, at=at, deployment_id="d1", worker="gone:1")])
+
+    wait_for(lambda: services.projections.app(APP).deployments["d1"].terminal,
+             timeout=LEASE_TTL + MARGIN, interval=0.05, what="the stranded deployment to end")
+
+    assert [e.type for e in deployment_events(services, "d1")][2:] == [
+        "DeploymentRetrying", "DeploymentStarted", "SnapshotBuilt", "DeploymentSucceeded"]
+    assert tree(rig.target(APP)) == SITE

@@ -86,7 +86,7 @@ def test_redis_restarted_mid_run_loses_no_event_and_every_deployment_ends(rig_fa
                 story = [f"  {r.version} {r.event}" for r in call(services.store.read, APP)
                          if getattr(r.event, "deployment_id", None) == deployment_id]
                 raise AssertionError(f"deployment {deployment_id} did not end within {timeout}s:\n"
-                                     + "\n".join(story))
+                                     + "\n".join(story) + "\n" + rig.workers_state())
             time.sleep(0.05)
 
     for n in range(1, DEPLOYMENTS + 1):
