@@ -26,10 +26,11 @@ from dataclasses import replace
 import redis
 from kombu.exceptions import OperationalError
 
-from orchestrator.config.settings import RetryPolicy
+from orchestrator.config.settings import AppConfig, RetryPolicy, SluiceConfig
 from orchestrator.core import events as ev
 from orchestrator.core import keys
 from orchestrator.core.decisions import execute_with_outcome
+from orchestrator.core.errors import ConfigError
 from orchestrator.core.projections import AppView
 from orchestrator.deploying.dispatch import enqueue
 from orchestrator.deploying.retries import AfterFailure, FailedAttempt, decide_after_failure
@@ -70,12 +71,16 @@ def decide_lost(view: AppView, suspect: Suspect, policy: RetryPolicy | None,
 
 
 class Reaper:
-    """The loop around `decide_lost`; what it asks of Redis can be given instead, for tests:
-    whether an app's lease is free, and how a deployment's task is sent."""
+    """The loop around `decide_lost`. `config` is read at every look (a worker follows config
+    changes, as its tasks do); what it asks of Redis can be given instead, for tests: whether
+    an app's lease is free, and how a deployment's task is sent."""
 
-    def __init__(self, services: Services, lease_free: Callable[[str], bool] | None = None,
+    def __init__(self, services: Services, config: Callable[[], SluiceConfig] | None = None,
+                 lease_free: Callable[[str], bool] | None = None,
                  send: Callable[[str, str, int], None] | None = None):
         self.services = services
+        self.config = config or (lambda: services.config)
+        self._lease_ttl = services.config.lease_ttl
         self.lease_free = lease_free or (lambda app: not services.redis.exists(keys.lease(app)))
         self.send = send or (lambda app, deployment_id, attempt:
                              enqueue(services, app, deployment_id, attempt))
@@ -85,20 +90,21 @@ class Reaper:
     def look(self) -> list[tuple[str, Suspect, AfterFailure]]:
         """One look at every app; returns what was done about the lost deployments."""
         self._send()
+        config = self.config()
+        self._lease_ttl = config.lease_ttl
         done = []
         for app in self.services.store.apps():
             view = self.services.projections.app(app)
             running = any(d.status.running for d in view.deployments.values())
             seen = suspects(view, running and self.lease_free(app))
             for suspect in sorted(seen & self._seen.get(app, set())):
-                after = self._resume(app, suspect)
+                after = self._resume(app, suspect, config.apps.get(app))
                 if after is not None:
                     done.append((app, suspect, after))
             self._seen[app] = seen
         return done
 
-    def _resume(self, app: str, suspect: Suspect) -> AfterFailure | None:
-        config = self.services.config.apps.get(app)
+    def _resume(self, app: str, suspect: Suspect, config: AppConfig | None) -> AfterFailure | None:
         _, appended, after = execute_with_outcome(
             self.services.projections, app,
             lambda view: decide_lost(view, suspect, config.retry if config else None,
@@ -124,17 +130,18 @@ class Reaper:
             self._unsent.pop(0)
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.wait(interval(self.services.config.lease_ttl)):
+        while not stop.wait(interval(self._lease_ttl)):
             try:
                 self.look()
-            except (redis.RedisError, OperationalError) as exc:     # Redis away: look again later
+            except (redis.RedisError, OperationalError, ConfigError) as exc:    # look again later
                 log.warning("looking for lost deployments failed: %s", exc)
             except Exception:
                 log.exception("looking for lost deployments failed")
 
 
-def start_reaper(services: Services, stop: threading.Event) -> threading.Thread:
-    thread = threading.Thread(target=Reaper(services).run, args=(stop,), name="reaper",
+def start_reaper(services: Services, stop: threading.Event,
+                 config: Callable[[], SluiceConfig] | None = None) -> threading.Thread:
+    thread = threading.Thread(target=Reaper(services, config).run, args=(stop,), name="reaper",
                               daemon=True)
     thread.start()
     return thread

@@ -23,6 +23,7 @@ from functools import partial
 from celery.exceptions import SecurityWarning
 from celery.signals import worker_ready
 
+from orchestrator.config.settings import load_config
 from orchestrator.deploying.reaper import start_reaper
 from orchestrator.deploying.task_queue import DEPLOY_QUEUE, celery_for
 from orchestrator.runtime.services import Services
@@ -41,7 +42,8 @@ def run_worker(services: Services, concurrency: int) -> None:
 
 
 def _reap(services: Services, **_) -> None:
-    start_reaper(services, threading.Event())     # a daemon: it ends with the process
+    # a daemon: it ends with the process; the config is read afresh, as every task reads it
+    start_reaper(services, threading.Event(), config=load_config)
 
 
 def _say_ready(sender, **_) -> None:

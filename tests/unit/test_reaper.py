@@ -160,6 +160,16 @@ def test_a_task_redis_refused_to_take_is_sent_at_the_next_look(world):
     assert world.status("d1") == "pending" and world.sent == [(APP, "d1", 2)]
 
 
+def test_the_config_is_read_at_every_look_so_an_app_added_later_keeps_its_retry_policy(world):
+    configured = world.services.config
+    world.services.config = SluiceConfig(lease_ttl=30.0)    # what the worker started with
+    world.reaper.config = lambda: configured                 # the file as it is now
+    world.look()
+    world.look()
+
+    assert world.status("d1") == "pending" and world.sent == [(APP, "d1", 2)]
+
+
 def test_pending_and_ended_deployments_are_no_suspects(world):
     world.queue("d2")
     view = world.services.projections.app(APP)
