@@ -14,7 +14,9 @@ recording the end) lost its worker:
   when a newer deployment waits;
 - the reaper then sends the next attempt (or the newer deployment) at once.
 A worker that was only slow cannot switch the target after that (the lease's fencing
-token), and the broker's late redelivery finds the deployment ended or superseded.
+token), and the broker's late redelivery finds the deployment ended or superseded. The same
+look ends a deployment whose task Celery dropped while Redis was away (a retry it could not
+send is rejected without requeueing) once Redis is back.
 """
 from __future__ import annotations
 
@@ -44,7 +46,8 @@ Suspect = tuple[str, int]       # (deployment id, attempt)
 
 
 def interval(lease_ttl: float) -> float:
-    """Seconds between looks: a lost worker's deployment resumes within lease_ttl plus two."""
+    """Seconds between looks: a lost worker's deployment resumes within lease_ttl and two
+    looks (at most 4 s) of its last renewal."""
     return min(LONGEST_INTERVAL, lease_ttl / 3)
 
 
