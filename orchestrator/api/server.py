@@ -8,6 +8,11 @@ protocol here closes a connection whose request head has not arrived whole withi
 HEAD_TIMEOUT seconds of the connection opening or of the previous response ending. A request
 in progress (an event stream included) is never cut by it. WebSockets are off: no route
 takes them.
+
+At shutdown uvicorn lets each response in progress finish, for up to its
+timeout_graceful_shutdown; an event stream never finishes, so it alone is cut at once (its
+client reconnects with Last-Event-ID, to whichever API answers next), and a stop is not
+held up by an open dashboard.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 HEAD_TIMEOUT = 10.0
+ENDLESS = frozenset({"/api/events"})        # responses that end only when the client goes
 
 
 class HeadTimeoutProtocol(H11Protocol):
@@ -34,6 +40,13 @@ class HeadTimeoutProtocol(H11Protocol):
         super().on_response_complete()
         if not self.transport.is_closing():
             self._await_head()
+
+    def shutdown(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and cycle.scope["path"] in ENDLESS:
+            self.transport.close()      # as if the client went: the app sees http.disconnect
+        else:
+            super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_waiting()

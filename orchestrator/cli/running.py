@@ -62,8 +62,8 @@ def api(ctx: typer.Context):
     from orchestrator.api.server import server_config
     services = services_of(ctx)
     listen = services.config.api
-    # log_config=None: uvicorn's records go through Sluice's logging (--log-format); open
-    # event streams (GET /api/events) never end by themselves, so shutdown cuts them after 5 s
+    # log_config=None: uvicorn's records go through Sluice's logging (--log-format); at
+    # shutdown requests in progress get 5 s, open event streams none (api/server.py)
     server = uvicorn.Server(server_config(create_app(services), host=listen.host, port=listen.port,
                                           log_level="info", log_config=None, timeout_graceful_shutdown=5))
     with contextlib.suppress(KeyboardInterrupt):

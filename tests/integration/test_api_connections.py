@@ -2,6 +2,7 @@
 uvicorn as `sluice api` configures it, with raw sockets for the clients that misbehave."""
 from __future__ import annotations
 
+import logging
 import socket
 
 import httpx
@@ -62,3 +63,21 @@ def test_an_event_stream_lasts_longer_than_the_time_allowed_for_a_request_head(w
         assert httpx.get(f"{base}/healthz").status_code == 200
 
     assert heartbeats == 6
+
+
+def test_a_shutdown_ends_an_open_event_stream_at_once_not_at_the_graceful_timeout(workspace, caplog):
+    """uvicorn waits for responses in progress; an event stream would hold a stop (of
+    `sluice up` too) until the timeout cancelled it."""
+    _, services = workspace.app_with(FUNCTION_APP)
+    uvicorn_log = logging.getLogger("uvicorn.error")       # uvicorn's own config: no propagation
+    try:
+        with serving(services) as base:
+            uvicorn_log.addHandler(caplog.handler)          # once uvicorn has configured it
+            sock = socket.create_connection(("127.0.0.1", int(base.rpartition(":")[2])))
+            sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        with sock:
+            assert hung_up(sock)
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+    assert "graceful shutdown exceeded" not in caplog.text

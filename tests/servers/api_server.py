@@ -19,7 +19,7 @@ from tests.helpers import wait_for
 @contextmanager
 def serving(services: Services, api: FastAPI | None = None, head_timeout: float = HEAD_TIMEOUT) -> Iterator[str]:
     """Yields the base URL of `api` (by default Sluice's API for `services`), served as
-    `sluice api` serves it. Open event streams are cut after 2 s at shutdown."""
+    `sluice api` serves it. At shutdown requests in progress get 2 s (event streams none)."""
     config = server_config(api or create_app(services), head_timeout, log_level="warning", lifespan="off",
                            timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
