@@ -15,6 +15,7 @@ import redis
 from orchestrator.core import keys
 from orchestrator.deploying.drift import check_app
 from orchestrator.runtime.services import Services
+from orchestrator.triggers.rounds import repeat, start_rounds
 
 log = logging.getLogger("sluice.drift")
 
@@ -26,7 +27,6 @@ if due > now and due <= now + interval then return tostring(due - now) end
 redis.call('SET', KEYS[1], ARGV[3])
 return 'claimed'
 """
-REDIS_AWAY_WAIT = 1.0
 
 
 class DriftChecks:
@@ -59,23 +59,11 @@ class DriftChecks:
             return f"failed: {exc}"
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                _, wait = self.tick()
-            except redis.ConnectionError as exc:
-                log.warning("drift checks: Redis unreachable: %s", exc)
-                wait = REDIS_AWAY_WAIT
-            except Exception:
-                log.exception("drift check round failed")
-                wait = self.interval
-            stop.wait(wait)
+        repeat("drift checks", lambda: self.tick()[1], stop, log, lambda: self.interval)
 
 
 def start_drift_checks(services: Services, stop: threading.Event) -> threading.Thread | None:
     """The thread checking drift until `stop`; none when drift_check is 0."""
     if services.config.drift_check <= 0:
         return None
-    thread = threading.Thread(target=DriftChecks(services).run, args=(stop,), daemon=True,
-                              name="drift-checks")
-    thread.start()
-    return thread
+    return start_rounds("drift-checks", DriftChecks(services).run, stop)

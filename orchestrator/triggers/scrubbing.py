@@ -10,14 +10,13 @@ import os
 import socket
 import threading
 
-import redis
-
 from orchestrator.core import keys
 from orchestrator.deploying.verify import redeploy_damaged
 from orchestrator.observe.store_metrics import record_corrupt_blobs, record_scrubbed
 from orchestrator.releases.scrub import ScrubRound, scrub_round
 from orchestrator.releases.snapshots import SnapshotStore
 from orchestrator.runtime.services import Services
+from orchestrator.triggers.rounds import repeat, start_rounds
 
 log = logging.getLogger("sluice.scrub")
 
@@ -57,20 +56,14 @@ class Scrubber:
         return found
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.wait(self.interval):
-            try:
-                self.tick()
-            except redis.ConnectionError as exc:
-                log.warning("scrub: Redis unreachable: %s", exc)
-            except Exception:
-                log.exception("scrub round failed")
+        def round_() -> float:
+            self.tick()
+            return self.interval
+        repeat("scrub", round_, stop, log, lambda: self.interval, first_wait=self.interval)
 
 
 def start_scrubbing(services: Services, stop: threading.Event) -> threading.Thread | None:
     """The thread scrubbing the store until `stop`; none when scrub_interval is 0."""
     if services.config.scrub_interval <= 0:
         return None
-    thread = threading.Thread(target=Scrubber(services).run, args=(stop,), daemon=True,
-                              name="scrub")
-    thread.start()
-    return thread
+    return start_rounds("scrub", Scrubber(services).run, stop)
