@@ -15,7 +15,7 @@ from orchestrator.config.settings import AppConfig
 from orchestrator.core import events as ev
 from orchestrator.core import keys
 from orchestrator.core.decisions import execute, execute_with_outcome
-from orchestrator.core.errors import PermanentError
+from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.event_log import ANY_VERSION
 from orchestrator.core.lease import Lease
 from orchestrator.core.projections import AppView, DeploymentView
@@ -77,6 +77,8 @@ def _attempt(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str
     except PermanentError as exc:
         return _record_end(ctx, app, deployment_id, ev.DeploymentFailed, reason=str(exc),
                            step=steps.current, steps=steps.done or None)
+    except OSError as exc:      # the machine's (a full disk, a read-only mount): say where
+        raise TransientError(f"{steps.current or 'deploy'}: {exc}") from exc
 
 
 class Steps:

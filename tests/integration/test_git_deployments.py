@@ -248,3 +248,15 @@ def test_lock_files_left_in_the_mirror_by_a_killed_git_are_cleared_not_left_for_
     repo.commit({"HttpHello/extra.txt": "after a crash\n"})
     d = sync_and_wait(services, "hello")
     assert d.status == "success" and not list(mirror.rglob("*.lock"))
+
+
+def test_a_deployment_the_disk_refuses_fails_naming_the_step_and_the_path(workspace):
+    _, services = workspace.app_with(FUNCTION_APP, retry={"attempts": 2, "base": "100ms", "max": "200ms"})
+    blocked = workspace.data_dir / "releases" / "hello"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("a file where the app's releases go")     # as the OS refuses a full disk
+
+    d = sync_and_wait(services, "hello")
+
+    assert d.status == "failed" and "materialise" in d.message and str(blocked) in d.message
+    assert "unexpected" not in d.message
