@@ -44,8 +44,9 @@ def kept_snapshots(views: Iterable[AppView]) -> set[str]:
 
 def collect_garbage(store: SnapshotStore, keep: set[str], now: float | None = None,
                     grace: float = GRACE_SECONDS) -> tuple[int, int]:
-    """Delete manifests not in `keep`, blobs none of the kept manifests reference and
-    quarantined files no release links. Returns (manifests, blobs) removed."""
+    """Delete manifests not in `keep`, blobs none of the kept manifests reference, files
+    writers left in the store's tmp and quarantined files no release links. Returns
+    (manifests, blobs) removed."""
     cutoff = (now or time.time()) - grace
     referenced: set[str] = set()
     for snapshot_id in keep:
@@ -58,7 +59,9 @@ def collect_garbage(store: SnapshotStore, keep: set[str], now: float | None = No
     blobs = [e for d in os.scandir(store.blobs) for e in os.scandir(d.path)
              if e.name not in referenced and _old(e, cutoff)]
     store.forget([e.name for e in blobs])      # aliases first, so nobody reuses a blob going away
-    for entry in (*manifests, *blobs):
+    # what a writer killed mid-write left (a writer alive touches its file as it writes)
+    orphans = [e for e in os.scandir(store.tmp) if _old(e, cutoff)]
+    for entry in (*manifests, *blobs, *orphans):
         os.unlink(entry.path)
     Quarantine(store).collect()
     return len(manifests), len(blobs)

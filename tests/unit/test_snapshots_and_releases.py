@@ -1,5 +1,6 @@
 import io
 import os
+import time
 
 import pytest
 
@@ -11,6 +12,7 @@ from orchestrator.releases.materialise import (
     remove_tree,
     switch,
 )
+from orchestrator.releases.retention import collect_garbage
 from orchestrator.releases.snapshots import SnapshotStore, safe_path
 
 
@@ -191,3 +193,15 @@ def test_links_that_change_target_or_kind_are_patched_too(store, tmp_path):
         old_links={"l": "a", "m": "b"}, new_links={"m": "a", "c": "a"})
     assert listing(second) == listing(fresh)
     assert os.readlink(first / "m") == "b"
+
+
+def test_garbage_collection_removes_what_a_killed_writer_left_in_the_stores_tmp(tmp_path):
+    store = SnapshotStore(tmp_path / "store")
+    orphan, fresh = store.tmp / "4242-1-0", store.tmp / "4243-1-0"
+    orphan.write_bytes(b"half a blob")
+    fresh.write_bytes(b"a blob being written")
+    os.utime(orphan, (time.time() - 3600, time.time() - 3600))
+
+    collect_garbage(store, set())
+
+    assert not orphan.exists() and fresh.exists()
