@@ -26,3 +26,9 @@ def test_a_missing_repository_says_it_is_not_a_git_repository(tmp_path):
     message = head_check_error(tmp_path, str(tmp_path / "missing"))
 
     assert "does not appear to be a git repository" in message and "access rights" not in message
+
+
+def test_an_unreachable_ssh_repository_names_the_refused_connection(tmp_path):
+    message = head_check_error(tmp_path, "ssh://git@127.0.0.1:1/app.git")
+
+    assert "Connection refused" in message and "repository exists" not in message

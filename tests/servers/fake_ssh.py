@@ -33,8 +33,11 @@ def split(argv: list[str]) -> tuple[dict[str, list[str]], str, list[str]]:
 
 
 def real_ssh() -> str:
-    here = str(Path(__file__).parent / "bin")
-    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != here)
+    # resolved: run as bin/../fake_ssh.py, an unresolved bin/.. matched nothing in PATH, and
+    # the wrapper exec'd itself for ever
+    here = (Path(__file__).resolve().parent / "bin").resolve()
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                           if p and Path(p).resolve() != here)
     return shutil.which("ssh", path=path) or "/usr/bin/ssh"
 
 
