@@ -67,12 +67,17 @@ def free_port(preferred: int | None = None) -> int:
     raise TransientError("no free loopback port for Redis")
 
 
-def start_redis(data_dir: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+def start_redis(data_dir: Path, port: int | None = None,
+                exact: bool = False) -> tuple[subprocess.Popen, str]:
     """Start redis-server with AOF on, files under data_dir (0700, its files 0600), asking
-    for data_dir's password; returns (process, url with the password)."""
+    for data_dir's password; returns (process, url with the password). On `port` if it is
+    free, else another; with `exact` that port or none (a restarted Redis keeps its URL)."""
     data_dir = _owner_only(Path(data_dir))
     password = _password(data_dir / "password")
-    port = free_port(port)
+    chosen = free_port(port)
+    if exact and chosen != port:
+        raise TransientError(f"port {port} is taken: Redis keeps its address, so waits for it")
+    port = chosen
     # `-`: the secret settings come on stdin, as arguments they would be in every user's `ps`
     proc = subprocess.Popen(
         [redis_server_binary(), "-", "--port", str(port), "--bind", "127.0.0.1",
