@@ -12,6 +12,8 @@ from functools import lru_cache
 
 from celery import Celery
 
+from orchestrator.deploying.broker import TRANSPORT
+
 DEPLOY_TASK = "sluice.deploy"
 DEPLOY_QUEUE = "deploy"
 QUEUED_AT = "sluice_queued_at"      # message header: unix time the message was sent
@@ -27,6 +29,7 @@ VISIBILITY_TIMEOUT = float(os.environ.get("SLUICE_VISIBILITY_TIMEOUT", "300"))
 def create_app(broker_url: str) -> Celery:
     app = Celery("sluice", broker=broker_url, include=TASK_MODULES)
     app.conf.update(
+        broker_transport=TRANSPORT,     # kombu's, repaired: see deploying/broker.py
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,

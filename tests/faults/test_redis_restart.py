@@ -6,6 +6,8 @@ it is away, as any client of Sluice would.
 """
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections import Counter
@@ -13,9 +15,12 @@ from collections import Counter
 import kombu.exceptions
 import pytest
 import redis
+from kombu import Consumer, Exchange, Producer, Queue
+from kombu.common import ignore_errors
 
 from orchestrator.core import keys
 from orchestrator.deploying.dispatch import request_deployment
+from orchestrator.deploying.task_queue import DEPLOY_QUEUE, create_app
 from orchestrator.runtime.embedded_redis import start_redis
 from orchestrator.runtime.processes import terminate
 from tests.helpers import git_app, wait_for
@@ -189,3 +194,37 @@ def test_a_deployment_recorded_just_before_redis_went_away_still_runs(rig_factor
     print(f"\nthe retried request: {arrived[0]}")
     wait_for(lambda: call(services.projections.app, APP).deployments[d].terminal,
              timeout=VISIBILITY_TIMEOUT + 10, what=f"deployment {d} to end")
+
+
+def test_a_worker_connection_closed_while_redis_is_away_with_a_task_held_closes_cleanly(tmp_path):
+    """What Celery does when Redis goes away under a worker that holds an unacknowledged task
+    and waits on BRPOP: collect() the connection, then close() it. kombu's own transport
+    raised AttributeError there, which Celery took for unrecoverable: the worker exited."""
+    proc, url = start_redis(tmp_path)
+    connection = create_app(url).connection_for_read()
+    channel = connection.default_channel
+    queue = Queue(DEPLOY_QUEUE, channel=channel)
+    # and, as Celery's remote control has, an auto-deleted fanout queue
+    control = Queue("sluice-test.pidbox", Exchange("sluice-test.pidbox", type="fanout"),
+                    auto_delete=True, channel=channel)
+    for q in (queue, control):
+        q.declare()
+    Producer(channel).publish({"held": True}, routing_key=DEPLOY_QUEUE)
+    held = []
+    Consumer(channel, [queue, control],
+             callbacks=[lambda body, message: held.append(message)]).consume()
+    connection.drain_events(timeout=5)
+    with contextlib.suppress(socket.timeout):
+        connection.drain_events(timeout=0.2)        # leaves a BRPOP in flight
+    assert len(held) == 1 and channel._in_poll
+    terminate(proc)
+
+    with contextlib.suppress(Exception):            # as Celery calls them
+        connection.collect(socket_timeout=1)
+    ignore_errors(connection, connection.close)
+
+    proc, _ = start_redis(tmp_path, int(url.rsplit(":", 1)[1].split("/")[0]))
+    try:    # the held task waits in Redis's unacked set for the visibility timeout
+        assert redis.Redis.from_url(url).hlen("unacked") == 1
+    finally:
+        terminate(proc)
