@@ -34,6 +34,9 @@ from rich.console import Console
 from orchestrator.core import keys
 from orchestrator.runtime.embedded_redis import free_port
 
+sys.path.insert(0, str(ROOT))
+from tests.process_tree import alive, children_of, descendants_of  # noqa: E402
+
 STOP_PROMISE = 10.0 + 5.0       # supervisor.STOP_GRACE + REDIS_GRACE
 console = Console(width=120)
 
@@ -69,34 +72,8 @@ class Up:
         started = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(60)
-        wait(lambda: not any(running(pid) for pid in everything), 0.01, 30, "every child to end")
+        wait(lambda: not any(alive(pid) for pid in everything), 0.01, 30, "every child to end")
         return time.monotonic() - started
-
-
-def children_of(pid: int) -> dict[int, str]:
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except (OSError, ValueError, IndexError):
-                pass
-    return found
-
-
-def descendants_of(pid: int) -> set[int]:
-    below = set(children_of(pid))
-    for child in list(below):
-        below |= descendants_of(child)
-    return below
-
-
-def running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def commit(repo: Path, files: int, marker: str) -> None:

@@ -31,7 +31,7 @@ from rich.console import Console
 from orchestrator.config.settings import load_config
 from orchestrator.deploying.dispatch import request_deployment
 from orchestrator.runtime.embedded_redis import start_redis
-from orchestrator.runtime.processes import die_with_parent, terminate
+from orchestrator.runtime.processes import die_with_parent, kill_group, terminate
 from orchestrator.runtime.services import Services
 
 console = Console(width=150)
@@ -53,8 +53,7 @@ class Worker:
             raise RuntimeError("worker exited:\n" + log.read_text(errors="replace")[-3000:])
 
     def kill(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        kill_group(self.proc)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

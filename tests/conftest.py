@@ -117,3 +117,16 @@ class Workspace:
 @pytest.fixture
 def workspace(tmp_path, worker_config_path, redis_url, clean_redis, celery_worker) -> Workspace:
     return Workspace(tmp_path, worker_config_path, redis_url)
+
+
+@pytest.fixture
+def proxy_environment(monkeypatch):
+    """No proxy variables but those a test sets (monkeypatch.setenv on what it yields); each
+    origin's proxy is looked up again."""
+    from orchestrator.sources import proxies
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    proxies.forget()
+    yield monkeypatch
+    proxies.forget()

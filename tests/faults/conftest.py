@@ -16,7 +16,7 @@ import pytest
 from orchestrator.config.settings import load_config
 from orchestrator.runtime import embedded_redis
 from orchestrator.runtime.embedded_redis import start_redis
-from orchestrator.runtime.processes import die_with_parent, terminate
+from orchestrator.runtime.processes import die_with_parent, kill_group, terminate
 from orchestrator.runtime.services import Services
 from tests.helpers import GitRepo, wait_for, write_config
 
@@ -45,11 +45,7 @@ class Worker:
 
     def kill(self) -> None:
         """kill -9 of the whole process group (main process and pool child)."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
+        kill_group(self.proc)
         self._log.close()
 
     def stop(self) -> None:

@@ -16,6 +16,7 @@ import redis
 from orchestrator.core import keys
 from orchestrator.runtime.embedded_redis import free_port
 from tests.helpers import CLOUD_SITE, FUNCTION_APP, GitRepo, git_app, wait_for, write_config
+from tests.process_tree import alive, children_of, descendants_of
 
 HANG_GUARD = 15.0       # the children get 10 s together: this only catches a stop that hangs
 
@@ -60,36 +61,6 @@ class Up:
             self.proc.kill()
             self.proc.wait()
         self._log.close()
-
-
-def children_of(pid: int) -> dict[int, str]:
-    """pid -> command line of the processes whose parent is `pid` (from /proc)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                    found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except (OSError, ValueError, IndexError):      # gone meanwhile
-                pass
-    return found
-
-
-def descendants_of(pid: int) -> set[int]:
-    below = set(children_of(pid))
-    for child in list(below):
-        below |= descendants_of(child)
-    return below
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie is not: whether its parent reaps it is asked apart, of `sluice up`
-    only, since an orphan's is whatever PID 1 is here)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def deployments(up: Up) -> list[dict]:

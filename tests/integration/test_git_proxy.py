@@ -6,35 +6,24 @@ import pytest
 
 from orchestrator.config.sources import GitSourceConfig
 from orchestrator.releases.snapshots import SnapshotStore
-from orchestrator.sources import proxies
 from orchestrator.sources.git import GitSource
 from tests.helpers import FUNCTION_APP, GitRepo, git
 from tests.servers.git_http import GitHttpServer
 from tests.servers.http_proxy import HttpProxy
 
 
-@pytest.fixture
-def environment(monkeypatch):
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-    proxies.forget()
-    yield monkeypatch
-    proxies.forget()
-
-
 @pytest.mark.parametrize("no_proxy", [None, "localhost,127.0.0.1"], ids=["proxied", "no_proxy"])
 def test_the_head_check_and_the_fetch_both_go_through_the_proxy_unless_no_proxy_names_the_host(
-        tmp_path, environment, no_proxy):
+        tmp_path, proxy_environment, no_proxy):
     bare, work = tmp_path / "served" / "app.git", GitRepo(tmp_path / "work")
     head = work.commit(FUNCTION_APP)
     git(tmp_path, "init", "--quiet", "--bare", str(bare))
     git(work.path, "push", "--quiet", str(bare), "HEAD:master")
     with GitHttpServer(tmp_path / "served") as server, HttpProxy() as proxy:
         url = f"{server.url}/app.git"
-        environment.setenv("http_proxy", proxy.url)       # git's curl reads only the lower case
+        proxy_environment.setenv("http_proxy", proxy.url)       # git's curl reads only the lower case
         if no_proxy:
-            environment.setenv("NO_PROXY", no_proxy)
+            proxy_environment.setenv("NO_PROXY", no_proxy)
         source = GitSource(GitSourceConfig(type="git", url=url), tmp_path / "cache")
         checked = source.head()
         by_head_check = list(proxy.seen)

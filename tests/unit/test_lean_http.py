@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import trustme
 
-from orchestrator.sources import lean_http, proxies
+from orchestrator.sources import lean_http
 from orchestrator.sources.lean_http import HttpError, Pool
 from tests.servers.http_proxy import HttpProxy
 
@@ -194,59 +194,48 @@ def test_https_is_verified_against_the_trusted_authorities(https_server):
         Pool(timeout=5).request("GET", url)      # the system store does not know this CA
 
 
-@pytest.fixture
-def environment(monkeypatch):
-    """No proxy variables but those a test sets; each origin's proxy is looked up again."""
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-    proxies.forget()
-    yield monkeypatch
-    proxies.forget()
-
-
 def test_https_goes_through_the_environments_proxy_in_one_tunnel_with_the_proxys_credentials(
-        https_server, environment):
+        https_server, proxy_environment):
     url, trusted = https_server
     with HttpProxy(auth=("relay", "pr0xy-pass")) as proxy:
-        environment.setenv("HTTPS_PROXY", proxy.url.replace("://", "://relay:pr0xy-pass@"))
+        proxy_environment.setenv("HTTPS_PROXY", proxy.url.replace("://", "://relay:pr0xy-pass@"))
         pool = Pool(context=trusted)
         answers = [pool.request("GET", f"{url}/r.git", auth=("deploy", "s3cret")).body for _ in range(2)]
     assert answers == [b"secure", b"secure"]
     assert proxy.seen == [("CONNECT", url.removeprefix("https://"))]
 
 
-def test_plain_http_goes_to_the_environments_proxy_by_its_whole_url(environment):
+def test_plain_http_goes_to_the_environments_proxy_by_its_whole_url(proxy_environment):
     server = Scripted(ok(b"relayed"))
     with HttpProxy() as proxy:
-        environment.setenv("http_proxy", proxy.url)
+        proxy_environment.setenv("http_proxy", proxy.url)
         answer = Pool().request("GET", f"{server.url}/r.git?service=x")
     assert answer.body == b"relayed" and proxy.seen == [("GET", f"{server.url}/r.git?service=x")]
     assert server.requests[0].startswith(b"GET /r.git?service=x HTTP/1.1")
 
 
 @pytest.mark.parametrize("name", ["no_proxy", "NO_PROXY"])
-def test_hosts_no_proxy_names_are_reached_directly(https_server, environment, name):
+def test_hosts_no_proxy_names_are_reached_directly(https_server, proxy_environment, name):
     url, trusted = https_server
     plain = Scripted(ok(b"direct"))
     with HttpProxy() as proxy:
-        environment.setenv("https_proxy", proxy.url)
-        environment.setenv("HTTP_PROXY", proxy.url)
-        environment.setenv(name, "localhost,127.0.0.1")
+        proxy_environment.setenv("https_proxy", proxy.url)
+        proxy_environment.setenv("HTTP_PROXY", proxy.url)
+        proxy_environment.setenv(name, "localhost,127.0.0.1")
         answers = [Pool(context=trusted).request("GET", url).body, Pool().request("GET", plain.url).body]
     assert answers == [b"secure", b"direct"] and proxy.seen == []
 
 
-def test_a_proxy_that_refuses_the_tunnel_is_an_error_naming_it_and_the_answer(https_server, environment):
+def test_a_proxy_that_refuses_the_tunnel_is_an_error_naming_it_and_the_answer(https_server, proxy_environment):
     url, trusted = https_server
     with HttpProxy(auth=("relay", "pr0xy-pass")) as proxy:
-        environment.setenv("https_proxy", proxy.url)
+        proxy_environment.setenv("https_proxy", proxy.url)
         with pytest.raises(HttpError, match=f"the proxy {proxy.url} refused a tunnel to "
                                             f"{url.removeprefix('https://')}: HTTP/1.1 407"):
             Pool(context=trusted).request("GET", url)
 
 
-def test_a_proxy_other_than_http_is_an_error_naming_it(environment):
-    environment.setenv("all_proxy", "socks5://127.0.0.1:1080")
+def test_a_proxy_other_than_http_is_an_error_naming_it(proxy_environment):
+    proxy_environment.setenv("all_proxy", "socks5://127.0.0.1:1080")
     with pytest.raises(HttpError, match="socks5://127.0.0.1:1080: head checks speak to http:// proxies only"):
         Pool().request("GET", "http://127.0.0.1:9/")
