@@ -4,6 +4,8 @@ the GIL and CPU that the API's other requests (/healthz...) need, as dozens of t
 contending with the loop would."""
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,7 +16,11 @@ T = TypeVar("T")
 
 
 async def in_own_threads(api: FastAPI, kind: str, threads: int, work: Callable[..., T], *args: Any) -> T:
-    limiters: dict[str, anyio.CapacityLimiter] = getattr(api.state, "thread_limiters", None) or {}
-    api.state.thread_limiters = limiters
+    # A limiter belongs to the event loop it was first used on (a waiter woken on a loop that is
+    # gone never runs): one per loop, as a test client may drive the app from several.
+    loops = getattr(api.state, "thread_limiters", None)
+    if loops is None:
+        loops = api.state.thread_limiters = weakref.WeakKeyDictionary()
+    limiters = loops.setdefault(asyncio.get_running_loop(), {})
     limiter = limiters.setdefault(kind, anyio.CapacityLimiter(threads))
     return await anyio.to_thread.run_sync(work, *args, limiter=limiter)
