@@ -46,6 +46,7 @@ class Drift(BaseModel):
     repair: str = Field(description="switch, redeploy, wait (for deployment_id), none (left alone)")
     deployment_id: str | None
     since: str | None = Field(description="ISO 8601, UTC: when this drift was first recorded")
+    text: str = Field(description="the drift as `sluice apps` and the dashboard show it")
 
 
 class App(BaseModel):

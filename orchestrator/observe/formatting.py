@@ -35,10 +35,12 @@ def drift_json(view: AppView) -> dict | None:
     the active release (as of the last check)."""
     d = view.drift
     return None if d is None else {"kind": d.kind, "detail": d.detail, "repair": d.repair,
-                                   "deployment_id": d.deployment_id, "since": iso(d.since)}
+                                   "deployment_id": d.deployment_id, "since": iso(d.since),
+                                   "text": drift_text(view)}
 
 
 def drift_text(view: AppView) -> str:
+    """The drift as `sluice apps` and the dashboard show it (one wording for both); "" if none."""
     d = view.drift
     if d is None:
         return ""

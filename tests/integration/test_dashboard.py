@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from orchestrator.deploying.drift import check_app
 from orchestrator.deploying.operator_actions import pause
 from tests.helpers import FUNCTION_APP
 from tests.integration.flow import sync_and_wait
@@ -76,6 +77,21 @@ def test_the_page_lists_each_app_with_its_live_deployment_without_javascript(dep
     assert f'data-deployment="{first.id}"' in history and "DeploymentSucceeded" in html
 
 
+def test_a_target_in_drift_shows_in_its_apps_row_as_sluice_apps_shows_it_until_repaired(deployed, workspace):
+    services, _, _, base = deployed
+    target = workspace.target("hello")
+    target.unlink()
+    target.mkdir()
+    check_app(services, "hello")
+
+    row = _between(httpx.get(base + "/").text, 'id="app-hello"', "</tr>")
+
+    assert "DRIFT (not repaired): " in row and str(target) in row and "real directory" in row
+    target.rmdir()
+    check_app(services, "hello")
+    assert "DRIFT" not in _between(httpx.get(base + "/").text, 'id="app-hello"', "</tr>")
+
+
 def test_the_page_escapes_what_it_shows(deployed):
     services, _, _, base = deployed
     pause(services, "hello", reason="<script>alert(1)</script> & more")
@@ -134,6 +150,26 @@ def test_sync_with_the_token_shows_the_new_deployment_arrive_live_and_its_log(pa
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     print(f"dashboard screenshot: {SCREENSHOT}")
     assert services.projections.app("hello").active.id == new_id
+
+
+def test_a_drift_and_its_repair_show_live_in_the_apps_row(page, deployed, workspace):
+    services, _, _, base = deployed
+    target = workspace.target("hello")
+    page.goto(base + "/")
+    _expect(page.locator("#feed-state")).to_have_text("(following)")
+    drift = page.locator("#app-hello .drift")
+    _expect(drift).to_have_count(0)
+
+    target.unlink()
+    target.mkdir()
+    check_app(services, "hello")
+
+    _expect(drift).to_have_text(re.compile(r"^DRIFT \(not repaired\): .*real directory"))
+    _expect(drift).to_contain_text(str(target))
+    target.rmdir()
+    check_app(services, "hello")
+    _expect(page.locator('#feed li[data-type="DriftRepaired"]')).to_have_count(1)
+    _expect(drift).to_have_count(0)
 
 
 def test_an_action_refused_by_the_api_shows_its_error_message(page, deployed):

@@ -77,7 +77,8 @@
       : app.paused ? el("span", { class: "paused" }, `paused: ${app.paused}`) : "on";
     return el("tr", { id: `app-${app.name}`, "data-app": app.name },
       el("th", { scope: "row", class: "name" }, app.name,
-         el("small", {}, `${app.layout} · ${typeof app.source === "string" ? app.source : describe(app.source)}`)),
+         el("small", {}, `${app.layout} · ${typeof app.source === "string" ? app.source : describe(app.source)}`),
+         app.drift ? el("strong", { class: "drift" }, app.drift.text) : ""),
       el("td", { class: "live" }, live ? logLink(live) : "—"),
       el("td", { class: "revision" }, live ? el("code", {}, short(live.revision)) : ""),
       el("td", { class: "trigger" }, live ? live.trigger : ""),
