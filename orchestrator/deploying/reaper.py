@@ -17,6 +17,15 @@ A worker that was only slow cannot switch the target after that (the lease's fen
 token), and the broker's late redelivery finds the deployment ended or superseded. The same
 look ends a deployment whose task Celery dropped while Redis was away (a retry it could not
 send is rejected without requeueing) once Redis is back.
+
+A deployment waiting to run (queued, or between attempts) has a message in the broker, or
+had one that is gone: taken by a worker killed before it recorded the message as held
+(kombu's BRPOP, see deploy_messages.py), held by a worker that died past its countdown, or
+never sent by a process that died between appending DeploymentQueued and sending it. The
+same look compares the waiting deployments with the broker's messages: one that has no
+message a worker can still be expected to run (`stranded`) at two looks in a row gets its
+message sent again. A duplicate is harmless: the runner does nothing for a deployment that
+ended or runs under another worker's lease.
 """
 from __future__ import annotations
 
@@ -33,7 +42,8 @@ from orchestrator.core import events as ev
 from orchestrator.core import keys
 from orchestrator.core.decisions import execute_with_outcome
 from orchestrator.core.errors import ConfigError
-from orchestrator.core.projections import AppView
+from orchestrator.core.projections import AppView, DeploymentView
+from orchestrator.deploying.deploy_messages import DeployMessage, deploy_messages
 from orchestrator.deploying.dispatch import enqueue
 from orchestrator.deploying.retries import AfterFailure, FailedAttempt, decide_after_failure
 from orchestrator.runtime.services import Services
@@ -43,6 +53,7 @@ log = logging.getLogger("sluice.reaper")
 LOST = "the app's lease lapsed with the deployment unfinished: its worker was lost or cut off from Redis"
 LONGEST_INTERVAL = 2.0
 Suspect = tuple[str, int]       # (deployment id, attempt)
+Task = tuple[str, str, int]     # (app, deployment id, attempt): a deploy message's arguments
 
 
 def interval(lease_ttl: float) -> float:
@@ -73,29 +84,40 @@ def decide_lost(view: AppView, suspect: Suspect, policy: RetryPolicy | None,
              for e in events], replace(after, retry_in=0.0))
 
 
+def stranded(waiting: dict[str, list[DeploymentView]], messages: list[DeployMessage],
+             now: float, grace: float) -> set[Task]:
+    """The next attempt of each waiting deployment no message alive in the broker will run."""
+    alive = {m.deployment_id for m in messages if m.alive(now, grace)}
+    return {(app, d.id, d.attempts + 1) for app, ds in waiting.items() for d in ds
+            if d.id not in alive}
+
+
 class Reaper:
     """The loop around `decide_lost`. `config` is read at every look (a worker follows config
     changes, as its tasks do); what it asks of Redis can be given instead, for tests: whether
-    an app's lease is free, and how a deployment's task is sent."""
+    an app's lease is free, how a deployment's task is sent, and the broker's messages."""
 
     def __init__(self, services: Services, config: Callable[[], SluiceConfig] | None = None,
                  lease_free: Callable[[str], bool] | None = None,
-                 send: Callable[[str, str, int], None] | None = None):
+                 send: Callable[[str, str, int], None] | None = None,
+                 messages: Callable[[], list[DeployMessage]] | None = None):
         self.services = services
         self.config = config or (lambda: services.config)
         self._lease_ttl = services.config.lease_ttl
         self.lease_free = lease_free or (lambda app: not services.redis.exists(keys.lease(app)))
         self.send = send or (lambda app, deployment_id, attempt:
                              enqueue(services, app, deployment_id, attempt))
+        self.messages = messages or (lambda: deploy_messages(services.redis))
         self._seen: dict[str, set[Suspect]] = {}    # at the previous look, by app
-        self._unsent: list[tuple[str, str, int]] = []   # decided, not yet sent: Redis went away
+        self._stranded: set[Task] = set()           # at the previous look
+        self._unsent: list[Task] = []               # decided, not yet sent: Redis went away
 
     def look(self) -> list[tuple[str, Suspect, AfterFailure]]:
         """One look at every app; returns what was done about the lost deployments."""
         self._send()
         config = self.config()
         self._lease_ttl = config.lease_ttl
-        done = []
+        done, waiting = [], {}
         for app in self.services.store.apps():
             view = self.services.projections.app(app)
             running = any(d.status.running for d in view.deployments.values())
@@ -105,7 +127,20 @@ class Reaper:
                 if after is not None:
                     done.append((app, suspect, after))
             self._seen[app] = seen
+            waiting[app] = view.waiting()
+        self._send_stranded(waiting)
         return done
+
+    def _send_stranded(self, waiting: dict[str, list[DeploymentView]]) -> None:
+        tasks = stranded(waiting, self.messages(), self.services.clock.now(),
+                         self._lease_ttl) if any(waiting.values()) else set()
+        for app, deployment_id, attempt in sorted(tasks & self._stranded):
+            log.warning("%s: deployment %s waits with no message in the broker (lost with a "
+                        "worker, or never sent): sending attempt %d again", app, deployment_id,
+                        attempt, extra={"app": app, "deployment": deployment_id})
+            self._unsent.append((app, deployment_id, attempt))
+        self._send()
+        self._stranded = tasks
 
     def _resume(self, app: str, suspect: Suspect, config: AppConfig | None) -> AfterFailure | None:
         _, appended, after = execute_with_outcome(

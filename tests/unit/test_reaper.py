@@ -14,14 +14,16 @@ from orchestrator.core.decisions import execute
 from orchestrator.core.events import EventType
 from orchestrator.core.memory_store import MemoryEventStore, MemoryViewCache
 from orchestrator.core.projections import Projections
-from orchestrator.deploying.reaper import LOST, Reaper, decide_lost, interval, suspects
+from orchestrator.deploying.deploy_messages import DeployMessage
+from orchestrator.deploying.reaper import LOST, Reaper, decide_lost, interval, stranded, suspects
 from orchestrator.runtime.services import Services
 
 APP = "hello"
 
 
 class World:
-    """One app's stream in memory, its lease (free or not) and the tasks sent."""
+    """One app's stream in memory, its lease (free or not), the tasks sent and the broker's
+    messages (a task sent waits in the queue)."""
 
     def __init__(self, attempts: int = 3):
         config = SluiceConfig(lease_ttl=30.0, apps={APP: AppConfig(
@@ -29,16 +31,23 @@ class World:
         self.services = Services(config, FakeClock())
         store = MemoryEventStore()
         self.services.__dict__.update(store=store, projections=Projections(store, MemoryViewCache()))
-        self.lease_free, self.sent = True, []
+        self.lease_free, self.sent, self.messages = True, [], []
         self.reaper = Reaper(self.services, lease_free=lambda app: self.lease_free,
-                             send=lambda *task: self.sent.append(task))
+                             send=self.send, messages=lambda: list(self.messages))
+
+    def send(self, app: str, deployment_id: str, attempt: int) -> None:
+        self.sent.append((app, deployment_id, attempt))
+        self.messages.append(DeployMessage(deployment_id))
 
     def record(self, *events: ev.Event) -> None:
         execute(self.services.projections, APP, lambda view: events)
 
-    def queue(self, deployment_id: str) -> None:
+    def queue(self, deployment_id: str, message: bool = True) -> None:
+        """As dispatch queues a deployment: the event, then its message (unless lost)."""
         self.record(ev.DeploymentQueued(app=APP, at=1.0, deployment_id=deployment_id,
                                         revision=f"r-{deployment_id}", trigger="poll"))
+        if message:
+            self.messages.append(DeployMessage(deployment_id))
 
     def start(self, deployment_id: str, attempt: int = 1) -> None:
         self.record(ev.DeploymentStarted(app=APP, at=2.0, deployment_id=deployment_id,
@@ -151,7 +160,7 @@ def test_a_task_redis_refused_to_take_is_sent_at_the_next_look(world):
             raise ConnectionError("redis away")
         world.sent.append(task)
 
-    world.reaper.send = send_once_redis_is_back
+    world.reaper.send = send_once_redis_is_back         # (sent, the message is not looked at)
     world.look()
     with pytest.raises(ConnectionError):
         world.look()
@@ -187,3 +196,71 @@ def test_the_decision_leaves_a_deployment_that_moved_on_alone(world):
 
 def test_looks_are_at_most_two_seconds_apart_and_three_to_a_lease_ttl():
     assert interval(30.0) == 2.0 and interval(3.0) == 1.0
+
+
+# --- deployments waiting with no message in the broker ------------------------------------
+
+def waiting_world(**message) -> World:
+    """d1 queued; its message lost, or as given (held_since, eta: unix times)."""
+    world = World()
+    world.queue("d1", message=False)
+    if message:
+        world.messages.append(DeployMessage("d1", **message))
+    return world
+
+
+def test_a_queued_deployment_whose_message_was_lost_is_sent_again_after_two_looks():
+    world = waiting_world()
+    world.look()
+    assert world.sent == []                 # the first look only takes note
+
+    world.look()
+    world.look()
+
+    assert world.sent == [(APP, "d1", 1)]   # once: the message sent waits in the queue
+    assert world.status("d1") == "pending"
+
+
+def test_a_deployment_whose_message_waits_in_the_queue_is_left_to_the_workers():
+    world = waiting_world(held_since=None)
+    for _ in range(3):
+        world.look()
+
+    assert world.sent == []
+
+
+def test_a_message_held_by_a_worker_counts_for_a_lease_ttl_after_it_was_taken_or_came_due():
+    now, ttl = 1000.0, 30.0
+    assert DeployMessage("d1", held_since=now - ttl + 1).alive(now, ttl)
+    assert not DeployMessage("d1", held_since=now - ttl - 1).alive(now, ttl)
+    assert DeployMessage("d1", held_since=now - 100, eta=now - ttl + 1).alive(now, ttl)
+    assert not DeployMessage("d1", held_since=now - 100, eta=now - ttl - 1).alive(now, ttl)
+
+
+def test_a_retry_held_by_a_dead_worker_past_its_countdown_is_sent_again_as_the_next_attempt():
+    world = waiting_world()
+    world.start("d1", attempt=1)
+    world.record(ev.DeploymentRetrying(app=APP, at=3.0, deployment_id="d1", attempt=1,
+                                       reason="timeout", retry_in=5.0))
+    now = world.services.clock.now()
+    world.messages.append(DeployMessage("d1", held_since=now - 100, eta=now - 95))
+    world.look()
+    world.look()
+
+    assert world.sent == [(APP, "d1", 2)]
+
+
+def test_a_message_seen_missing_once_is_not_sent_again_when_it_shows_up():
+    world = waiting_world()
+    world.look()                            # between the event and its message, say
+    world.messages.append(DeployMessage("d1"))
+    world.look()
+
+    assert world.sent == []
+
+
+def test_only_waiting_deployments_can_be_stranded(world):
+    world.queue("d2", message=False)
+    waiting = {APP: world.services.projections.app(APP).waiting()}
+
+    assert stranded(waiting, [], now=1000.0, grace=30.0) == {(APP, "d2", 1)}
