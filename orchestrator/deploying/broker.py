@@ -12,16 +12,29 @@ so Celery's `ignore_errors` lets it through, calls it unrecoverable and the work
 (code 0), stranding what it held. Here that moment raises a connection error instead, as a
 channel whose Redis is away raises anyway: the close goes on, the worker reconnects, and the
 task left in Redis's unacked set comes back after the visibility timeout.
+
+And Redis refusing the password is the config's error, raised at once, not a connection
+error to retry.
 """
 from __future__ import annotations
 
 import redis
 from kombu.transport import redis as kombu_redis
 
+from orchestrator.runtime.embedded_redis import password_refused
+
 TRANSPORT = "orchestrator.deploying.broker:Transport"      # Celery's broker_transport
 
 
 class Channel(kombu_redis.Channel):
+    def __init__(self, *args, **kwargs) -> None:
+        # kombu counts a refused password as a connection error and retries it (a worker,
+        # 100 times over about 45 minutes); no retry can fix it, so it is the config's error
+        try:
+            super().__init__(*args, **kwargs)
+        except redis.AuthenticationError:
+            raise password_refused(_described(self.connection.client)) from None
+
     def _connparams(self, asynchronous: bool = False) -> dict:
         if self.connection is None or self.connection.client is None:
             raise redis.ConnectionError("the broker connection was closed")
@@ -30,3 +43,10 @@ class Channel(kombu_redis.Channel):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+def _described(conninfo) -> str:
+    """The broker's URL as configured, without credentials (kombu's own names the transport
+    class where the scheme was)."""
+    db = (conninfo.virtual_host or "").strip("/")
+    return f"redis://{conninfo.hostname}:{conninfo.port or 6379}" + (f"/{db}" if db else "")

@@ -8,6 +8,9 @@ accept pickle Celery refuses to start as root rather than warn. Instead one line
 worker is ready. Celery's own log lines stay (`... ready.`, a task's `succeeded in`), and so
 does every error.
 
+A stop on an error Celery cannot recover from exits non-zero with one line saying why, a stop
+a signal asked for 0 (deploying/worker_exit.py).
+
 Once ready, the worker's main process also runs the reaper (deploying/reaper.py): a
 deployment whose worker was lost is picked up again within about lease_ttl, not after the
 broker's visibility timeout.
@@ -26,6 +29,7 @@ from celery.signals import worker_ready
 from orchestrator.config.settings import load_config
 from orchestrator.deploying.reaper import start_reaper
 from orchestrator.deploying.task_queue import DEPLOY_QUEUE, celery_for
+from orchestrator.deploying.worker_exit import watching
 from orchestrator.runtime.services import Services
 
 log = logging.getLogger("sluice.worker")
@@ -36,9 +40,11 @@ def run_worker(services: Services, concurrency: int) -> None:
     warnings.filterwarnings("ignore", message=ROOT_WARNING, category=SecurityWarning)
     worker_ready.connect(_say_ready, weak=False, dispatch_uid="sluice-worker-ready")
     worker_ready.connect(partial(_reap, services), weak=False, dispatch_uid="sluice-reaper")
-    celery_for(services.redis_url).worker_main(
-        ["--quiet", "worker", "-Q", DEPLOY_QUEUE, f"--concurrency={concurrency}", "--loglevel=INFO",
-         "--without-gossip", "--without-mingle", f"--hostname=sluice-{os.getpid()}@%h"])
+    with watching() as stop:
+        celery_for(services.redis_url).worker_main(
+            ["--quiet", "worker", "-Q", DEPLOY_QUEUE, f"--concurrency={concurrency}", "--loglevel=INFO",
+             "--without-gossip", "--without-mingle", f"--hostname=sluice-{os.getpid()}@%h"])
+    stop.raise_if_failed()
 
 
 def _reap(services: Services, **_) -> None:

@@ -133,8 +133,7 @@ def wait_for_redis(url: str, proc: subprocess.Popen | None = None, timeout: floa
             client.ping()
             return
         except redis.AuthenticationError:
-            raise ConfigError(f"Redis at {sanitize_url(url)} refused the password "
-                              "(redis_url / SLUICE_REDIS_URL)") from None
+            raise password_refused(url) from None
         except redis.ConnectionError:
             if proc is not None and proc.poll() is not None:
                 raise TransientError(f"redis-server exited with code {proc.returncode}") from None
@@ -142,3 +141,8 @@ def wait_for_redis(url: str, proc: subprocess.Popen | None = None, timeout: floa
                 raise TransientError(f"Redis at {sanitize_url(url)} did not answer "
                                      f"within {timeout:.0f}s") from None
             time.sleep(0.05)
+
+
+def password_refused(url: str) -> ConfigError:
+    """Redis refusing the password is the config's to fix: retrying it would wait for ever."""
+    return ConfigError(f"Redis at {sanitize_url(url)} refused the password (redis_url / SLUICE_REDIS_URL)")
