@@ -6,7 +6,9 @@ one each.
 A request takes a ticket. A run notes the last ticket issued before it starts working; its
 result answers every ticket up to that note. Whoever holds the key's lock runs; the others
 wait for a result that covers their ticket, or for the lock to be free. The lock expires by
-itself, so a run that died only delays the next one.
+itself, so a run that died only delays the next one. A run that failed because Redis went
+away could not let go of the lock either: the next request for the key in the same process
+lets go of it once Redis answers, instead of waiting for it to expire.
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ end
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 """
 _LET_GO = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end"
+_HELD: dict[str, str] = {}      # lock key -> token of a run that ended but could not let go
 
 
 class Coalesced:
@@ -82,12 +85,22 @@ class Coalesced:
             covered, result = replies.values(self.client.hmget(self.key, "covered", "result"))
             if covered is not None and int(covered) >= ticket and result is not None:
                 return decode(result.decode()), False
+            self._let_go_of_a_failed_run()
             run = self._begin()
             if run is not None:
                 return self._run(run, work, encode), True
             if time.monotonic() > deadline:
                 raise TransientError(f"{self.key}: no run answered within {self.wait_timeout:.0f}s")
             time.sleep(random.uniform(*LOOK_INTERVAL))
+
+    def _let_go_of_a_failed_run(self) -> None:
+        token = _HELD.pop(self.running_key, None)
+        if token is None:
+            return
+        try:
+            self._let_go(keys=[self.running_key], args=[token])
+        except redis.RedisError:
+            _HELD.setdefault(self.running_key, token)   # at the next request, Redis back
 
     def _begin(self) -> tuple[str, int] | None:
         """The lock's token and the last ticket noted, if the key was free."""
@@ -100,7 +113,8 @@ class Coalesced:
         try:
             result = work()
         except BaseException:
-            self._let_go(keys=[self.running_key], args=[token])
+            _HELD[self.running_key] = token
+            self._let_go_of_a_failed_run()
             raise
         self._finish(keys=[self.key, self.running_key], args=[token, noted, encode(result), KEEP_MS])
         return result

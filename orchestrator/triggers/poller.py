@@ -3,7 +3,9 @@
 Due times live in one Redis sorted set (app -> unix time). A poller claims due apps with
 one Lua script that pushes their score ahead by a claim timeout, so several pollers can run
 at once without checking the same source twice; a poller that dies mid-check simply lets
-the claim time out.
+the claim time out. A check that Redis failed (gone away mid-check) leaves its claim too,
+which this poller, still alive, lifts at its first round once Redis answers: the source is
+checked again then, not a claim timeout later.
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ class Poller:
         self._claim = services.redis.register_script(_CLAIM)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="head-check")
         self._wake = threading.Event()
+        self._unfinished: set[str] = set()      # claimed, but Redis failed their check
 
     def register(self) -> None:
         """Schedule every polled app (now, unless already scheduled); drop the others."""
@@ -73,10 +76,20 @@ class Poller:
     def tick(self) -> list[CheckResult]:
         """Claim every due source and check them concurrently."""
         now = self.services.clock.now()
+        if self._unfinished:
+            self.services.redis.zadd(keys.POLL_DUE, {name: now for name in self._unfinished}, xx=True)
+            self._unfinished.clear()
         claimed = self._claim(keys=[keys.POLL_DUE],
                               args=[now, self.concurrency * 4, now + CLAIM_TIMEOUT])
         apps = [a.decode() for a in claimed]
-        return list(self._pool.map(self.check, apps))
+        return list(self._pool.map(self._check_claimed, apps))
+
+    def _check_claimed(self, name: str) -> CheckResult:
+        try:
+            return self.check(name)
+        except redis.RedisError:
+            self._unfinished.add(name)
+            raise
 
     def check(self, name: str) -> CheckResult:
         app = self.services.config.apps.get(name)
