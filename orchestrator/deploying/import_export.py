@@ -11,14 +11,16 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from orchestrator.config.settings import AppConfig
 from orchestrator.core.errors import PermanentError
 from orchestrator.deploying.dispatch import Queued, request_deployment
+from orchestrator.releases.validation import check_depth
 from orchestrator.runtime.services import Services
 
-SKIPPED = {".git", ".hg"}
+SKIPPED = frozenset({".git", ".hg"})
 
 
 def import_directory(services: Services, app: str, directory: Path) -> Queued:
@@ -30,12 +32,12 @@ def import_directory(services: Services, app: str, directory: Path) -> Queued:
     if not directory.is_dir():
         raise PermanentError(f"{directory} is not a directory")
     writer = SnapshotStore(services.config.data_dir / "store").builder()
-    for path, full in _entries(directory):
-        if full.is_symlink():
-            writer.add_symlink(path, os.readlink(full))
+    for path, entry in _entries(directory, SKIPPED):
+        if entry.is_symlink():
+            writer.add_symlink(path, os.readlink(entry.path))
         else:
-            with open(full, "rb") as stream:
-                writer.add_stream(path, stream, executable=os.access(full, os.X_OK))
+            with open(entry.path, "rb") as stream:
+                writer.add_stream(path, stream, executable=os.access(entry.path, os.X_OK))
     snapshot = writer.seal()
     revision = commit_tree(services.config, app, directory, f"Imported into Sluice from {directory}")
     return request_deployment(services, app, revision, "import", snapshot=snapshot.id,
@@ -50,6 +52,8 @@ def export_release(services: Services, app: str, destination: Path) -> Path:
     destination = Path(destination)
     if destination.exists() and any(destination.iterdir()):
         raise PermanentError(f"{destination} is not empty; export into a new or empty directory")
+    for _ in _entries(release):     # one an earlier Sluice let deeper is refused, as a release is now
+        pass
     shutil.copytree(release, destination, symlinks=True, dirs_exist_ok=True)
     for root, dirs, files in os.walk(destination):
         for name in dirs + files:
@@ -67,13 +71,28 @@ def _refuse_if_continuous(app: str, config: AppConfig) -> None:
                              "(source type manual, the default)")
 
 
-def _entries(directory: Path):
-    """(relative path, full path) of every file and symlink, without following links or
-    descending into version-control folders."""
-    for root, dirs, files in os.walk(directory):
-        # os.walk lists a symlink to a folder among the folders: it is an entry, not a subtree
-        links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED and d not in links)
-        for name in sorted(files + links):
-            full = Path(root) / name
-            yield full.relative_to(directory).as_posix(), full
+def _entries(directory: Path, skipped: frozenset[str] = frozenset()) -> Iterator[tuple[str, os.DirEntry]]:
+    """(relative path, entry) of every file and symlink, without following links or
+    descending into the folders named in `skipped`; an entry deeper than a release may hold
+    is refused, naming it, as releases/validation.py refuses it. A loop: os.walk (and
+    shutil.copytree) recurse in Python 3.11 and raise RecursionError near 1,000 levels."""
+    pending = [""]
+    while pending:
+        folder = pending.pop()
+        subfolders = []
+        for entry in _listed(directory, folder):
+            path = f"{folder}/{entry.name}" if folder else entry.name
+            check_depth(path)
+            if not entry.is_dir(follow_symlinks=False):
+                yield path, entry
+            elif entry.name not in skipped:
+                subfolders.append(path)
+        pending.extend(reversed(subfolders))       # depth first, in name order
+
+
+def _listed(directory: Path, folder: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(directory / folder) as entries:
+            return sorted(entries, key=lambda e: e.name)
+    except OSError as exc:       # os.walk skipped such a folder silently: half an import
+        raise PermanentError(f"cannot read {directory / folder}: {exc.strerror}") from None

@@ -41,11 +41,16 @@ def _json_file(store: SnapshotStore, manifest: Manifest, path: str):
 
 def _check_depth(manifest: Manifest) -> None:
     for path in (*manifest.files, *manifest.links):
-        depth = path.count("/") + 1
-        if depth > MAX_DEPTH:
-            raise InvalidAppLayout(f"{_shortened(path)!r} is {depth} levels deep; a release "
-                                   f"holds paths at most {MAX_DEPTH} deep (Linux's PATH_MAX "
-                                   "is 4096 bytes)")
+        check_depth(path)
+
+
+def check_depth(path: str) -> None:
+    """Refuse a path (relative, '/'-separated) deeper than a release may hold, naming it."""
+    depth = path.count("/") + 1
+    if depth > MAX_DEPTH:
+        raise InvalidAppLayout(f"{_shortened(path)!r} is {depth} levels deep; a release "
+                               f"holds paths at most {MAX_DEPTH} deep (Linux's PATH_MAX "
+                               "is 4096 bytes)")
 
 
 def _shortened(path: str) -> str:

@@ -9,10 +9,12 @@ import pytest
 
 from orchestrator.core.errors import InvalidAppLayout, PermanentError
 from orchestrator.deploying.import_export import export_release, import_directory
+from orchestrator.releases.materialise import remove_tree
 from tests.helpers import FUNCTION_APP, write_files
 from tests.integration.flow import tree, wait_until_ended
 
 EXISTING = {**FUNCTION_APP, "HttpHello/data.txt": "existing data\n"}
+DEEPER_THAN_PYTHON_RECURSES = 1200      # its absolute path still fits in PATH_MAX
 
 
 @pytest.fixture
@@ -21,6 +23,23 @@ def existing(tmp_path):
     root = tmp_path / "existing-app"
     write_files(root, {**EXISTING, ".git/config": "[core]\n"})
     return root
+
+
+def deep_folder(root, depth: int) -> None:
+    """A file `depth` levels below root, made level by level (os.makedirs recurses too)."""
+    folder = str(root)
+    for _ in range(depth - 1):
+        folder += "/d"
+        os.mkdir(folder)
+    with open(folder + "/leaf.txt", "w") as leaf:
+        leaf.write("deep\n")
+
+
+@pytest.fixture
+def no_deep_tree_left(tmp_path):
+    """pytest's clean-up of old temporary folders recurses (shutil.rmtree) and would fail."""
+    yield
+    remove_tree(tmp_path)
 
 
 def manual_app(workspace) -> dict:
@@ -52,6 +71,52 @@ def test_a_symlink_leaving_the_directory_fails_the_import_naming_it(workspace, e
     with pytest.raises(InvalidAppLayout, match="HttpHello/passwd"):
         import_directory(services, "hello", existing)
     assert not workspace.target("hello").exists()
+
+
+def test_an_import_deeper_than_a_release_may_be_is_refused_naming_the_path_as_a_release_is(
+        workspace, existing, no_deep_tree_left):
+    deep_folder(existing / "HttpHello", DEEPER_THAN_PYTHON_RECURSES)
+    services = workspace.configure(manual_app(workspace))
+
+    with pytest.raises(InvalidAppLayout) as refused:
+        import_directory(services, "hello", existing)
+
+    assert str(refused.value).startswith("'HttpHello/d/d/d/") and "at most 256 deep" in str(refused.value)
+    assert "' is 257 levels deep" in str(refused.value)
+    assert not workspace.target("hello").exists() and services.projections.app("hello").history() == []
+
+
+def test_an_import_whose_paths_pass_path_max_is_refused_naming_the_folder_it_could_not_read(
+        workspace, existing, no_deep_tree_left):
+    long_name = "n" * 250       # 20 levels pass Linux's 4096 bytes: made relative to the one above
+    fd = os.open(existing, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(20):
+        os.mkdir(long_name, dir_fd=fd)
+        fd, above = os.open(long_name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+        os.close(above)
+    os.close(os.open("leaf.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    os.close(fd)
+    services = workspace.configure(manual_app(workspace))
+
+    with pytest.raises(PermanentError, match=f"^cannot read {existing}/{long_name}/.*: File name too long"):
+        import_directory(services, "hello", existing)
+
+    assert services.projections.app("hello").history() == []
+
+
+def test_an_export_of_a_release_deeper_than_a_release_may_be_is_refused_naming_the_path(
+        workspace, existing, tmp_path, no_deep_tree_left):
+    """A release an earlier Sluice, which had no depth limit, made live."""
+    deep_folder(existing / "HttpHello", DEEPER_THAN_PYTHON_RECURSES)
+    services = workspace.configure(manual_app(workspace))
+    workspace.target("hello").parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(existing, workspace.target("hello"))
+    out = tmp_path / "exported"
+
+    with pytest.raises(InvalidAppLayout, match=r"^'HttpHello/d/d/d/.*' is 257 levels deep; .* at most 256"):
+        export_release(services, "hello", out)
+
+    assert not out.exists()
 
 
 def test_an_export_copies_the_live_release_writable(workspace, existing, tmp_path):
