@@ -13,7 +13,8 @@ a signal asked for 0 (deploying/worker_exit.py).
 
 Once ready, the worker's main process also runs the reaper (deploying/reaper.py): a
 deployment whose worker was lost is picked up again within about lease_ttl, not after the
-broker's visibility timeout.
+broker's visibility timeout. So does a worker started as `celery -A workers.celery_app
+worker` (`reap_once_ready`, connected by that module).
 """
 from __future__ import annotations
 
@@ -21,12 +22,14 @@ import logging
 import os
 import threading
 import warnings
+from collections.abc import Callable
 from functools import partial
 
 from celery.exceptions import SecurityWarning
 from celery.signals import worker_ready
 
 from orchestrator.config.settings import load_config
+from orchestrator.core.errors import ConfigError
 from orchestrator.deploying.reaper import start_reaper
 from orchestrator.deploying.task_queue import DEPLOY_QUEUE, celery_for
 from orchestrator.deploying.worker_exit import watching
@@ -39,7 +42,7 @@ ROOT_WARNING = "You're running the worker with superuser privileges"
 def run_worker(services: Services, concurrency: int) -> None:
     warnings.filterwarnings("ignore", message=ROOT_WARNING, category=SecurityWarning)
     worker_ready.connect(_say_ready, weak=False, dispatch_uid="sluice-worker-ready")
-    worker_ready.connect(partial(_reap, services), weak=False, dispatch_uid="sluice-reaper")
+    reap_once_ready(lambda: services)
     with watching() as stop:
         celery_for(services.redis_url).worker_main(
             ["--quiet", "worker", "-Q", DEPLOY_QUEUE, f"--concurrency={concurrency}", "--loglevel=INFO",
@@ -47,9 +50,21 @@ def run_worker(services: Services, concurrency: int) -> None:
     stop.raise_if_failed()
 
 
-def _reap(services: Services, **_) -> None:
+def reap_once_ready(services: Callable[[], Services]) -> None:
+    """Run the reaper in this process once Celery's worker in it is ready (one reaper, however
+    often this is called)."""
+    worker_ready.connect(partial(_reap, services), weak=False, dispatch_uid="sluice-reaper")
+
+
+def _reap(services: Callable[[], Services], **_) -> None:
+    try:
+        found = services()
+    except ConfigError as exc:      # e.g. `celery --broker=URL` with no Sluice config
+        log.warning("no reaper in this worker (deployments of a lost worker wait for the "
+                    "broker's visibility timeout): %s", exc)
+        return
     # a daemon: it ends with the process; the config is read afresh, as every task reads it
-    start_reaper(services, threading.Event(), config=load_config)
+    start_reaper(found, threading.Event(), config=load_config)
 
 
 def _say_ready(sender, **_) -> None:

@@ -24,16 +24,18 @@ from tests.helpers import GitRepo, wait_for, write_config
 class Worker:
     """A `sluice worker` in its own process group, so SIGKILL takes its prefork child too."""
 
-    def __init__(self, rig: Rig, number: int):
+    def __init__(self, rig: Rig, number: int, plain_celery: bool = False):
         self.log_path = rig.root / "logs" / f"worker-{number}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w")
-        env = {**os.environ, "SLUICE_REDIS_URL": rig.redis_url,
+        env = {**os.environ, "SLUICE_REDIS_URL": rig.redis_url, "SLUICE_CONFIG": str(rig.config_path),
                "SLUICE_VISIBILITY_TIMEOUT": str(rig.visibility_timeout)}
+        argv = ([str(Path(sys.executable).with_name("celery")), "-A", "workers.celery_app", "worker",
+                 "-Q", "deploy", "--concurrency", "1", "--loglevel", "INFO"] if plain_celery else
+                [sys.executable, "-m", "orchestrator.cli", "--config", str(rig.config_path),
+                 "worker", "--concurrency", "1"])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli", "--config", str(rig.config_path),
-             "worker", "--concurrency", "1"],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=die_with_parent)
         self.started = time.monotonic()
 
@@ -82,8 +84,9 @@ class Rig:
     def target(self, app: str) -> Path:
         return self.root / "sites" / app
 
-    def start_worker(self, wait: bool = True) -> Worker:
-        worker = Worker(self, len(self.workers) + 1)
+    def start_worker(self, wait: bool = True, plain_celery: bool = False) -> Worker:
+        """`sluice worker`, or `celery -A workers.celery_app worker` with `plain_celery`."""
+        worker = Worker(self, len(self.workers) + 1, plain_celery)
         self.workers.append(worker)
         if wait:
             worker.wait_ready()

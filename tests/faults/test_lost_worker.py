@@ -76,16 +76,18 @@ def test_a_deployment_whose_worker_was_killed_is_taken_up_again_once_its_lease_l
 
 
 @pytest.mark.timeout(120)
-def test_a_started_deployment_whose_task_is_gone_still_ends(rig_factory):
+@pytest.mark.parametrize("plain_celery", [False, True], ids=["sluice worker", "celery worker"])
+def test_a_started_deployment_whose_task_is_gone_still_ends(rig_factory, plain_celery):
     """What a Redis restart can leave (test_redis_restart): a task that met Redis away waits
     for it at most the visibility timeout, then Celery cannot send its retry and rejects it
-    without requeueing; the deployment stays `started` with no message anywhere."""
+    without requeueing; the deployment stays `started` with no message anywhere. A worker
+    started with `celery -A workers.celery_app worker` runs the reaper as well."""
     rig = rig_factory(visibility_timeout=VISIBILITY_TIMEOUT)
     repo = rig.repo()
     repo.commit(SITE)
     services = rig.configure({APP: git_app(repo, rig.target(APP), layout="site")},
                              lease_ttl=f"{LEASE_TTL:.0f}s")
-    rig.start_worker()
+    rig.start_worker(plain_celery=plain_celery)
     at = services.clock.now()
     execute(services.projections, APP, lambda view: [
         ev.DeploymentQueued(app=APP, at=at, deployment_id="d1", revision=repo.head(),
