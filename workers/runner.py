@@ -31,11 +31,17 @@ from orchestrator.releases.materialise import (
     release_dir,
     switch,
 )
-from orchestrator.releases.retention import collect_garbage, kept_snapshots, prune_releases
+from orchestrator.releases.retention import (
+    collect_garbage,
+    kept_revisions,
+    kept_snapshots,
+    prune_releases,
+)
 from orchestrator.releases.snapshots import Base, Snapshot, SnapshotStore
 from orchestrator.releases.validation import validate
 from orchestrator.runtime.services import Services
 from orchestrator.sources import fingerprint, source_for
+from orchestrator.sources.cache_gc import collect_caches
 
 log = logging.getLogger("sluice.worker")
 
@@ -224,7 +230,8 @@ def _live(view: AppView, config: AppConfig) -> DeploymentView | None:
 
 
 def _retain(ctx: WorkerContext, app: str, config: AppConfig) -> None:
-    """Prune the app's old releases (we hold its lease) and, now and then, the store."""
+    """Prune the app's old releases (we hold its lease) and, now and then, the store and the
+    sources' caches."""
     services = ctx.services
     try:
         removed = prune_releases(services.projections.app(app),
@@ -236,6 +243,7 @@ def _retain(ctx: WorkerContext, app: str, config: AppConfig) -> None:
         if interval <= 0 or services.redis.set(keys.GC, ctx.holder, nx=True, ex=int(interval)):
             views = [services.projections.app(name) for name in services.store.apps()]
             collect_garbage(ctx.store, kept_snapshots(views), services.clock.now())
+            collect_caches(services.config.apps, services.config.data_dir, kept_revisions(views))
     except OSError as exc:       # the deployment is live; cleaning up can wait for the next one
         log.warning("%s: retention failed: %s", app, exc)
 

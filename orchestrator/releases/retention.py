@@ -42,6 +42,17 @@ def kept_snapshots(views: Iterable[AppView]) -> set[str]:
     return kept
 
 
+def kept_revisions(views: Iterable[AppView]) -> dict[str, set[str]]:
+    """Per app, the source revisions it may fetch again or diff from: those of kept releases
+    (the live one is the next incremental snapshot's base) and of deployments not ended."""
+    kept: dict[str, set[str]] = {}
+    for view in views:
+        releases = set(view.kept_releases())
+        kept[view.name] = {d.revision for d in view.deployments.values()
+                           if d.revision and (d.release in releases or not d.terminal)}
+    return kept
+
+
 def collect_garbage(store: SnapshotStore, keep: set[str], now: float | None = None,
                     grace: float = GRACE_SECONDS) -> tuple[int, int]:
     """Delete manifests not in `keep`, blobs none of the kept manifests reference, files

@@ -1,5 +1,6 @@
-"""External Git repositories: `ls-remote` head checks, a cached bare mirror, git blob ids
-as aliases so files already in the store are neither read nor hashed again."""
+"""External Git repositories: `ls-remote` head checks, a cached bare mirror of the tracked
+branch's head (no history: git_cache.py keeps what kept releases need), git blob ids as
+aliases so files already in the store are neither read nor hashed again."""
 from __future__ import annotations
 
 import hashlib
@@ -13,10 +14,19 @@ import git
 from gitdb.util import hex_to_bin
 
 from orchestrator.config.sources import RepositorySource
-from orchestrator.core.errors import PermanentError, RevisionNotFound
+from orchestrator.core.errors import PermanentError, RevisionNotFound, SluiceError
 from orchestrator.core.files import write_whole
 from orchestrator.core.urls import sanitize_url
 from orchestrator.sources.base import Change, SnapshotWriter, strip_prefix
+from orchestrator.sources.git_cache import (
+    FULL_ID,
+    KEEP,
+    clear_stale_locks,
+    has_commit,
+    held,
+    pin,
+    reachable,
+)
 from orchestrator.sources.git_http import remote_head
 from orchestrator.sources.vcs_process import credentials, failure, locked_clone, ssh_command
 
@@ -31,7 +41,13 @@ MIRROR_SETTINGS = {
     # a malformed object (a tree naming a file twice, a '..' entry...) fails the fetch,
     # naming it, rather than reaching a snapshot (git fsck's checks, as a push to GitHub has)
     "transfer.fsckObjects": True,
+    # only Sluice's collection prunes, knowing which commits kept releases need; git's own
+    # would drop the live revision (no ref reaches it once the branch moved on) in two weeks
+    "gc.auto": 0,
 }
+# a depth no history reaches: the branch's whole history (git's --unshallow, which a
+# mirror that is not shallow refuses)
+WHOLE_HISTORY = 2147483647
 FSCK_ERROR = re.compile(r"error: object ([0-9a-f]{40,64}): (\w+): ([^\n]*)")
 log = logging.getLogger("sluice.git")
 
@@ -62,12 +78,33 @@ class GitSource:
 
     def fetch(self, revision: str, into: SnapshotWriter) -> None:
         with self._locked_mirror() as repo:
-            if not _reachable(repo, revision):
-                self._git(repo.git, "fetch", "--prune", "--quiet", "origin")
-            if not _reachable(repo, revision) and not _has_commit(repo, revision):
+            whole = held(repo, revision)
+            if not whole:
+                self._fetch(repo, revision)
+                whole = held(repo, revision)
+            if not whole and not has_commit(repo, revision):
                 raise RevisionNotFound(f"revision {revision} not found in "
                                        f"{sanitize_url(self.config.url)}")
             self._write_tree(repo, revision, into)
+            if whole:
+                pin(repo, revision)
+
+    def _fetch(self, repo: git.Repo, revision: str) -> None:
+        """The tracked branch's head without its history; a revision that is not its head (a
+        deployment queued before the branch moved on) by its id, as protocol v2 and the big
+        hosts serve any commit, or else with the branch's whole history."""
+        branch = f"refs/heads/{self.config.branch}"
+        self._git(repo.git, "fetch", "--quiet", "--no-tags", "--depth=1", "origin", f"+{branch}:{branch}")
+        if reachable(repo, revision) or not FULL_ID.fullmatch(revision):
+            return
+        try:
+            self._git(repo.git, "fetch", "--quiet", "--no-tags", "--depth=1", "origin",
+                      f"+{revision}:{KEEP}{revision}")
+        except SluiceError as exc:      # "not our ref": a server that serves only its refs
+            log.info("fetching %s by its id failed (%s): fetching the whole history of %s",
+                     revision[:12], exc, self.config.branch)
+            self._git(repo.git, "fetch", "--quiet", "--no-tags", f"--depth={WHOLE_HISTORY}",
+                      "origin", f"+{branch}:{branch}")
 
     def _write_tree(self, repo: git.Repo, revision: str, into: SnapshotWriter) -> None:
         changes = self._listing(repo, revision, into)
@@ -106,7 +143,7 @@ class GitSource:
         whole tree must be listed (no base, base unknown here, the ignore rules changed, or
         a tree the diff went through is malformed)."""
         base = into.base_revision
-        if not base or not _has_commit(repo, base):
+        if not base or not has_commit(repo, base):
             return None
         changes, trees = _diff_tree(repo, base, revision, self.config.path)
         if any(path == ".funcignore" for _, path, _ in changes):
@@ -125,12 +162,12 @@ class GitSource:
     @contextmanager
     def _locked_mirror(self):
         with locked_clone(self.mirror, self.mirror / "HEAD", self._clone_mirror):
-            _clear_stale_locks(self.mirror)
+            clear_stale_locks(self.mirror)
             repo = git.Repo(self.mirror)
             settings = repo.config_reader()
             for key, value in MIRROR_SETTINGS.items():
                 section, _, option = key.partition(".")
-                if settings.get_value(section, option, None) != value:   # a mirror made before
+                if settings.get_value(section, option, "") != value:     # a mirror made before
                     repo.git.config(key, str(value).lower())
             try:
                 yield repo
@@ -138,8 +175,11 @@ class GitSource:
                 repo.close()
 
     def _clone_mirror(self, into: Path) -> None:
+        """The tracked branch alone, its head without history (a local path is copied whole,
+        as git clones one; the next collection cuts it down)."""
         settings = [f"--config={key}={str(value).lower()}" for key, value in MIRROR_SETTINGS.items()]
-        self._git(git.cmd.Git(), "clone", "--mirror", "--quiet", *settings, self.config.url, str(into))
+        self._git(git.cmd.Git(), "clone", "--bare", "--quiet", "--no-tags", "--single-branch",
+                  f"--branch={self.config.branch}", "--depth=1", *settings, self.config.url, str(into))
 
     def _environment(self) -> dict[str, str]:
         """Credentials reach git through its askpass hook and ssh command, never through
@@ -177,24 +217,6 @@ def _askpass(folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         write_whole(script, ASKPASS, 0o700)
     return script
-
-
-def _reachable(repo: git.Repo, revision: str) -> bool:
-    """On a branch of the mirror: refs move only after a fetch completed, so its objects
-    (tree and blobs included) are all there — unlike a commit object an interrupted fetch
-    may have left behind on its own."""
-    try:
-        return bool(repo.git.for_each_ref("--contains", revision, "--count=1"))
-    except git.GitCommandError:
-        return False
-
-
-def _has_commit(repo: git.Repo, revision: str) -> bool:
-    try:
-        repo.git.cat_file("-e", f"{revision}^{{commit}}")
-        return True
-    except git.GitCommandError:
-        return False
 
 
 def _ls_tree(repo: git.Repo, revision: str, subfolder: str) -> list[tuple[str, str, str]]:
@@ -264,12 +286,3 @@ def _sort_keys(data: bytes, id_size: int) -> Iterator[bytes]:
 def _last_line(exc: git.GitCommandError) -> str:
     lines = [line.strip() for line in str(exc.stderr or "").splitlines() if line.strip()]
     return lines[-1].removeprefix("stderr: ").strip("'") if lines else f"exit code {exc.status}"
-
-
-def _clear_stale_locks(mirror: Path) -> None:
-    """Lock files a killed git left behind (packed-refs.lock, refs/.../x.lock, shallow.lock):
-    git refuses to go on until someone removes them by hand. Only Sluice runs git in this
-    mirror, and only under the flock we hold, so any lock file here now is stale."""
-    for stale in [*mirror.glob("*.lock"), *(mirror / "refs").rglob("*.lock")]:
-        log.warning("removing %s, left by a git process that was killed", stale.relative_to(mirror))
-        stale.unlink(missing_ok=True)

@@ -17,11 +17,13 @@ from orchestrator.core.urls import sanitize_url
 
 
 def run(argv: list[str], cwd: Path | str | None = None, env: Mapping[str, str] | None = None,
-        timeout: float | None = None, label: str = "") -> subprocess.CompletedProcess[str]:
-    """Nothing on stdin, so a prompt fails instead of waiting; bytes that are not UTF-8 (file
-    names) survive as surrogates. Past `timeout`: TransientError "{label} timed out"."""
+        timeout: float | None = None, label: str = "",
+        text_in: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Nothing on stdin but `text_in`, so a prompt fails instead of waiting; bytes that are not
+    UTF-8 (file names) survive as surrogates. Past `timeout`: TransientError "{label} timed out"."""
+    stdin = subprocess.DEVNULL if text_in is None else None
     try:
-        return subprocess.run(argv, cwd=cwd, env=env, timeout=timeout, stdin=subprocess.DEVNULL,
+        return subprocess.run(argv, cwd=cwd, env=env, timeout=timeout, stdin=stdin, input=text_in,
                               capture_output=True, encoding="utf-8", errors="surrogateescape")
     except subprocess.TimeoutExpired:
         raise TransientError(f"{label or ' '.join(argv[:2])} timed out") from None
@@ -75,3 +77,17 @@ def locked_clone(path: Path, complete: Path, clone_into: Callable[[Path], object
             clone_into(aside)
             aside.rename(path)
         yield
+
+
+@contextmanager
+def idle_clone(path: Path) -> Iterator[bool]:
+    """Hold the cached clone at `path` alone if nobody does (True), else False at once: work
+    that can wait for another round, as garbage collection can, never waits behind a
+    deployment's clone or fetch, nor races it."""
+    with open(path.with_suffix(".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -144,10 +145,18 @@ FETCHED = {"on-deploying": "fetched when it deploys",
 
 
 def park(repo: Path, commit: str) -> None:
-    """Move master back to its parent and keep `commit` on another branch, which a local
-    clone (the mirror, at the first sync) copies without checking it."""
+    """Move master back to its parent and keep `commit` on another branch."""
     git_bytes(repo, "update-ref", "refs/heads/parked", commit)
     git_bytes(repo, "update-ref", "refs/heads/master", f"{commit}~1")
+
+
+def copy_unchecked(repo: Path, data_dir: Path) -> None:
+    """What a Sluice without checks fetched into the mirror: every object as it is and the
+    parked branch (copied after the good deployment, whose garbage collection drops what
+    no ref the app needs holds)."""
+    mirror = next((data_dir / "cache" / "git").glob("*.git"))
+    shutil.copytree(repo / ".git" / "objects", mirror / "objects", dirs_exist_ok=True)
+    git_bytes(mirror, "update-ref", "refs/heads/parked", git_bytes(repo, "rev-parse", "parked"))
 
 
 @pytest.mark.parametrize("fetched", list(FETCHED))
@@ -165,6 +174,7 @@ def test_a_hostile_tree_fails_naming_the_entry_and_leaves_the_live_site_and_the_
         named = f"(git fsck {FSCK_REFUSES[case]})"
     good = sync_and_wait(services, "hello")
     if fetched == "before-checks":
+        copy_unchecked(repo.path, workspace.data_dir)
         git_bytes(repo.path, "update-ref", "refs/heads/master", "refs/heads/parked")
     else:
         commit_on_top(repo.path, hostile(token, workspace.root))

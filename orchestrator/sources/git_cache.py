@@ -1,0 +1,131 @@
+"""What a Git source's mirror holds, and the mirror cut down to what deployments may still
+read: the tracked branches' heads and the revisions kept releases were built from (pinned
+as refs/sluice/keep/<id>, so the next incremental diff finds its base), each without the
+history behind it. The store's garbage collection prunes the rest, so a big file deleted
+from the branch leaves the disk once no kept release was built from a commit holding it."""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import git
+
+from orchestrator.core.errors import TransientError
+from orchestrator.sources.vcs_process import run
+
+KEEP = "refs/sluice/keep/"
+FULL_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+# what the last collection left (refs and shallow commits): the same again, in one pack,
+# leaves nothing to prune, and a large mirror is not repacked for nothing
+PRUNED_STATE = "sluice-pruned"
+log = logging.getLogger("sluice.git")
+
+
+def reachable(repo: git.Repo, revision: str) -> bool:
+    """On a ref of the mirror: refs move only after a fetch completed, so its objects (tree
+    and blobs included) are all there — unlike a commit object an interrupted fetch may
+    have left behind on its own."""
+    try:
+        return bool(repo.git.for_each_ref("--contains", revision, "--count=1"))
+    except git.GitCommandError:
+        return False
+
+
+def has_commit(repo: git.Repo, revision: str) -> bool:
+    try:
+        repo.git.cat_file("-e", f"{revision}^{{commit}}")
+        return True
+    except git.GitCommandError:
+        return False
+
+
+def held(repo: git.Repo, revision: str) -> bool:
+    """Whether the mirror holds the revision whole: on one of its refs, or its commit and
+    every object of its tree here (a commit no ref reaches any more, or copied by a local
+    clone), so no fetch is needed."""
+    if reachable(repo, revision):
+        return True
+    if not has_commit(repo, revision):
+        return False
+    try:
+        repo.git.rev_list("--objects", "--no-walk", "--quiet", revision)
+        return True
+    except git.GitCommandError:
+        return False
+
+
+def pin(repo: git.Repo, revision: str) -> None:
+    """Keep a revision a snapshot was built from until a collection finds that no kept
+    release needs it."""
+    repo.git.update_ref(KEEP + revision, revision)
+
+
+def prune(mirror: Path, branches: set[str], revisions: set[str]) -> bool:
+    """Keep the heads of `branches` and those of `revisions` the mirror holds, each without
+    its history, and drop every other ref and object (other branches and tags of a mirror
+    an older Sluice cloned whole included). Returns whether anything was pruned. Call it
+    holding the mirror's lock."""
+    clear_stale_locks(mirror)
+    with git.Repo(mirror) as repo:
+        refs = _refs(mirror)
+        pins = {r for r in revisions if FULL_ID.fullmatch(r) and (KEEP + r in refs or reachable(repo, r))}
+        kept = {f"refs/heads/{branch}" for branch in branches} | {KEEP + r for r in pins}
+        changes = [f"create {KEEP}{r} {r}" for r in sorted(pins) if KEEP + r not in refs]
+        changes += [f"delete {ref}" for ref in sorted(refs) if ref not in kept]
+        if changes:
+            _git(mirror, "update-ref", "--stdin", text_in="".join(c + "\n" for c in changes))
+        tips = sorted(kept & {*refs, *(KEEP + r for r in pins)})
+        if tips:
+            _cut_history(mirror, tips)
+        if _state(mirror) == _last_state(mirror) and _one_pack(mirror):
+            return False
+        _git(mirror, "reflog", "expire", "--expire=now", "--expire-unreachable=now", "--all")
+        _git(mirror, "gc", "--quiet", "--prune=now")
+        (mirror / PRUNED_STATE).write_text(_state(mirror))
+        return True
+
+
+def _cut_history(mirror: Path, tips: list[str]) -> None:
+    """Each tip made a shallow commit: a fetch from the mirror itself with --depth 1
+    shortens the history it holds (git's documented way; no object is sent, all are
+    here), so older commits and what only they hold are unreachable for gc to prune."""
+    _git(mirror, "fetch", "--quiet", "--no-tags", "--depth=1", mirror.resolve().as_uri(),
+         *(f"+{ref}:{ref}" for ref in tips))
+
+
+def _refs(mirror: Path) -> dict[str, str]:
+    out = _git(mirror, "for-each-ref", "--format=%(refname) %(objectname)")
+    return dict(line.split(" ") for line in out.splitlines() if line)
+
+
+def _state(mirror: Path) -> str:
+    shallow = mirror / "shallow"
+    return _git(mirror, "for-each-ref") + (shallow.read_text() if shallow.exists() else "")
+
+
+def _last_state(mirror: Path) -> str | None:
+    recorded = mirror / PRUNED_STATE
+    return recorded.read_text() if recorded.exists() else None
+
+
+def _one_pack(mirror: Path) -> bool:
+    counts = dict(line.split(": ") for line in _git(mirror, "count-objects", "-v").splitlines())
+    return counts["count"] == "0" and int(counts["packs"]) <= 1
+
+
+def _git(mirror: Path, *args: str, text_in: str | None = None) -> str:
+    proc = run(["git", *args], cwd=mirror, text_in=text_in, label=f"git {args[0]} in {mirror}")
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
+        raise TransientError(f"git {args[0]} in {mirror} failed: {lines[-1]}")
+    return proc.stdout
+
+
+def clear_stale_locks(mirror: Path) -> None:
+    """Lock files a killed git left behind (packed-refs.lock, refs/.../x.lock, shallow.lock):
+    git refuses to go on until someone removes them by hand. Only Sluice runs git in this
+    mirror, and only under the flock we hold, so any lock file here now is stale."""
+    for stale in [*mirror.glob("*.lock"), *(mirror / "refs").rglob("*.lock")]:
+        log.warning("removing %s, left by a git process that was killed", stale.relative_to(mirror))
+        stale.unlink(missing_ok=True)
