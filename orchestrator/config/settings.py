@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -22,6 +22,7 @@ from orchestrator.core.errors import ConfigError
 DEFAULT_CONFIG = Path("config/sluice.yaml")
 APP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # libyaml's parser when present: ten times faster, and workers read the config every task.
@@ -166,12 +167,58 @@ class RetryPolicy(_Strict):
     max: Duration = 60.0
 
 
+class BuildConfig(_Strict):
+    """How an app is built during deployment (issue 14); `build: auto` and `build: none`
+    are this with only `command` set."""
+    command: str = "auto"                   # auto | none | a shell command line run at the app's root
+    timeout: Annotated[Duration, Field(gt=0)] = 900.0        # the whole build
+    idle_timeout: Annotated[Duration, Field(gt=0)] = 300.0   # no output for this long: killed
+    env: dict[str, str] = Field(default_factory=dict)        # besides PATH, LANG, HOME, TMPDIR
+    python: str = "python3"                 # the interpreter that installs requirements.txt
+    sandbox: Literal["auto", "on", "off"] = "auto"          # bwrap: when present, required, never
+
+    @field_validator("command", "python")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty (command: none builds nothing; python names an interpreter)")
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _variables(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for name, setting in value.items():
+            if not _ENV_NAME.match(str(name)):
+                raise ValueError(f"{name!r} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+            if not isinstance(setting, str):
+                # YAML reads 1, true or an empty value as something else than the text written.
+                raise ValueError(f"{name}: the value must be a string: quote it (e.g. {name}: \"1\")")
+        return value
+
+
 class AppConfig(_Strict):
     layout: Literal["functions", "site"] = "functions"
     target: Path
     source: SourceConfig = ManualSourceConfig(type="manual")
     retry: RetryPolicy = RetryPolicy()
     keep_releases: int = Field(default=5, ge=1, le=1000)
+    build: BuildConfig = BuildConfig()
+
+    @field_validator("build", mode="before")
+    @classmethod
+    def _build_shorthand(cls, value: Any) -> Any:
+        if value in ("auto", "none"):
+            return {"command": value}
+        if not isinstance(value, (dict, BuildConfig)):
+            raise ValueError(f"must be auto, none, or a mapping of command, timeout, idle_timeout, env, "
+                             f"python, sandbox; not {value!r}")
+        return value
+
+
+class WorkerConfig(_Strict):
+    build_concurrency: int = Field(default=1, ge=1)   # builds one worker runs at once
 
 
 class SluiceConfig(_Strict):
@@ -184,6 +231,7 @@ class SluiceConfig(_Strict):
     drift_check: Duration = 30.0      # how often pollers compare targets with active releases; 0: never
     api: ApiConfig = ApiConfig()
     ftp: FtpConfig = FtpConfig()
+    worker: WorkerConfig = WorkerConfig()
     apps: dict[str, AppConfig] = Field(default_factory=dict)
 
 

@@ -33,6 +33,11 @@ class NotFound(PermanentError):
     """No such app or deployment (the API answers 404)."""
 
 
+class BuildFailed(PermanentError):
+    """A build cannot run or did not succeed (a bad .deployment or package.json, a missing
+    tool, a failing command): the same inputs fail the same way, so it is not retried."""
+
+
 class StoreError(SluiceError):
     pass
 
