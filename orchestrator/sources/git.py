@@ -49,6 +49,8 @@ MIRROR_SETTINGS = {
 # mirror that is not shallow refuses)
 WHOLE_HISTORY = 2147483647
 FSCK_ERROR = re.compile(r"error: object ([0-9a-f]{40,64}): (\w+): ([^\n]*)")
+# what clone --branch and fetch of refs/heads/B say when the server has no branch B
+NO_BRANCH = re.compile(r"Remote branch \S+ not found|couldn't find remote ref refs/heads/")
 log = logging.getLogger("sluice.git")
 
 
@@ -203,6 +205,9 @@ class GitSource:
                 raise PermanentError(f"{label}: the repository holds a malformed object, "
                                      f"refused: {oid}: {detail} (git fsck "
                                      f"{check}); rewrite the history that holds it") from None
+            if NO_BRANCH.search(exc.stderr or ""):    # deleted or renamed: fetching again won't help
+                raise RevisionNotFound(f"branch {self.config.branch!r} not found in "
+                                       f"{sanitize_url(self.config.url)} ({label})") from None
             raise failure(label, exc.stderr or "", AUTH_REFUSED, str(exc.status)) from None
 
 
