@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.core.errors import PermanentError
+from orchestrator.core.errors import BuildFailed
 from orchestrator.runtime.processes import kill_group
 
 MAX_LINE = 4096             # a build printing megabytes without a newline must not hold them
@@ -56,7 +56,7 @@ class Sandbox:
 def sandbox_for(mode: str, writable: list[Path],
                 which: Callable[[str], str | None] = shutil.which) -> Sandbox | None:
     """`build.sandbox`: "off" none; "auto" bwrap where it is installed and works here (a
-    container without user namespaces may refuse it); "on" bwrap or a PermanentError."""
+    container without user namespaces may refuse it); "on" bwrap or BuildFailed."""
     if mode == "off":
         return None
     bwrap = which("bwrap")
@@ -64,7 +64,7 @@ def sandbox_for(mode: str, writable: list[Path],
         return Sandbox(list(writable), bwrap)
     if mode == "on":
         why = "is not installed" if not bwrap else "cannot run here (no user namespaces?)"
-        raise PermanentError(f"build.sandbox is on but bwrap {why}: install Debian's "
+        raise BuildFailed(f"build.sandbox is on but bwrap {why}: install Debian's "
                              f"{SANDBOX_PACKAGE} package, or set build.sandbox to auto or off")
     return None
 

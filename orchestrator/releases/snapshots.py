@@ -341,6 +341,11 @@ class SnapshotBuilder:
         return self.store.read_blob(entry.sha256).decode(errors="replace")
 
 
+def check_tree(manifest: Manifest) -> None:
+    """The tree checks of a manifest made without a builder (a build's output on its base)."""
+    _check_tree(manifest.files.keys() | manifest.links.keys(), manifest.links)
+
+
 def _check_tree(paths: set[str], links: dict[str, str]) -> None:
     """No entry may sit inside a file or link, and no link may point outside the tree."""
     for path in paths:
