@@ -102,9 +102,12 @@ def run_build_command(argv: list[str], cwd: Path, env: dict[str, str], *, timeou
     seconds have passed or `idle_timeout` seconds went by without a line. Whatever the
     leader left running in its group is killed when it exits too."""
     started = clock()
-    proc = subprocess.Popen(sandbox.wrap(argv) if sandbox else argv, cwd=cwd, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        proc = subprocess.Popen(sandbox.wrap(argv) if sandbox else argv, cwd=cwd, env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as exc:
+        raise BuildFailed(f"the build cannot run {argv[0]!r} in {cwd}: {exc.strerror}") from None
     watch = _Watch(started + timeout, idle_timeout, clock)
     lines = _Lines(on_output)
     try:

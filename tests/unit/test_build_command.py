@@ -13,7 +13,7 @@ from orchestrator.building.command import (
     run_build_command,
     sandbox_for,
 )
-from orchestrator.core.errors import PermanentError
+from orchestrator.core.errors import BuildFailed, PermanentError
 from tests.helpers import wait_for
 from tests.process_tree import alive
 
@@ -86,6 +86,11 @@ def test_a_failing_command_gives_its_exit_code_and_last_lines(tmp_path):
     assert result.exit_code == 3
     assert result.timed_out is None
     assert result.tail == ["ERROR: No matching distribution found for nope"]
+
+
+def test_a_program_that_cannot_be_started_fails_the_build_naming_it(tmp_path):
+    with pytest.raises(BuildFailed, match="no-such-build-tool"):
+        run(["no-such-build-tool", "install"], tmp_path)
 
 
 def test_a_command_that_leaves_a_background_child_ends_with_its_leader_and_the_child_is_killed(tmp_path):
