@@ -164,13 +164,25 @@ def _pump(proc: subprocess.Popen, watch: _Watch, lines: _Lines) -> str | None:
                 except BlockingIOError:
                     continue
                 if not chunk:
-                    return None
+                    return _until_exit(proc, watch)
                 lines.feed(chunk)
                 watch.heard()
             elif exited:
                 return None
             if (expired := watch.expired()) is not None:
                 return None if exited else expired
+
+
+def _until_exit(proc: subprocess.Popen, watch: _Watch) -> str | None:
+    """The pipe closed, which a leader does as it exits: let it finish exiting (else the
+    group's kill lands first and an exit 0 reads as -9), unless a deadline passes."""
+    while True:
+        try:
+            proc.wait(timeout=watch.wait_for())
+            return None
+        except subprocess.TimeoutExpired:
+            if (expired := watch.expired()) is not None:
+                return expired
 
 
 class _Lines:
