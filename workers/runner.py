@@ -20,6 +20,7 @@ from orchestrator.core.event_log import ANY_VERSION
 from orchestrator.core.lease import Lease
 from orchestrator.core.projections import AppView, DeploymentView
 from orchestrator.core.statuses import DeploymentStatus
+from orchestrator.deploying.build import BuildContext, build
 from orchestrator.deploying.dispatch import enqueue
 from orchestrator.deploying.retries import FailedAttempt, decide_after_failure
 from orchestrator.observe.store_metrics import record_corrupt_blobs
@@ -117,6 +118,10 @@ def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
             files=snapshot.files, bytes=snapshot.bytes,
             blobs_added=snapshot.blobs_added, blobs_reused=snapshot.blobs_reused,
             source=source, incremental=snapshot.incremental, seconds=steps.end(keep=False))
+    if not d.preset_snapshot or d.rebuild:
+        steps.begin("build")
+        snapshot = _build(ctx, app, config, d, snapshot) or snapshot
+        steps.end(keep=False)       # its timings are BuildSucceeded's
     if live and live.snapshot == snapshot.id:
         return _record_end(ctx, app, deployment_id, ev.DeploymentSkipped, snapshot=snapshot.id,
                            reason=f"snapshot {snapshot.id[:12]} is already live "
@@ -153,12 +158,23 @@ def _snapshot(ctx: WorkerContext, config: AppConfig, d: DeploymentView,
     if preset is not None:
         return preset, d.source or ""
     base = None
-    if live and live.snapshot and live.source == fingerprint(config):
-        base = Base(live.revision, ctx.store.manifest(live.snapshot))
+    live_source = live and (live.source_snapshot or live.snapshot)
+    if live and live_source and live.source == fingerprint(config):
+        base = Base(live.revision, ctx.store.manifest(live_source))     # not the build's output
     writer = ctx.store.builder(base)
     writer.on_progress = _progress_reporter(ctx, d.id)
     source_for(config, ctx.services.config.data_dir).fetch(d.revision, writer)
     return writer.seal(), fingerprint(config)
+
+
+def _build(ctx: WorkerContext, app: str, config: AppConfig, d: DeploymentView,
+           source: Snapshot) -> Snapshot | None:
+    """The source's snapshot with its build's output on top; None when nothing is built."""
+    def record(event_type, **fields) -> None:
+        if not _record(ctx, app, d.id, event_type, **fields):
+            raise TransientError("the deployment ended while it was building")
+    return build(BuildContext(ctx.store, ctx.services.config.data_dir, app, d.id, config, record,
+                              ctx.services.config.worker.build_concurrency, d.rebuild), source)
 
 
 def _preset(ctx: WorkerContext, d: DeploymentView) -> Snapshot | None:

@@ -13,11 +13,13 @@ from orchestrator.cli.reporting import report
 @cli.command()
 def sync(ctx: typer.Context, app: str,
          wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end"),
-         timeout: float = typer.Option(600, help="seconds to wait with --wait")):
+         timeout: float = typer.Option(600, help="seconds to wait with --wait"),
+         rebuild: bool = typer.Option(False, "--rebuild", help="build without the cache of "
+                                      "build layers (dependencies installed afresh)")):
     """Check the app's source now and deploy its head (the portal's Sync button)."""
     from orchestrator.deploying.sync import sync_now
     services = services_of(ctx)
-    report(services, app, sync_now(services, app_name(services, app)), wait, timeout)
+    report(services, app, sync_now(services, app_name(services, app), rebuild=rebuild), wait, timeout)
 
 
 @cli.command()
@@ -38,11 +40,13 @@ def rollback(ctx: typer.Context, app: str,
 @cli.command()
 def redeploy(ctx: typer.Context, app: str,
              deployment_id: Optional[str] = typer.Argument(None, help="[default: the active one]"),
-             wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end")):
+             wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end"),
+             rebuild: bool = typer.Option(False, "--rebuild", help="build its source's files "
+                                          "again, without the cache of build layers")):
     """Deploy an earlier deployment's snapshot again, as a new deployment."""
     from orchestrator.deploying.operator_actions import redeploy as run_again
     services = services_of(ctx)
-    report(services, app, run_again(services, app_name(services, app), deployment_id), wait)
+    report(services, app, run_again(services, app_name(services, app), deployment_id, rebuild), wait)
 
 
 @cli.command()

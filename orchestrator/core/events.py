@@ -38,6 +38,10 @@ class EventType(StrEnum):
     CREDENTIALS_CHANGED = "CredentialsChanged"
     DRIFT_DETECTED = "DriftDetected"
     DRIFT_REPAIRED = "DriftRepaired"
+    BUILD_STARTED = "BuildStarted"
+    BUILD_OUTPUT = "BuildOutput"
+    BUILD_SUCCEEDED = "BuildSucceeded"
+    BUILD_FAILED = "BuildFailed"
 
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -118,6 +122,7 @@ class DeploymentQueued(Event):
     snapshot: str | None = None     # set: deploy this snapshot as it is (redeploy, promote)
     origin: str | None = None       # the deployment (maybe of another app) it comes from
     source: str | None = None       # fingerprint of the source settings the snapshot was built under
+    rebuild: bool = False           # build without the cache of build layers
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,47 @@ class SnapshotBuilt(Event):
     source: str = ""            # fingerprint of the source settings it was built under
     incremental: bool = False   # built from the live snapshot plus the source's changes
     seconds: float | None = None    # how long fetching and sealing took (for the log)
+
+
+@dataclass(frozen=True)
+class BuildStarted(Event):
+    """The source's snapshot needs a build (dependencies, a custom command): these steps."""
+    deployment_id: str
+    steps: list[str]
+    why: str = ""               # what asked for it: "requirements.txt", ".deployment", ...
+
+
+@dataclass(frozen=True)
+class BuildOutput(Event):
+    """Lines a build step printed, in batches (a build's log is bounded: `dropped` counts
+    the lines left out)."""
+    deployment_id: str
+    step: str
+    lines: list[str]
+    dropped: int = 0
+
+
+@dataclass(frozen=True)
+class BuildSucceeded(Event):
+    """The snapshot to deploy: the source's with what the build produced on top."""
+    deployment_id: str
+    snapshot: str
+    cached: bool                # every step's output came from the cache: nothing ran
+    seconds: float
+    files_added: int
+    bytes_added: int
+    steps: dict | None = None   # step -> "cached" or the seconds it ran
+
+
+@dataclass(frozen=True)
+class BuildFailed(Event):
+    """A build step failed; DeploymentFailed follows with the reason."""
+    deployment_id: str
+    step: str
+    command: str
+    exit_code: int | None
+    tail: list[str]
+    timed_out: str | None = None    # "timeout" or "idle_timeout": killed
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,8 @@ class DeploymentView:
     attempts: int = 0
     preset_snapshot: str | None = None
     origin: str | None = None
+    source_snapshot: str | None = None  # the source's snapshot, before a build added to it
+    rebuild: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -116,7 +118,8 @@ def _apply(view: AppView, e: ev.Event) -> None:
     elif isinstance(e, ev.DeploymentQueued):
         view.deployments[e.deployment_id] = DeploymentView(
             id=e.deployment_id, revision=e.revision, trigger=e.trigger, received_at=e.at,
-            snapshot=e.snapshot, preset_snapshot=e.snapshot, origin=e.origin, source=e.source)
+            snapshot=e.snapshot, preset_snapshot=e.snapshot, origin=e.origin, source=e.source,
+            rebuild=e.rebuild)
     elif isinstance(e, ev.AppPaused):
         view.paused = e.reason
     elif isinstance(e, ev.AppResumed):
@@ -153,7 +156,13 @@ def _fold_deployment(view: AppView, d: DeploymentView, e: ev.Event) -> None:
         d.started_at = d.started_at or e.at
     elif isinstance(e, ev.SnapshotBuilt):
         d.status, d.snapshot, d.source = DeploymentStatus.DEPLOYING, e.snapshot, e.source
+        d.source_snapshot = e.snapshot
         d.message = f"snapshot of {e.files} files ({e.blobs_added} new blobs)"
+    elif isinstance(e, ev.BuildStarted):
+        d.message = f"building: {', '.join(e.steps)}"
+    elif isinstance(e, ev.BuildSucceeded):
+        d.snapshot = e.snapshot
+        d.message = "build " + ("cached" if e.cached else f"done in {e.seconds:.1f}s")
     elif isinstance(e, ev.DeploymentRetrying):
         d.status = DeploymentStatus.PENDING
         d.message = f"attempt {e.attempt} failed, retrying in {e.retry_in:.1f}s: {e.reason}"

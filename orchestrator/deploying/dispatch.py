@@ -44,12 +44,14 @@ class DeploymentRequest:
     snapshot: str | None = None
     origin: str | None = None
     source: str | None = None
+    rebuild: bool = False       # build without the layer cache
 
 
 def request_deployment(services: Services, app: str, revision: str | Callable[[], str],
                        trigger: str, snapshot: str | None = None, origin: str | None = None,
                        source: str | None = None,
-                       wanted: Callable[[AppView, str], bool] | None = None) -> Queued:
+                       wanted: Callable[[AppView, str], bool] | None = None,
+                       rebuild: bool = False) -> Queued:
     """`revision`, or how to read it: a source's head is read after the app's view, inside
     the optimistic append, so of two concurrent requests the one appended last read the newer
     head (read first, a late trigger could queue an older head over a newer one). `wanted`
@@ -63,7 +65,7 @@ def request_deployment(services: Services, app: str, revision: str | Callable[[]
                               "deploying it, or that revision failed or was rolled back",
                               declined=True)
         return decide_deployment(view, DeploymentRequest(
-            app, chosen, trigger, new_deployment_id(now), now, snapshot, origin, source))
+            app, chosen, trigger, new_deployment_id(now), now, snapshot, origin, source, rebuild))
     _, _, result = execute_with_outcome(services.projections, app, decide)
     if result.deployment_id and (result.new or result.status == DeploymentStatus.PENDING):
         # Pending: its message may have been lost (Redis went away between the append and
@@ -98,7 +100,7 @@ def decide_deployment(view: AppView, request: DeploymentRequest) -> tuple[list[e
         return change, Queued(None, r.revision, False, f"app is paused ({view.paused})")
     queued = ev.DeploymentQueued(app=r.app, at=r.at, deployment_id=r.deployment_id,
                                  revision=r.revision, trigger=r.trigger, snapshot=r.snapshot,
-                                 origin=r.origin, source=r.source)
+                                 origin=r.origin, source=r.source, rebuild=r.rebuild)
     superseded = [ev.DeploymentSuperseded(app=r.app, at=r.at, deployment_id=d.id, by=r.deployment_id)
                   for d in view.waiting()]
     return [*change, queued, *superseded], Queued(r.deployment_id, r.revision, True)

@@ -29,11 +29,14 @@ def resume(services: Services, app: str) -> Queued:
     return sync_now(services, app, trigger="manual")
 
 
-def redeploy(services: Services, app: str, deployment_id: str | None = None) -> Queued:
-    """Run a deployment's snapshot again (default: the active one) as a new deployment."""
+def redeploy(services: Services, app: str, deployment_id: str | None = None,
+             rebuild: bool = False) -> Queued:
+    """Run a deployment's snapshot again (default: the active one) as a new deployment;
+    `rebuild`: its source's snapshot, built again without the layer cache."""
     d = _deployment(services, app, deployment_id)
-    return request_deployment(services, app, d.revision, "redeploy", snapshot=d.snapshot,
-                              origin=d.id, source=d.source)
+    snapshot = (d.source_snapshot or d.snapshot) if rebuild else d.snapshot
+    return request_deployment(services, app, d.revision, "redeploy", snapshot=snapshot,
+                              origin=d.id, source=d.source, rebuild=rebuild)
 
 
 def promote(services: Services, from_app: str, to_app: str) -> Queued:

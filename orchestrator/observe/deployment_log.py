@@ -3,7 +3,8 @@ everything else (`sluice log DEPLOYMENT_ID`, GET /api/deployments/{id}/log).
 
 Each line is {"at", "level", "step", "message"}. The events say it all: DeploymentQueued
 (what and why), DeploymentStarted (each attempt), SnapshotBuilt (fetch: files read and
-reused, time; snapshot: size), DeploymentRetrying (why, when the next attempt comes),
+reused, time; snapshot: size), the build's (BuildStarted, the lines its steps printed,
+BuildSucceeded or BuildFailed), DeploymentRetrying (why, when the next attempt comes),
 DeploymentSucceeded / DeploymentFailed (how long validate, materialise and switch took;
 a failure's reason, which names the file or setting at fault, is always the last line),
 DeploymentSkipped, DeploymentSuperseded, and the ReleasesPruned its worker appended after
@@ -155,6 +156,8 @@ def _lines(e: ev.Event, queued: ev.DeploymentQueued | None) -> list[LogLine]:
         return [LogLine(e.at, INFO, "start", f"attempt {e.attempt} started on {e.worker}")]
     if isinstance(e, ev.SnapshotBuilt):
         return _snapshot_lines(e, queued)
+    if isinstance(e, ev.BuildStarted | ev.BuildOutput | ev.BuildSucceeded | ev.BuildFailed):
+        return _build_lines(e)
     if isinstance(e, ev.DeploymentRetrying):
         return [LogLine(e.at, WARNING, "retry", f"attempt {e.attempt} failed: {e.reason}; "
                                                 f"attempt {e.attempt + 1} in {duration(e.retry_in)}")]
@@ -195,6 +198,30 @@ def _snapshot_lines(e: ev.SnapshotBuilt, queued: ev.DeploymentQueued | None) -> 
     how = "the live snapshot plus the changes" if e.incremental else "every file of the revision"
     return [LogLine(e.at, INFO, "fetch", fetched),
             LogLine(e.at, INFO, "snapshot", f"snapshot {e.snapshot[:12]}: {size}, built from {how}")]
+
+
+def _build_lines(e: ev.Event) -> list[LogLine]:
+    if isinstance(e, ev.BuildStarted):
+        asked = f" (asked for by {e.why})" if e.why else ""
+        return [LogLine(e.at, INFO, "build", f"building: {', '.join(e.steps)}{asked}")]
+    if isinstance(e, ev.BuildOutput):
+        lines = [LogLine(e.at, INFO, e.step, line) for line in e.lines]
+        left_out = [LogLine(e.at, WARNING, e.step, f"... {_count(e.dropped, 'more line')} of output "
+                                                   "left out of the log")] if e.dropped else []
+        return lines + left_out
+    if isinstance(e, ev.BuildSucceeded):
+        ran = ", ".join(f"{step} {'from the cache' if took == 'cached' else duration(took)}"
+                        for step, took in (e.steps or {}).items())
+        what = "nothing ran, every step's output came from the cache" if e.cached else \
+            f"done in {duration(e.seconds)}"
+        return [LogLine(e.at, INFO, "build", f"build {what} ({ran}): {_count(e.files_added, 'file')} "
+                                             f"({size_text(e.bytes_added)}) added to the snapshot, "
+                                             f"now {e.snapshot[:12]}")]
+    if isinstance(e, ev.BuildFailed):
+        how = (f"killed after its {e.timed_out.replace('_', ' ')}" if e.timed_out
+               else f"exited with code {e.exit_code}")
+        return [LogLine(e.at, ERROR, e.step, f"`{e.command}` {how}")]
+    return []
 
 
 def _step_lines(end: float, steps: dict | None, release: str) -> list[LogLine]:

@@ -1,0 +1,237 @@
+"""Builds during deployment (issue 14) with the session's real worker: dependencies installed
+as Kudu does, in a scratch copy, cached by what determines them, never on the live site.
+Offline: packages come from a wheelhouse the test writes (tests/wheelhouse.py)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.core import events as ev
+from orchestrator.releases.snapshots import SnapshotStore
+from tests.helpers import FUNCTION_APP, wait_for
+from tests.integration.flow import sync_and_wait, tree
+from tests.wheelhouse import write_wheel
+
+SITE_PACKAGES = ".python_packages/lib/site-packages"
+
+
+def build_events(services, app: str, deployment_id: str) -> list[ev.Event]:
+    return [r.event for r in services.store.read(app) if r.event.type.startswith("Build")
+            and getattr(r.event, "deployment_id", None) == deployment_id]
+
+
+def succeeded(services, app: str, deployment_id: str) -> ev.BuildSucceeded:
+    found = [e for e in build_events(services, app, deployment_id) if isinstance(e, ev.BuildSucceeded)]
+    assert found, build_events(services, app, deployment_id)
+    return found[0]
+
+
+@pytest.fixture
+def python_app(workspace, tmp_path):
+    """A Python function app whose requirements.txt names packages of a local wheelhouse."""
+    wheels = tmp_path / "wheels"
+    write_wheel(wheels, "alpha", "1.0", requires=("beta",))
+    write_wheel(wheels, "beta", "2.0")
+    write_wheel(wheels, "gamma", "3.0")
+    repo = workspace.repo()
+    repo.commit({**FUNCTION_APP, "requirements.txt": "alpha==1.0\n"})
+    build = {"python": sys.executable, "env": {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}}
+    services = workspace.configure({"py": {
+        "layout": "functions", "target": str(workspace.target("py")), "build": build,
+        "source": {"type": "git", "url": str(repo.path), "poll_interval": "1h"}}})
+    return repo, services
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    root = root.resolve()
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def importable(release: Path, module: str) -> str:
+    """What `module.VERSION` is for Python with the release's packages on its path, as the
+    Azure Functions Python worker puts them."""
+    code = f"import sys; sys.path.insert(0, {str(release / SITE_PACKAGES)!r}); import {module}; print({module}.VERSION)"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd="/").stdout.strip()
+
+
+def test_a_python_apps_requirements_are_installed_where_the_functions_worker_looks(python_app, workspace):
+    repo, services = python_app
+
+    d = sync_and_wait(services, "py", timeout=120)
+
+    assert d.status == "success", d.message
+    live = workspace.target("py").resolve()
+    assert importable(live, "alpha") == "1.0" and importable(live, "beta") == "2.0"
+    assert (live / "HttpHello/__init__.py").read_text() == FUNCTION_APP["HttpHello/__init__.py"]
+    built = succeeded(services, "py", d.id)
+    assert not built.cached and built.steps.keys() == {"pip"} and built.files_added > 4
+
+
+def test_the_default_python3_on_path_installs_under_the_sandbox_even_behind_a_shim(workspace, tmp_path):
+    """pyenv's python3 is a shim that writes beside itself, which the sandbox forbids: the
+    build runs the interpreter the shim would run."""
+    write_wheel(tmp_path / "wheels", "alpha")
+    repo, services = workspace.app_with({**FUNCTION_APP, "requirements.txt": "alpha\n"}, name="py3",
+                                        build={"env": {"PIP_NO_INDEX": "1",
+                                                       "PIP_FIND_LINKS": str(tmp_path / "wheels")}})
+
+    d = sync_and_wait(services, "py3", timeout=120)
+
+    assert d.status == "success", d.message
+    assert importable(workspace.target("py3").resolve(), "alpha") == "1.0"
+
+
+def test_a_code_only_change_reuses_the_installed_packages_and_runs_nothing(python_app, workspace):
+    repo, services = python_app
+    sync_and_wait(services, "py", timeout=120)
+    repo.commit({"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n"})
+
+    d = sync_and_wait(services, "py", timeout=120)
+
+    assert d.status == "success", d.message
+    built = succeeded(services, "py", d.id)
+    assert built.cached and built.steps == {"pip": "cached"}
+    assert not [e for e in build_events(services, "py", d.id) if isinstance(e, ev.BuildOutput)]
+    live = workspace.target("py").resolve()
+    assert "v2" in (live / "HttpHello/__init__.py").read_text()
+    assert importable(live, "alpha") == "1.0"
+
+
+def test_a_changed_requirement_is_built_again(python_app, workspace):
+    repo, services = python_app
+    sync_and_wait(services, "py", timeout=120)
+    repo.commit({"requirements.txt": "alpha==1.0\ngamma==3.0\n"})
+
+    d = sync_and_wait(services, "py", timeout=120)
+
+    assert d.status == "success", d.message
+    assert not succeeded(services, "py", d.id).cached
+    assert importable(workspace.target("py").resolve(), "gamma") == "3.0"
+
+
+def test_an_unknown_requirement_fails_with_pips_words_and_leaves_the_site_as_it_was(python_app, workspace):
+    repo, services = python_app
+    first = sync_and_wait(services, "py", timeout=120)
+    before = files_of(workspace.target("py"))
+    repo.commit({"requirements.txt": "alpha==1.0\nno-such-package==9.9\n"})
+
+    d = sync_and_wait(services, "py", timeout=120)
+
+    assert d.status == "failed"
+    assert "pip" in d.message and "no-such-package" in d.message, d.message
+    assert "No matching distribution" in d.message or "Could not find a version" in d.message
+    assert d.attempts == 1                              # the same inputs fail the same way
+    assert files_of(workspace.target("py")) == before
+    assert services.projections.app("py").active.id == first.id
+    failed = [e for e in build_events(services, "py", d.id) if isinstance(e, ev.BuildFailed)]
+    assert failed and failed[0].exit_code not in (0, None) and failed[0].step == "pip"
+
+
+def test_a_site_without_dependency_files_is_not_built(workspace):
+    repo, services = workspace.app_with({"index.html": "<h1>plain</h1>\n"}, name="plain",
+                                        layout="site")
+
+    d = sync_and_wait(services, "plain")
+
+    assert d.status == "success" and build_events(services, "plain", d.id) == []
+
+
+def test_build_none_deploys_the_files_as_they_are(workspace):
+    repo, services = workspace.app_with({**FUNCTION_APP, "requirements.txt": "alpha==1.0\n"},
+                                        name="raw", build="none")
+
+    d = sync_and_wait(services, "raw")
+
+    assert d.status == "success" and build_events(services, "raw", d.id) == []
+    assert not (workspace.target("raw") / ".python_packages").exists()
+
+
+DEPLOY_SH = """#!/bin/sh
+set -e
+cp -r "$DEPLOYMENT_SOURCE"/. "$DEPLOYMENT_TARGET"/
+rm -f "$DEPLOYMENT_TARGET"/deploy.sh "$DEPLOYMENT_TARGET"/.deployment
+echo built > "$DEPLOYMENT_TARGET"/built.txt
+env | sort > "$DEPLOYMENT_TARGET"/env.txt
+echo "rewritten by the build" > "$DEPLOYMENT_SOURCE"/index.html
+echo "deploy.sh done"
+"""
+
+
+def test_a_deployment_file_runs_its_command_and_deploys_what_it_left_in_the_target(workspace):
+    files = {"index.html": "<h1>source</h1>\n", ".deployment": "[config]\ncommand = deploy.sh\n",
+             "deploy.sh": DEPLOY_SH}
+    repo, services = workspace.app_with(files, name="kudu", layout="site")
+    os.chmod(repo.path / "deploy.sh", 0o755)
+    repo.commit({}, "executable")
+
+    d = sync_and_wait(services, "kudu", timeout=60)
+
+    assert d.status == "success", d.message
+    live = tree(workspace.target("kudu"))
+    assert live["built.txt"] == "built\n" and live["index.html"] == "<h1>source</h1>\n"
+    assert "deploy.sh" not in live and ".deployment" not in live
+    output = [line for e in build_events(services, "kudu", d.id) if isinstance(e, ev.BuildOutput)
+              for line in e.lines]
+    assert "deploy.sh done" in output
+    # the build rewrote its copy of index.html; the store's blob is what the source holds
+    store = SnapshotStore(workspace.data_dir / "store")
+    blob = hashlib.sha256(b"<h1>source</h1>\n").hexdigest()
+    assert Path(store.blob_path(blob)).read_bytes() == b"<h1>source</h1>\n"
+
+
+def test_a_build_sees_no_secret_of_the_worker(workspace):
+    files = {"index.html": "x\n", ".deployment": "[config]\ncommand = deploy.sh\n", "deploy.sh": DEPLOY_SH}
+    repo, services = workspace.app_with(files, name="env", layout="site")
+    os.chmod(repo.path / "deploy.sh", 0o755)
+    repo.commit({}, "executable")
+
+    d = sync_and_wait(services, "env", timeout=60)
+
+    assert d.status == "success", d.message
+    env = tree(workspace.target("env"))["env.txt"]
+    names = {line.partition("=")[0] for line in env.splitlines()}
+    assert not {n for n in names if n.startswith(("SLUICE", "CELERY", "REDIS"))}, names
+    password = services.redis_url.partition("://:")[2].partition("@")[0]
+    assert password and password not in env
+    assert f"HOME={workspace.data_dir / 'build-home' / 'env'}" in env.splitlines()
+
+
+def test_a_build_past_its_timeout_is_killed_with_its_children(workspace, tmp_path):
+    pids = tmp_path / "pids"
+    script = f"#!/bin/sh\nsleep 300 &\necho $! > {pids}\nsleep 300\n"
+    files = {"index.html": "x\n", ".deployment": "[config]\ncommand = deploy.sh\n", "deploy.sh": script}
+    repo, services = workspace.app_with(files, name="slow", layout="site",
+                                        build={"timeout": "2s", "sandbox": "off"})
+    os.chmod(repo.path / "deploy.sh", 0o755)
+    repo.commit({}, "executable")
+
+    d = sync_and_wait(services, "slow", timeout=60)
+
+    assert d.status == "failed" and "timeout" in d.message, d.message
+    child = int(wait_for(lambda: pids.exists() and pids.read_text().strip(), what="the child's pid"))
+    wait_for(lambda: not Path(f"/proc/{child}").exists(), timeout=10, what="the build's child to be gone")
+    assert not workspace.target("slow").exists()
+
+
+def test_a_sandboxed_build_cannot_write_into_the_store(workspace):
+    from orchestrator.building.command import sandbox_for
+    if sandbox_for("auto", []) is None:
+        pytest.skip("bwrap is not installed here, or cannot run (no user namespaces)")
+    store = workspace.data_dir / "store"
+    script = '#!/bin/sh\necho planted > "$STORE/planted" && echo "wrote the store"\n'
+    files = {"index.html": "x\n", ".deployment": "[config]\ncommand = deploy.sh\n", "deploy.sh": script}
+    repo, services = workspace.app_with(files, name="boxed", layout="site",
+                                        build={"sandbox": "on", "env": {"STORE": str(store)}})
+    os.chmod(repo.path / "deploy.sh", 0o755)
+    repo.commit({}, "executable")
+
+    d = sync_and_wait(services, "boxed", timeout=60)
+
+    assert d.status == "failed" and "Read-only file system" in d.message, d.message
+    assert not (store / "planted").exists()

@@ -1,0 +1,35 @@
+"""Tiny wheels written straight into a folder, for builds that install packages offline
+(PIP_NO_INDEX, PIP_FIND_LINKS): a wheel is a zip of the package and its dist-info, so no
+build backend (which pip would fetch from PyPI) is needed to make one."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import zipfile
+from pathlib import Path
+
+
+def write_wheel(folder: Path, name: str, version: str = "1.0", requires: tuple[str, ...] = (),
+                body: str = "") -> Path:
+    """`name`-`version` as a pure-Python wheel whose module says its version, in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": f"VERSION = {version!r}\n{body}",
+        f"{info}/METADATA": "Metadata-Version: 2.1\n"
+                            f"Name: {name}\nVersion: {version}\n"
+                            + "".join(f"Requires-Dist: {r}\n" for r in requires),
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: sluice-tests\nRoot-Is-Purelib: true\n"
+                         "Tag: py3-none-any\n",
+    }
+    record = [f"{path},sha256={_digest(text)},{len(text.encode())}" for path, text in files.items()]
+    files[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return wheel
+
+
+def _digest(text: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
