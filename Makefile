@@ -36,12 +36,14 @@ check: venv
 # Tools some tests need from Debian, installed when missing and we are root (apt-get update
 # first; quiet; non-interactive): chromium for the dashboard's browser test (a test tool's own
 # browser download is not used), docker-compose to validate docker-compose.yml (no Docker
-# engine runs here; `config` needs none), bubblewrap for the builds' sandbox (bwrap). If
+# engine runs here; `config` needs none), bubblewrap for the builds' sandbox (bwrap), npm for
+# the Node builds (tests/integration/test_builds.py). If
 # apt-get is missing or fails, the build goes on and the tests that need them skip, saying why.
 test-tools:
 	@packages=""; \
 	[ -x $(CHROMIUM) ] || packages="$$packages chromium"; \
 	command -v bwrap >/dev/null 2>&1 || packages="$$packages bubblewrap"; \
+	command -v npm >/dev/null 2>&1 || packages="$$packages npm"; \
 	docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 \
 	  || packages="$$packages docker-compose"; \
 	[ -n "$$packages" ] || exit 0; \
