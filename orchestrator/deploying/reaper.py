@@ -2,7 +2,7 @@
 
 A worker killed mid-deployment (kill -9, the OOM killer, a machine gone) leaves its
 deployment `building` or `deploying`, and its task unacknowledged in the broker, which hands
-it out again only after the visibility timeout (300 s). The app's lease tells sooner: its
+it out again only after the visibility timeout (an hour by default). The app's lease tells sooner: its
 holder renews it every lease_ttl/3, so a free lease under a running deployment means its
 worker has been silent for lease_ttl. Every `sluice worker` runs a reaper thread that looks
 at each app every `interval(lease_ttl)` seconds; a running deployment seen with its app's

@@ -21,9 +21,10 @@ TASK_MODULES = ["workers.tasks"]    # imported by a worker when it starts, by na
 KOMBU_SEP = "\x06\x16"
 PRIORITY_STEPS = (0, 3, 6, 9)       # kombu's default for the Redis transport
 
-# Longer than the longest deployment, so a running task is not handed out twice; a crashed
-# worker's task comes back after it (plus the 1 s restore scan below).
-VISIBILITY_TIMEOUT = float(os.environ.get("SLUICE_VISIBILITY_TIMEOUT", "300"))
+# Longer than the longest deployment, builds included (build.timeout: 15 min by default), so a
+# running task is not handed out twice. A crashed worker's deployment does not wait for it:
+# the reaper takes it up within about lease_ttl (deploying/reaper.py).
+VISIBILITY_TIMEOUT = float(os.environ.get("SLUICE_VISIBILITY_TIMEOUT", "3600"))
 
 
 def create_app(broker_url: str) -> Celery:
