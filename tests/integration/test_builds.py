@@ -4,7 +4,9 @@ Offline: packages come from a wheelhouse the test writes (tests/wheelhouse.py)."
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -235,3 +237,94 @@ def test_a_sandboxed_build_cannot_write_into_the_store(workspace):
 
     assert d.status == "failed" and "Read-only file system" in d.message, d.message
     assert not (store / "planted").exists()
+
+
+needs_npm = pytest.mark.skipif(shutil.which("npm") is None or shutil.which("node") is None,
+                               reason="npm or node is not installed (make test installs Debian's npm)")
+# npm must not reach the registry from a test: the app's only dependency is a folder of its own.
+NPM_OFFLINE = {"npm_config_offline": "true", "npm_config_audit": "false", "npm_config_fund": "false",
+               "npm_config_update_notifier": "false"}
+NODE_APP = {
+    "host.json": '{"version": "2.0"}',
+    "HttpHello/function.json": '{"bindings": [{"type": "httpTrigger", "direction": "in", "name": "req"}]}',
+    "HttpHello/index.js": "const greet = require('greet');\nmodule.exports = async () => greet('v1');\n",
+    "libs/greet/package.json": '{"name": "greet", "version": "1.0.0", "main": "index.js"}\n',
+    "libs/greet/index.js": "module.exports = (who) => `hello ${who}`;\n",
+}
+BUILD_JS = """const fs = require('fs');
+fs.mkdirSync('dist', {recursive: true});
+const code = fs.readFileSync('HttpHello/index.js', 'utf8');
+fs.writeFileSync('dist/out.txt', require('greet')('build') + ' of ' + code.length + ' bytes\\n');
+console.log('wrote dist/out.txt');
+"""
+
+
+def package_files(scripts: dict[str, str] | None = None) -> dict[str, str]:
+    """package.json naming greet by its folder, and the lockfile npm writes for it
+    (`npm install --package-lock-only`), so the build runs `npm ci`."""
+    package = {"name": "node-app", "version": "1.0.0", "private": True,
+               "dependencies": {"greet": "file:libs/greet"}, **({"scripts": scripts} if scripts else {})}
+    lock = {"name": "node-app", "version": "1.0.0", "lockfileVersion": 3, "requires": True,
+            "packages": {"": {"name": "node-app", "version": "1.0.0",
+                              "dependencies": {"greet": "file:libs/greet"}},
+                         "libs/greet": {"version": "1.0.0"},
+                         "node_modules/greet": {"resolved": "libs/greet", "link": True}}}
+    return {"package.json": json.dumps(package, indent=2) + "\n",
+            "package-lock.json": json.dumps(lock, indent=2) + "\n"}
+
+
+def node_says(release: Path, code: str) -> str:
+    return subprocess.run(["node", "-e", code], capture_output=True, text=True, check=True,
+                          cwd=release).stdout.strip()
+
+
+@needs_npm
+def test_a_node_apps_file_dependency_is_installed_from_its_lockfile_and_requirable(workspace):
+    repo, services = workspace.app_with({**NODE_APP, **package_files()}, name="node",
+                                        build={"env": NPM_OFFLINE})
+
+    d = sync_and_wait(services, "node", timeout=120)
+
+    assert d.status == "success", d.message
+    live = workspace.target("node").resolve()
+    assert (live / "node_modules/greet/package.json").exists()
+    assert node_says(live, "console.log(require('greet')('node'))") == "hello node"
+    built = succeeded(services, "node", d.id)
+    assert built.steps.keys() == {"npm-install"} and not built.cached
+    started = [e for e in build_events(services, "node", d.id) if isinstance(e, ev.BuildStarted)]
+    assert started[0].steps == ["npm-install"]
+
+
+@needs_npm
+def test_a_node_apps_build_script_runs_and_what_it_writes_is_deployed(workspace):
+    files = {**NODE_APP, **package_files({"build": "node build.js"}), "build.js": BUILD_JS}
+    repo, services = workspace.app_with(files, name="nodebuild", build={"env": NPM_OFFLINE})
+
+    d = sync_and_wait(services, "nodebuild", timeout=120)
+
+    assert d.status == "success", d.message
+    live = workspace.target("nodebuild").resolve()
+    code = NODE_APP["HttpHello/index.js"]
+    assert (live / "dist/out.txt").read_text() == f"hello build of {len(code)} bytes\n"
+    assert succeeded(services, "nodebuild", d.id).steps.keys() == {"npm-install", "npm-build"}
+    output = [line for e in build_events(services, "nodebuild", d.id) if isinstance(e, ev.BuildOutput)
+              for line in e.lines]
+    assert "wrote dist/out.txt" in output
+
+
+@needs_npm
+def test_a_node_code_change_reuses_node_modules_but_runs_the_build_script_again(workspace):
+    files = {**NODE_APP, **package_files({"build": "node build.js"}), "build.js": BUILD_JS}
+    repo, services = workspace.app_with(files, name="nodecode", build={"env": NPM_OFFLINE})
+    assert sync_and_wait(services, "nodecode", timeout=120).status == "success"
+    code = "const greet = require('greet');\nmodule.exports = async () => greet('version two');\n"
+    repo.commit({"HttpHello/index.js": code})
+
+    d = sync_and_wait(services, "nodecode", timeout=120)
+
+    assert d.status == "success", d.message
+    steps = succeeded(services, "nodecode", d.id).steps
+    assert steps["npm-install"] == "cached" and steps["npm-build"] != "cached", steps
+    live = workspace.target("nodecode").resolve()
+    assert (live / "dist/out.txt").read_text() == f"hello build of {len(code)} bytes\n"
+    assert node_says(live, "console.log(require('greet')('again'))") == "hello again"
