@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.building.collect import collect_layers, remove_stale_scratch
 from orchestrator.config.settings import AppConfig
 from orchestrator.core import events as ev
 from orchestrator.core import keys
@@ -246,8 +247,8 @@ def _live(view: AppView, config: AppConfig) -> DeploymentView | None:
 
 
 def _retain(ctx: WorkerContext, app: str, config: AppConfig) -> None:
-    """Prune the app's old releases (we hold its lease) and, now and then, the store and the
-    sources' caches."""
+    """Prune the app's old releases (we hold its lease) and, now and then, the store (with
+    its build layers and builds' leftover scratch folders) and the sources' caches."""
     services = ctx.services
     try:
         removed = prune_releases(services.projections.app(app),
@@ -258,7 +259,10 @@ def _retain(ctx: WorkerContext, app: str, config: AppConfig) -> None:
         interval = services.config.gc_interval
         if interval <= 0 or services.redis.set(keys.GC, ctx.holder, nx=True, ex=int(interval)):
             views = [services.projections.app(name) for name in services.store.apps()]
-            collect_garbage(ctx.store, kept_snapshots(views), services.clock.now())
+            keep, now = kept_snapshots(views), services.clock.now()
+            collect_garbage(ctx.store, keep, now)
+            collect_layers(ctx.store, keep, now)
+            remove_stale_scratch(services.config.data_dir / "builds", views, now)
             collect_caches(services.config.apps, services.config.data_dir, kept_revisions(views))
     except OSError as exc:       # the deployment is live; cleaning up can wait for the next one
         log.warning("%s: retention failed: %s", app, exc)

@@ -32,13 +32,14 @@ def prune_releases(view: AppView, releases_dir: Path, keep: int) -> list[str]:
 
 
 def kept_snapshots(views: Iterable[AppView]) -> set[str]:
-    """Snapshots some app can still need: kept releases, and deployments not yet ended."""
+    """Snapshots some app can still need: kept releases, and deployments not yet ended; with
+    the source's snapshot a build added to (the next incremental snapshot starts from it)."""
     kept = set()
     for view in views:
         releases = set(view.kept_releases())
         for d in view.deployments.values():
-            if d.snapshot and (d.release in releases or not d.terminal):
-                kept.add(d.snapshot)
+            if d.release in releases or not d.terminal:
+                kept.update(s for s in (d.snapshot, d.source_snapshot) if s)
     return kept
 
 
