@@ -97,10 +97,13 @@ def build_environment(home: Path, extra: Mapping[str, str],
 def run_build_command(argv: list[str], cwd: Path, env: dict[str, str], *, timeout: float,
                       idle_timeout: float, on_output: Callable[[str], None],
                       sandbox: Sandbox | None = None,
-                      clock: Callable[[], float] = time.monotonic) -> CommandResult:
+                      clock: Callable[[], float] = time.monotonic,
+                      on_quiet: Callable[[], None] | None = None) -> CommandResult:
     """Run `argv` in `cwd` until it exits, or kill its whole process group once `timeout`
     seconds have passed or `idle_timeout` seconds went by without a line. Whatever the
-    leader left running in its group is killed when it exits too."""
+    leader left running in its group is killed when it exits too. `on_quiet` is called
+    whenever POLL seconds pass without output: a caller batching lines sends them then, so
+    a line followed by a long silence is not held back."""
     started = clock()
     try:
         proc = subprocess.Popen(sandbox.wrap(argv) if sandbox else argv, cwd=cwd, env=env,
@@ -109,7 +112,7 @@ def run_build_command(argv: list[str], cwd: Path, env: dict[str, str], *, timeou
     except OSError as exc:
         raise BuildFailed(f"the build cannot run {argv[0]!r} in {cwd}: {exc.strerror}") from None
     watch = _Watch(started + timeout, idle_timeout, clock)
-    lines = _Lines(on_output)
+    lines = _Lines(on_output, on_quiet)
     try:
         timed_out = _pump(proc, watch, lines)
     finally:
@@ -169,6 +172,8 @@ def _pump(proc: subprocess.Popen, watch: _Watch, lines: _Lines) -> str | None:
                 watch.heard()
             elif exited:
                 return None
+            else:
+                lines.quiet()
             if (expired := watch.expired()) is not None:
                 return None if exited else expired
 
@@ -189,8 +194,8 @@ class _Lines:
     """Bytes to lines: each line given to `on_output` as it completes, cut at MAX_LINE bytes
     (the rest of an overlong line dropped), the last TAIL_LINES kept."""
 
-    def __init__(self, on_output: Callable[[str], None]):
-        self.on_output = on_output
+    def __init__(self, on_output: Callable[[str], None], on_quiet: Callable[[], None] | None = None):
+        self.on_output, self.on_quiet = on_output, on_quiet
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.pending = bytearray()
         self.dropping = False
@@ -210,6 +215,10 @@ class _Lines:
     def flush(self) -> None:
         if self.pending:
             self._emit()
+
+    def quiet(self) -> None:
+        if self.on_quiet is not None:
+            self.on_quiet()
 
     def _add(self, part: bytes) -> None:
         if not self.dropping:

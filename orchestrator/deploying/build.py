@@ -122,7 +122,7 @@ class Scratch:
         with build_slot(self.ctx.data_dir, self.ctx.build_concurrency):
             result = run_build_command(step.command, src, env, timeout=self.ctx.config.build.timeout,
                                        idle_timeout=self.ctx.config.build.idle_timeout,
-                                       on_output=log.line, sandbox=sandbox)
+                                       on_output=log.line, sandbox=sandbox, on_quiet=log.quiet)
         log.flush()
         if result.exit_code != 0 or result.timed_out:
             self.ctx.record(ev.BuildFailed, step=step.name, command=shlex.join(step.command),
@@ -149,7 +149,8 @@ def _failure(step: BuildStep, exit_code: int | None, timed_out: str | None, tail
 
 class BuildLog:
     """A step's output lines into BuildOutput events: in batches (at most BATCH_LINES, or
-    what came in BATCH_SECONDS), at most MAX_LINES in all, the rest counted."""
+    what came in BATCH_SECONDS, or what came before a quiet spell), at most MAX_LINES in all,
+    the rest counted."""
 
     def __init__(self, record: Record, step: str, clock: Callable[[], float] = time.monotonic):
         self.record, self.step, self.clock = record, step, clock
@@ -164,6 +165,12 @@ class BuildLog:
         self.batch.append(text)
         self.kept += 1
         if len(self.batch) >= BATCH_LINES or self.clock() - self.last_flush >= BATCH_SECONDS:
+            self.flush()
+
+    def quiet(self) -> None:
+        """The build printed nothing for a while: what it printed before goes out now, so a
+        line followed by a long silence (a compile, a download) shows while it lasts."""
+        if self.clock() - self.last_flush >= BATCH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
