@@ -34,7 +34,7 @@ def prune_releases(view: AppView, releases_dir: Path, keep: int) -> list[str]:
 def kept_snapshots(views: Iterable[AppView]) -> set[str]:
     """Snapshots some app can still need: kept releases, and deployments not yet ended; with
     the source's snapshot a build added to (the next incremental snapshot starts from it)."""
-    kept = set()
+    kept: set[str] = set()
     for view in views:
         releases = set(view.kept_releases())
         for d in view.deployments.values():
