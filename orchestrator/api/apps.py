@@ -77,6 +77,16 @@ class QueuedDeployment(BaseModel):
 
 class RedeployRequest(BaseModel):
     deployment_id: str | None = Field(None, description="default: the active deployment")
+    rebuild: bool = Field(False, description="build its source's files again, without the cache "
+                          "of build layers (as `sluice redeploy --rebuild`)")
+
+
+class SyncRequest(BaseModel):
+    rebuild: bool = Field(False, description="build without the cache of build layers (as `sluice "
+                          "sync --rebuild`)")
+
+
+REBUILD = Query(False, description="build without the cache of build layers; or in the JSON body")
 
 
 class RollbackRequest(BaseModel):
@@ -178,21 +188,25 @@ def show_deployment(deployment_id: str, request: Request) -> dict:
 
 @router.post("/apps/{app}/sync", status_code=202, response_model=QueuedDeployment,
              dependencies=changing, responses={**NOT_FOUND, **REFUSED})
-def sync(app: str, request: Request) -> dict:
+def sync(app: str, request: Request, body: SyncRequest | None = None, rebuild: bool = REBUILD) -> dict:
     """Check the source now and deploy its head (a head that is live ends as skipped)."""
     from orchestrator.deploying.sync import sync_now
     services = _services(request)
-    return queued_json(app, sync_now(services, known_app(services, app), trigger="manual"))
+    rebuild = rebuild or bool(body and body.rebuild)
+    return queued_json(app, sync_now(services, known_app(services, app), trigger="manual",
+                                     rebuild=rebuild))
 
 
 @router.post("/apps/{app}/redeploy", status_code=202, response_model=QueuedDeployment,
              dependencies=changing, responses={**NOT_FOUND, **REFUSED})
-def redeploy(app: str, request: Request, body: RedeployRequest | None = None) -> dict:
+def redeploy(app: str, request: Request, body: RedeployRequest | None = None,
+             rebuild: bool = REBUILD) -> dict:
     """Deploy an earlier deployment's snapshot again as a new deployment."""
     from orchestrator.deploying.operator_actions import redeploy as run_again
     services = _services(request)
     wanted = body.deployment_id if body else None
-    return queued_json(app, run_again(services, known_app(services, app), wanted))
+    rebuild = rebuild or bool(body and body.rebuild)
+    return queued_json(app, run_again(services, known_app(services, app), wanted, rebuild))
 
 
 @router.post("/apps/{app}/rollback", response_model=Deployment, dependencies=changing,

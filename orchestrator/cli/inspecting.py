@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from orchestrator.cli.app import app_name, cli, out, services_of
 from orchestrator.core.errors import SluiceError
 from orchestrator.observe import formatting
+
+if TYPE_CHECKING:
+    from orchestrator.observe.deployment_log import LogLine
 
 
 @cli.command()
@@ -80,19 +83,35 @@ def queue(ctx: typer.Context,
 @cli.command()
 def log(ctx: typer.Context, deployment_id: str,
         app: Optional[str] = typer.Option(None, "--app", help="the deployment's app [default: any]"),
-        as_json: bool = typer.Option(False, "--json", help="a JSON object with the lines")):
-    """A deployment's log: its steps, their timings and, for a failed one, why."""
-    from orchestrator.observe.deployment_log import dumps, find_log
+        as_json: bool = typer.Option(False, "--json", help="a JSON object with the lines (with "
+                                     "--follow: one JSON object per line)"),
+        follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new lines (the "
+                                    "build's output too) until the deployment ends")):
+    """A deployment's log: its steps, their timings, its build's output and, for a failed
+    one, why."""
+    from orchestrator.observe.deployment_log import dumps, follow_log
     services = services_of(ctx)
-    found = find_log(services, deployment_id, app and app_name(services, app))
+    found = follow_log(services, deployment_id, app and app_name(services, app))
     if found is None:
         raise SluiceError(f"no deployment {deployment_id!r}" + (f" of app {app!r}" if app else ""))
-    if as_json:
-        print(dumps(found))
+    if as_json and not follow:
+        print(dumps(found.log))
         return
-    for line in found.lines:
-        style = {"error": "bold red", "warning": "yellow"}.get(line.level)
-        out.print(line.text(), style=style, markup=False, highlight=False)
+    show = _json_line if as_json else _text_line
+    for line in found.log.lines:
+        show(line)
+    for new in found.new_lines() if follow else ():
+        if new is not None:
+            show(new)
+
+
+def _text_line(line: LogLine) -> None:
+    style = {"error": "bold red", "warning": "yellow"}.get(line.level)
+    out.print(line.text(), style=style, markup=False, highlight=False)
+
+
+def _json_line(line: LogLine) -> None:
+    print(json.dumps(line.to_json()), flush=True)
 
 
 @cli.command()

@@ -3,14 +3,18 @@ with a progress bar while a cloud source downloads files."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from itertools import chain
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from orchestrator.cli.app import out
+from orchestrator.core import events as ev
 from orchestrator.core import keys
 from orchestrator.core.errors import SluiceError
-from orchestrator.core.statuses import DeploymentStatus
+from orchestrator.core.statuses import FINAL_STATUS, DeploymentStatus
+from orchestrator.observe.deployment_log import build_lines, follow_log
 from orchestrator.runtime.services import Services
 
 
@@ -26,15 +30,21 @@ def report(services: Services, app: str, queued, wait: bool, timeout: float = 60
 
 
 def wait_for_end(services: Services, app: str, deployment_id: str, timeout: float):
-    """Poll the projection until the deployment ends; a progress bar while its snapshot
-    downloads files (cloud sources report how many)."""
+    """Follow the deployment's events until it ends: its build's output printed (dim) as it
+    comes, bounded as the log is; a progress bar while its snapshot downloads files (cloud
+    sources report how many)."""
     deadline = time.monotonic() + timeout
+    followed = follow_log(services, deployment_id, app)
+    events = followed.new_events(block_ms=100) if followed else _ticks()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=out, transient=True) as bar:
         task = None
-        while True:
+        for recorded in chain(followed.recorded if followed else (), events, _ticks()):
+            if recorded is not None:
+                _print_build_output(recorded.event)
             d = services.projections.app(app).deployments[deployment_id]
-            if d.terminal:
+            # ended: once its own end came by, so the output recorded before it is all shown
+            if d.terminal and (recorded is None or recorded.event.type in FINAL_STATUS):
                 return d
             if time.monotonic() > deadline:
                 raise SluiceError(f"deployment {deployment_id} still {d.status} after {timeout:g}s")
@@ -43,7 +53,20 @@ def wait_for_end(services: Services, app: str, deployment_id: str, timeout: floa
                 task = bar.add_task(f"{app}: downloading", total=total)
             if task is not None:
                 bar.update(task, completed=done, total=total)
-            time.sleep(0.1)
+    raise AssertionError("unreachable: _ticks never ends")
+
+
+def _ticks() -> Iterator[None]:
+    """A look every 0.1 s, where there are no events to follow."""
+    while True:
+        time.sleep(0.1)
+        yield None
+
+
+def _print_build_output(event: ev.Event) -> None:
+    if isinstance(event, ev.BuildOutput):
+        for line in build_lines(event):
+            out.print(f"{line.step}: {line.message}", style="dim", markup=False, highlight=False)
 
 
 def _progress(services: Services, deployment_id: str) -> tuple[int, int]:

@@ -68,6 +68,13 @@ class DeploymentLog:
 
 def find_log(services: Services, deployment_id: str, app: str | None = None) -> DeploymentLog | None:
     """The deployment's log, or None if no app (or not `app`) has such a deployment."""
+    found = _find_events(services, deployment_id, app)
+    return _log(*found, deployment_id) if found else None
+
+
+def _find_events(services: Services, deployment_id: str,
+                 app: str | None) -> tuple[str, list[RecordedEvent]] | None:
+    """The deployment's app and events so far, or None."""
     names = [app] if app else services.store.apps()
     found = deployment_ids.find(services.projections, deployment_id, names, whole_history=False)
     if found is not None:
@@ -75,18 +82,63 @@ def find_log(services: Services, deployment_id: str, app: str | None = None) -> 
         recorded = _events_of(services, view.name, deployment_id, d.received_at)
         if not recorded:        # the producer's clock was far off: read the whole stream
             recorded = _events_of(services, view.name, deployment_id, None)
-        return _log(view.name, deployment_id, recorded)
+        return view.name, recorded
     around = deployment_ids.time_of(deployment_id)
     if around is None:
         return None
     for name in names:
         recorded = _events_of(services, name, deployment_id, around)
         if recorded:
-            return _log(name, deployment_id, recorded)
+            return name, recorded
     return None
 
 
-def _log(app: str, deployment_id: str, recorded: list[RecordedEvent]) -> DeploymentLog:
+@dataclass
+class FollowedLog:
+    """A deployment's log so far (`log`), and `new_events`: its events appended after."""
+    log: DeploymentLog
+    recorded: list[RecordedEvent]
+    services: Services
+    feed_start: str
+
+    def new_events(self, block_ms: int = 1000) -> Iterator[RecordedEvent | None]:
+        """The deployment's events after those in `log`, as they are appended, until one ends
+        it (at once if it had ended); None after each `block_ms` without one."""
+        if any(r.event.type in FINAL_STATUS for r in self.recorded):
+            return
+        seen = max((r.version for r in self.recorded), default=0)
+        deployment_id = self.log.deployment_id
+        for r in self.services.store.follow(self.feed_start, block_ms, app=self.log.app):
+            if r is not None and (r.version <= seen
+                                  or getattr(r.event, "deployment_id", None) != deployment_id):
+                continue
+            yield r
+            if r is not None and r.event.type in FINAL_STATUS:
+                return
+
+    def new_lines(self, block_ms: int = 1000) -> Iterator[LogLine | None]:
+        """The log's lines after `log`'s, as their events come, until the deployment ends;
+        None after each `block_ms` without one."""
+        queued = next((r.event for r in self.recorded if isinstance(r.event, ev.DeploymentQueued)), None)
+        for r in self.new_events(block_ms):
+            if r is None:
+                yield None
+            else:
+                yield from _lines(r.event, queued)
+
+
+def follow_log(services: Services, deployment_id: str, app: str | None = None) -> FollowedLog | None:
+    """find_log, and what follows it (FollowedLog.new_lines): `sluice log --follow`, `sluice
+    sync --wait`. The feed is read from before the log, so no event falls between the two."""
+    feed_start = services.store.feed_last_id()
+    found = _find_events(services, deployment_id, app)
+    if found is None:
+        return None
+    name, recorded = found
+    return FollowedLog(_log(name, recorded, deployment_id), recorded, services, feed_start)
+
+
+def _log(app: str, recorded: list[RecordedEvent], deployment_id: str) -> DeploymentLog:
     d = replay(app, recorded, compact=False).deployments[deployment_id]
     return DeploymentLog(app, deployment_id, d.status, log_lines(deployment_id, (r.event for r in recorded)))
 
@@ -157,7 +209,7 @@ def _lines(e: ev.Event, queued: ev.DeploymentQueued | None) -> list[LogLine]:
     if isinstance(e, ev.SnapshotBuilt):
         return _snapshot_lines(e, queued)
     if isinstance(e, ev.BuildStarted | ev.BuildOutput | ev.BuildSucceeded | ev.BuildFailed):
-        return _build_lines(e)
+        return build_lines(e)
     if isinstance(e, ev.DeploymentRetrying):
         return [LogLine(e.at, WARNING, "retry", f"attempt {e.attempt} failed: {e.reason}; "
                                                 f"attempt {e.attempt + 1} in {duration(e.retry_in)}")]
@@ -200,7 +252,7 @@ def _snapshot_lines(e: ev.SnapshotBuilt, queued: ev.DeploymentQueued | None) -> 
             LogLine(e.at, INFO, "snapshot", f"snapshot {e.snapshot[:12]}: {size}, built from {how}")]
 
 
-def _build_lines(e: ev.Event) -> list[LogLine]:
+def build_lines(e: ev.Event) -> list[LogLine]:
     if isinstance(e, ev.BuildStarted):
         asked = f" (asked for by {e.why})" if e.why else ""
         return [LogLine(e.at, INFO, "build", f"building: {', '.join(e.steps)}{asked}")]
