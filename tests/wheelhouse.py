@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 
 def write_wheel(folder: Path, name: str, version: str = "1.0", requires: tuple[str, ...] = (),
-                body: str = "") -> Path:
-    """`name`-`version` as a pure-Python wheel whose module says its version, in `folder`."""
+                body: str = "", extra: Mapping[str, str] | None = None) -> Path:
+    """`name`-`version` as a pure-Python wheel whose module says its version, in `folder`;
+    `extra`: more files of the package (paths inside its folder), for a wheel with some heft."""
     folder.mkdir(parents=True, exist_ok=True)
     info = f"{name}-{version}.dist-info"
     files = {
@@ -21,6 +23,7 @@ def write_wheel(folder: Path, name: str, version: str = "1.0", requires: tuple[s
                             + "".join(f"Requires-Dist: {r}\n" for r in requires),
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: sluice-tests\nRoot-Is-Purelib: true\n"
                          "Tag: py3-none-any\n",
+        **{f"{name}/{path}": text for path, text in (extra or {}).items()},
     }
     record = [f"{path},sha256={_digest(text)},{len(text.encode())}" for path, text in files.items()]
     files[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
