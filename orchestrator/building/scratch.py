@@ -3,6 +3,7 @@ anything, what the build made there taken back into the store as a layer, and a 
 over the snapshot it was built on."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -38,12 +39,15 @@ def scratch_copy(store: SnapshotStore, manifest: Manifest, into: Path) -> None:
 
 
 def collect_output(store: SnapshotStore, root: Path, base: Manifest, output: str,
-                   written: set[str] | None = None) -> Manifest:
+                   written: set[str] | None = None, *, move: bool = False) -> Manifest:
     """What a build made under `root`, as a layer of the files and links new or changed
     against `base`: under the folder `output` only; "" anywhere; TARGET anywhere, `root`
     being then DEPLOYMENT_TARGET. Files go into the store (those it lacked added to
-    `written`). A link leaving the tree, a special file or an unsafe name is refused."""
-    collector = _Collector(store, root, base, written)
+    `written`). A link leaving the tree, a special file or an unsafe name is refused.
+    `move`: nothing will run in `root` again, so a file no other name shares is moved into
+    the store as its blob instead of written again (a first build's output is thousands of
+    files, each written once more by a copy)."""
+    collector = _Collector(store, root, base, written, move)
     start = "" if output == TARGET else output
     try:
         if collector.enter(start):
@@ -57,8 +61,9 @@ def collect_output(store: SnapshotStore, root: Path, base: Manifest, output: str
 
 class _Collector:
     def __init__(self, store: SnapshotStore, root: Path, base: Manifest,
-                 written: set[str] | None):
+                 written: set[str] | None, move: bool = False):
         self.store, self.root, self.base, self.written = store, root, base, written
+        self.move = move
         self.files: dict[str, FileEntry] = {}
         self.links: dict[str, str] = {}
 
@@ -112,10 +117,41 @@ class _Collector:
                         and hashlib.file_digest(stream, "sha256").hexdigest() == old.sha256:
                     return
                 stream.seek(0)
-                entry = self.store.put_stream(stream, self.written)
+                entry = (self.move and _move_into_store(self.store, self.root / path, stream, st,
+                                                        self.written)) \
+                    or self.store.put_stream(stream, self.written)
         except OSError as exc:
             raise BuildFailed(f"the build's file {path!r} cannot be read: {exc.strerror}") from None
         self.files[path] = FileEntry(entry.sha256, entry.size, executable)
+
+
+def _move_into_store(store: SnapshotStore, path: Path, stream, st: os.stat_result,
+                     written: set[str] | None) -> FileEntry | None:
+    """The build's file renamed into the store as its blob, or None (the caller copies it):
+    only a file with no other name (a link into the build home's cache could be rewritten
+    by the next build), still the one opened, on the store's filesystem."""
+    opened = os.fstat(stream.fileno())
+    if opened.st_nlink != 1 or (opened.st_ino, opened.st_dev) != (st.st_ino, st.st_dev):
+        return None
+    sha256 = hashlib.file_digest(stream, "sha256").hexdigest()
+    entry, blob = FileEntry(sha256, opened.st_size), store.blob_path(sha256)
+    if os.path.exists(blob):
+        return entry
+    os.fchmod(stream.fileno(), 0o444)
+    os.utime(stream.fileno())   # the collector spares young blobs: a build may keep old times
+    try:
+        os.rename(path, blob)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(blob), exist_ok=True)
+        os.rename(path, blob)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        stream.seek(0)
+        return None
+    if written is not None:
+        written.add(sha256)
+    return entry
 
 
 def _open(path: Path):

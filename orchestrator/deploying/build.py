@@ -72,7 +72,7 @@ def build(ctx: BuildContext, source: Snapshot) -> Snapshot | None:
             layer = None if ctx.rebuild else cache.get(key)
             if layer is None:
                 ran = time.monotonic()
-                layer = scratch.run(step, manifest)
+                layer = scratch.run(step, manifest, last=step is plan.steps[-1])
                 cache.put(key, layer)
                 steps[step.name] = round(time.monotonic() - ran, 3)
             else:
@@ -106,7 +106,9 @@ class Scratch:
     def __post_init__(self) -> None:
         self.root = self.ctx.data_dir / "builds" / self.ctx.app / self.ctx.deployment_id
 
-    def run(self, step: BuildStep, manifest: Manifest) -> Manifest:
+    def run(self, step: BuildStep, manifest: Manifest, last: bool = False) -> Manifest:
+        """The step's layer; `last`: no step runs here after it, so its files may move into
+        the store instead of being copied."""
         src, target = self.root / "src", self.root / "target"
         if self.stale:
             self.remove()
@@ -131,8 +133,8 @@ class Scratch:
             raise BuildFailed(_failure(step, result.exit_code, result.timed_out, result.tail))
         if step.output == "@target":
             self.stale = True       # what deploys is the target's contents, not src
-            return collect_output(self.ctx.store, target, Manifest({}, {}), "")
-        return collect_output(self.ctx.store, src, manifest, step.output)
+            return collect_output(self.ctx.store, target, Manifest({}, {}), "", move=True)
+        return collect_output(self.ctx.store, src, manifest, step.output, move=last)
 
     def remove(self) -> None:
         if self.root.exists():

@@ -169,6 +169,53 @@ def test_a_fifo_left_by_the_build_is_refused_naming_it_without_blocking(store, t
         collect_output(store, root, base, "node_modules")
 
 
+def test_the_last_steps_files_move_into_the_store_as_read_only_blobs_young_to_the_collector(store, built):
+    """After the last step nothing runs in the scratch folder: its files become the blobs
+    instead of being written again (a first build's output is thousands of files)."""
+    base, root = built
+    made = root / ".python_packages/lib/site-packages/six.py"
+    os.utime(made, (499_162_500, 499_162_500))          # npm and tar keep a package's old times
+    inode = os.stat(made).st_ino
+    written: set[str] = set()
+
+    layer = collect_output(store, root, base, ".python_packages", written, move=True)
+
+    blob = store.blob_path(layer.files[".python_packages/lib/site-packages/six.py"].sha256)
+    assert os.stat(blob).st_ino == inode and not made.exists()
+    assert open(blob, "rb").read() == b"# six" and os.stat(blob).st_mode & 0o777 == 0o444
+    assert os.stat(blob).st_mtime > 499_162_500 + 10 * 365 * 86400    # not older than the grace
+    assert written == {e.sha256 for e in layer.files.values()}
+
+
+def test_a_file_with_another_name_is_copied_into_the_store_not_moved(store, built, tmp_path):
+    """A build may hardlink its output to a file of the build home (a cache) that the next
+    build rewrites in place: that inode must not become a blob."""
+    base, root = built
+    cached = tmp_path / "build-home/cache/six.py"
+    write(tmp_path, "build-home/cache/six.py", b"# six, cached")
+    os.link(cached, root / ".python_packages/linked.py")
+
+    layer = collect_output(store, root, base, ".python_packages", move=True)
+    with open(cached, "r+b") as f:
+        f.write(b"REWRITTEN")
+
+    entry = layer.files[".python_packages/linked.py"]
+    assert store.read_blob(entry.sha256) == b"# six, cached"
+    assert not os.path.samefile(cached, store.blob_path(entry.sha256))
+
+
+def test_a_file_whose_blob_the_store_holds_leaves_the_blob_as_it_was(store, built):
+    base, root = built
+    held = store.blob_path(base.files[".python_packages/kept.txt"].sha256)
+    inode = os.stat(held).st_ino
+    write(root, ".python_packages/again.txt", b"same")
+
+    layer = collect_output(store, root, base, ".python_packages", move=True)
+
+    assert layer.files[".python_packages/again.txt"].sha256 == base.files[".python_packages/kept.txt"].sha256
+    assert os.stat(held).st_ino == inode
+
+
 # --- overlays -------------------------------------------------------------------------------
 
 def test_an_overlay_puts_the_layer_over_the_base_and_target_output_replaces_it():
