@@ -114,11 +114,14 @@ class Scratch:
             self.remove()
             scratch_copy(self.ctx.store, manifest, src)
             target.mkdir(parents=True)
+            (self.root / "tmp").mkdir()
             self.stale = False
         home = self.ctx.data_dir / "build-home" / self.ctx.app
         home.mkdir(parents=True, exist_ok=True)
-        env = build_environment(home, {**self.ctx.config.build.env, "DEPLOYMENT_SOURCE": str(src),
-                                       "DEPLOYMENT_TARGET": str(target)})
+        # TMPDIR on the scratch's mount, not the home's: under bwrap each is a bind mount of
+        # its own, and pip --target renames what it installed from TMPDIR into the tree
+        env = build_environment(home, {"TMPDIR": str(self.root / "tmp"), **self.ctx.config.build.env,
+                                       "DEPLOYMENT_SOURCE": str(src), "DEPLOYMENT_TARGET": str(target)})
         sandbox = sandbox_for(self.ctx.config.build.sandbox, [self.root, home])
         log = BuildLog(self.ctx.record, step.name)
         with build_slot(self.ctx.data_dir, self.ctx.build_concurrency):
