@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sys
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,3 +37,28 @@ def write_wheel(folder: Path, name: str, version: str = "1.0", requires: tuple[s
 
 def _digest(text: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+
+
+def python_function_app(workspace, wheels: Path, name: str = "py", requirements: str = "alpha==1.0\n",
+                        settings: dict | None = None, **app) -> tuple:
+    """A Python function app of a new repository whose requirements.txt names packages of
+    `wheels`, built offline with the interpreter running the tests (`app`: more of the app's
+    keys; `settings`: top-level ones): (repo, services)."""
+    from tests.helpers import FUNCTION_APP
+    repo = workspace.repo()
+    repo.commit({**FUNCTION_APP, "requirements.txt": requirements})
+    build = {"python": sys.executable, "env": {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}}
+    services = workspace.configure({name: {
+        "layout": "functions", "target": str(workspace.target(name)), "build": build,
+        "source": {"type": "git", "url": str(repo.path), "poll_interval": "1h"}, **app}},
+        **(settings or {}))
+    return repo, services
+
+
+def build_succeeded(services, app: str, deployment_id: str):
+    """The deployment's BuildSucceeded event."""
+    from orchestrator.core import events as ev
+    found = [r.event for r in services.store.read(app) if isinstance(r.event, ev.BuildSucceeded)
+             and r.event.deployment_id == deployment_id]
+    assert found, [r.event for r in services.store.read(app)]
+    return found[0]

@@ -4,16 +4,14 @@ retention. Offline: packages come from a wheelhouse the test writes."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
 from orchestrator.building.layers import LayerCache
 from orchestrator.core import events as ev
 from orchestrator.releases.snapshots import SnapshotStore
-from tests.helpers import FUNCTION_APP
 from tests.integration.flow import sync_and_wait
-from tests.wheelhouse import write_wheel
+from tests.wheelhouse import build_succeeded, python_function_app, write_wheel
 from workers.runner import _retain
 
 
@@ -22,13 +20,6 @@ def age(root: Path, seconds: float = 3600) -> None:
     then = time.time() - seconds
     for path in [root, *root.rglob("*")]:
         os.utime(path, (then, then), follow_symlinks=False)
-
-
-def build_of(services, app: str, deployment_id: str) -> ev.BuildSucceeded:
-    found = [r.event for r in services.store.read(app) if isinstance(r.event, ev.BuildSucceeded)
-             and r.event.deployment_id == deployment_id]
-    assert found, [r.event for r in services.store.read(app)]
-    return found[0]
 
 
 def snapshot_of(services, app: str, deployment_id: str) -> ev.SnapshotBuilt:
@@ -40,12 +31,8 @@ def test_a_layer_no_kept_release_holds_is_collected_and_the_live_ones_stay(works
     wheels = tmp_path / "wheels"
     write_wheel(wheels, "alpha", "1.0")
     write_wheel(wheels, "gamma", "3.0")
-    repo = workspace.repo()
-    repo.commit({**FUNCTION_APP, "requirements.txt": "alpha==1.0\n"})
-    build = {"python": sys.executable, "env": {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}}
-    services = workspace.configure({"py": {
-        "layout": "functions", "target": str(workspace.target("py")), "build": build, "keep_releases": 1,
-        "source": {"type": "git", "url": str(repo.path), "poll_interval": "1h"}}}, gc_interval=0)
+    repo, services = python_function_app(workspace, wheels, keep_releases=1,
+                                         settings={"gc_interval": 0})
     store = SnapshotStore(workspace.data_dir / "store")
     first = sync_and_wait(services, "py", timeout=120)
     repo.commit({"requirements.txt": "gamma==3.0\n"})
@@ -65,9 +52,9 @@ def test_a_layer_no_kept_release_holds_is_collected_and_the_live_ones_stay(works
     repo.commit({"HttpHello/__init__.py": "def main(req):\n    return 'v4'\n"})
     code_change = sync_and_wait(services, "py", timeout=120)
     assert code_change.status == "success", code_change.message
-    assert build_of(services, "py", code_change.id).cached
+    assert build_succeeded(services, "py", code_change.id).cached
     assert snapshot_of(services, "py", code_change.id).incremental    # from the live source snapshot
     repo.commit({"requirements.txt": "alpha==1.0\n"})
     back = sync_and_wait(services, "py", timeout=120)
     assert back.status == "success", back.message
-    assert not build_of(services, "py", back.id).cached
+    assert not build_succeeded(services, "py", back.id).cached

@@ -17,7 +17,7 @@ from orchestrator.core import events as ev
 from orchestrator.releases.snapshots import SnapshotStore
 from tests.helpers import FUNCTION_APP, wait_for
 from tests.integration.flow import sync_and_wait, tree
-from tests.wheelhouse import write_wheel
+from tests.wheelhouse import build_succeeded, python_function_app, write_wheel
 
 SITE_PACKAGES = ".python_packages/lib/site-packages"
 
@@ -27,12 +27,6 @@ def build_events(services, app: str, deployment_id: str) -> list[ev.Event]:
             and getattr(r.event, "deployment_id", None) == deployment_id]
 
 
-def succeeded(services, app: str, deployment_id: str) -> ev.BuildSucceeded:
-    found = [e for e in build_events(services, app, deployment_id) if isinstance(e, ev.BuildSucceeded)]
-    assert found, build_events(services, app, deployment_id)
-    return found[0]
-
-
 @pytest.fixture
 def python_app(workspace, tmp_path):
     """A Python function app whose requirements.txt names packages of a local wheelhouse."""
@@ -40,13 +34,7 @@ def python_app(workspace, tmp_path):
     write_wheel(wheels, "alpha", "1.0", requires=("beta",))
     write_wheel(wheels, "beta", "2.0")
     write_wheel(wheels, "gamma", "3.0")
-    repo = workspace.repo()
-    repo.commit({**FUNCTION_APP, "requirements.txt": "alpha==1.0\n"})
-    build = {"python": sys.executable, "env": {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}}
-    services = workspace.configure({"py": {
-        "layout": "functions", "target": str(workspace.target("py")), "build": build,
-        "source": {"type": "git", "url": str(repo.path), "poll_interval": "1h"}}})
-    return repo, services
+    return python_function_app(workspace, wheels)
 
 
 def files_of(root: Path) -> dict[str, bytes]:
@@ -71,7 +59,7 @@ def test_a_python_apps_requirements_are_installed_where_the_functions_worker_loo
     live = workspace.target("py").resolve()
     assert importable(live, "alpha") == "1.0" and importable(live, "beta") == "2.0"
     assert (live / "HttpHello/__init__.py").read_text() == FUNCTION_APP["HttpHello/__init__.py"]
-    built = succeeded(services, "py", d.id)
+    built = build_succeeded(services, "py", d.id)
     assert not built.cached and built.steps.keys() == {"pip"} and built.files_added > 4
 
 
@@ -97,7 +85,7 @@ def test_a_code_only_change_reuses_the_installed_packages_and_runs_nothing(pytho
     d = sync_and_wait(services, "py", timeout=120)
 
     assert d.status == "success", d.message
-    built = succeeded(services, "py", d.id)
+    built = build_succeeded(services, "py", d.id)
     assert built.cached and built.steps == {"pip": "cached"}
     assert not [e for e in build_events(services, "py", d.id) if isinstance(e, ev.BuildOutput)]
     live = workspace.target("py").resolve()
@@ -113,7 +101,7 @@ def test_a_changed_requirement_is_built_again(python_app, workspace):
     d = sync_and_wait(services, "py", timeout=120)
 
     assert d.status == "success", d.message
-    assert not succeeded(services, "py", d.id).cached
+    assert not build_succeeded(services, "py", d.id).cached
     assert importable(workspace.target("py").resolve(), "gamma") == "3.0"
 
 
@@ -289,7 +277,7 @@ def test_a_node_apps_file_dependency_is_installed_from_its_lockfile_and_requirab
     live = workspace.target("node").resolve()
     assert (live / "node_modules/greet/package.json").exists()
     assert node_says(live, "console.log(require('greet')('node'))") == "hello node"
-    built = succeeded(services, "node", d.id)
+    built = build_succeeded(services, "node", d.id)
     assert built.steps.keys() == {"npm-install"} and not built.cached
     started = [e for e in build_events(services, "node", d.id) if isinstance(e, ev.BuildStarted)]
     assert started[0].steps == ["npm-install"]
@@ -306,7 +294,7 @@ def test_a_node_apps_build_script_runs_and_what_it_writes_is_deployed(workspace)
     live = workspace.target("nodebuild").resolve()
     code = NODE_APP["HttpHello/index.js"]
     assert (live / "dist/out.txt").read_text() == f"hello build of {len(code)} bytes\n"
-    assert succeeded(services, "nodebuild", d.id).steps.keys() == {"npm-install", "npm-build"}
+    assert build_succeeded(services, "nodebuild", d.id).steps.keys() == {"npm-install", "npm-build"}
     output = [line for e in build_events(services, "nodebuild", d.id) if isinstance(e, ev.BuildOutput)
               for line in e.lines]
     assert "wrote dist/out.txt" in output
@@ -323,7 +311,7 @@ def test_a_node_code_change_reuses_node_modules_but_runs_the_build_script_again(
     d = sync_and_wait(services, "nodecode", timeout=120)
 
     assert d.status == "success", d.message
-    steps = succeeded(services, "nodecode", d.id).steps
+    steps = build_succeeded(services, "nodecode", d.id).steps
     assert steps["npm-install"] == "cached" and steps["npm-build"] != "cached", steps
     live = workspace.target("nodecode").resolve()
     assert (live / "dist/out.txt").read_text() == f"hello build of {len(code)} bytes\n"
