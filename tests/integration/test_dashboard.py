@@ -274,3 +274,28 @@ def _skip_without(base: str, deployment_id: str) -> None:
 def _between(text: str, start: str, end: str) -> str:
     at = text.index(start)
     return text[at:text.index(end, at)]
+
+
+def test_an_open_log_shows_a_builds_lines_as_they_come(page, deployed, tmp_path):
+    services, repo, _, base = deployed
+    release = tmp_path / "go-on"
+    script = ('#!/bin/sh\ncp -r "$DEPLOYMENT_SOURCE"/. "$DEPLOYMENT_TARGET"/\necho "first build line"\n'
+              f'while [ ! -e {release} ]; do sleep 0.1; done\necho "second build line"\n')
+    repo.commit({".deployment": "[config]\ncommand = deploy.sh\n", "deploy.sh": script})
+    (repo.path / "deploy.sh").chmod(0o755)
+    repo.commit({}, "executable")
+    page.goto(base + "/")
+    page.fill("#token", TOKEN)
+    page.click("#save-token")
+    page.click("#app-hello button[data-action=sync]")
+    _expect(page.locator("#notice")).to_contain_text("sync hello: deployment ")
+    new_id = re.search(r"deployment (\S+)", page.locator("#notice").inner_text()).group(1)
+
+    page.click(f'#history-hello a.log-link[data-deployment="{new_id}"]')
+    _expect(page.locator("#log-lines")).to_contain_text("first build line")
+    assert "second build line" not in page.locator("#log-lines").inner_text()
+    release.touch()
+
+    _expect(page.locator("#log-lines")).to_contain_text("second build line")
+    _expect(page.locator("#log-lines")).to_contain_text("[switch]")
+    assert not page.locator('#feed li[data-type="BuildOutput"]').count()

@@ -191,6 +191,9 @@
     const feed = $("#feed");
     if (id && [...feed.children].some((li) => li.dataset.id === id)) return;
     const type = data.type || message.type;
+    const log = $("#log");
+    if (!log.hidden && data.deployment_id && data.deployment_id === log.dataset.deployment) reloadLog();
+    if (type === "BuildOutput") return;     // a build's lines belong in its log, not the feed
     feed.prepend(el("li", { "data-id": id, "data-app": data.app, "data-type": type, class: "fresh" },
       el("time", { datetime: data.at }, clock(data.at)), " ", el("b", { class: "app" }, data.app || ""), " ",
       el("span", { class: "type" }, type), " ", el("span", { class: "detail" }, summary(data))));
@@ -219,22 +222,35 @@
   }
 
   // ---- logs -------------------------------------------------------------------------------
-  async function showLog(deployment) {
+  // The open log follows its deployment: each of its events (a build's lines too) reloads
+  // it, one load at a time, a last one after a burst.
+  let logLoading = null;
+  let logAgain = false;
+  function reloadLog() {
+    if (logLoading) { logAgain = true; return; }
+    logLoading = showLog($("#log").dataset.deployment, true).finally(() => {
+      logLoading = null;
+      if (logAgain) { logAgain = false; reloadLog(); }
+    });
+  }
+
+  async function showLog(deployment, refresh = false) {
     const panel = $("#log");
     $("#log-deployment").textContent = deployment;
     const lines = $("#log-lines");
-    lines.textContent = "loading…";
+    if (!refresh) lines.textContent = "loading…";
     panel.hidden = false;
     panel.dataset.deployment = deployment;
     try {
       const log = await api("GET", `/api/deployments/${encodeURIComponent(deployment)}/log`);
+      if (panel.dataset.deployment !== deployment) return;     // another log was opened meanwhile
       lines.textContent = (log.lines || []).map((l) =>
         [stamp(l.at), (l.level || "").toUpperCase().padEnd(5), l.step ? `[${l.step}]` : "", l.message]
           .filter(Boolean).join(" ")).join("\n") || "(no log lines)";
     } catch (error) {
       lines.textContent = `could not load the log: ${error.message}`;
     }
-    panel.scrollIntoView({ block: "nearest" });
+    if (!refresh) panel.scrollIntoView({ block: "nearest" });
   }
 
   // ---- actions ------------------------------------------------------------------------------
