@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from orchestrator.config.settings import DEFAULT_CONFIG, load_config
+from orchestrator.config.settings import config_file, load_config
 from orchestrator.core.errors import ConfigError
 from orchestrator.runtime.services import Services
 
@@ -29,7 +29,7 @@ def _options(ctx: typer.Context,
              log_format: str = typer.Option("text", envvar="SLUICE_LOG_FORMAT",
                                             help="text, or json: one JSON object per log line")):
     from orchestrator.observe.logging_setup import FORMATS, configure
-    path = config or Path(os.environ.get("SLUICE_CONFIG") or DEFAULT_CONFIG)
+    path = config or config_file()
     ctx.obj = path.resolve()
     os.environ["SLUICE_CONFIG"] = str(ctx.obj)     # child processes read the same file
     if log_format.lower() not in FORMATS:

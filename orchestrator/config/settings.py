@@ -235,10 +235,17 @@ class SluiceConfig(_Strict):
     apps: dict[str, AppConfig] = Field(default_factory=dict)
 
 
+def config_file(env: Mapping[str, str] | None = None) -> Path:
+    """The config file this process reads: $SLUICE_CONFIG (the CLI's --config sets it for
+    its children too), else the default."""
+    env = os.environ if env is None else env
+    return Path(env.get("SLUICE_CONFIG") or DEFAULT_CONFIG)
+
+
 def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> SluiceConfig:
     """Read, expand and validate the config; raises ConfigError with a readable message."""
     env = os.environ if env is None else env
-    path = Path(path or env.get("SLUICE_CONFIG") or DEFAULT_CONFIG)
+    path = Path(path) if path else config_file(env)
     raw = _read_yaml(path)
     raw = _expand(raw, env, path, ())
     _check_app_names(raw, path)

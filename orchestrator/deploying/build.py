@@ -29,7 +29,7 @@ from typing import Any
 from orchestrator.building.command import build_environment, run_build_command, sandbox_for
 from orchestrator.building.layers import LayerCache, collect_output, layer_key, overlay, scratch_copy
 from orchestrator.building.plan import BuildStep, plan_build, require_tools
-from orchestrator.config.settings import AppConfig
+from orchestrator.config.settings import AppConfig, config_file
 from orchestrator.core import events as ev
 from orchestrator.core.errors import BuildFailed
 from orchestrator.releases.materialise import remove_tree
@@ -122,7 +122,10 @@ class Scratch:
         # its own, and pip --target renames what it installed from TMPDIR into the tree
         env = build_environment(home, {"TMPDIR": str(self.root / "tmp"), **self.ctx.config.build.env,
                                        "DEPLOYMENT_SOURCE": str(src), "DEPLOYMENT_TARGET": str(target)})
-        sandbox = sandbox_for(self.ctx.config.build.sandbox, [self.root, home])
+        # the build sees neither Sluice's data (the store, other apps, the Redis password) nor
+        # its config (secrets): only its scratch and home, inside the data dir, show again
+        sandbox = sandbox_for(self.ctx.config.build.sandbox, [self.root, home],
+                              hidden=[self.ctx.data_dir.resolve(), config_file().resolve()])
         log = BuildLog(self.ctx.record, step.name)
         with build_slot(self.ctx.data_dir, self.ctx.build_concurrency):
             result = run_build_command(step.command, src, env, timeout=self.ctx.config.build.timeout,
