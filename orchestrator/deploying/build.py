@@ -28,7 +28,7 @@ from typing import Any
 
 from orchestrator.building.command import build_environment, run_build_command, sandbox_for
 from orchestrator.building.layers import LayerCache, collect_output, layer_key, overlay, scratch_copy
-from orchestrator.building.plan import BuildStep, plan_build, require_tools
+from orchestrator.building.plan import TARGET, WHOLE_TREE, BuildStep, plan_build, require_tools
 from orchestrator.config.settings import AppConfig, config_file
 from orchestrator.core import events as ev
 from orchestrator.core.errors import BuildFailed
@@ -90,8 +90,8 @@ def build(ctx: BuildContext, source: Snapshot) -> Snapshot | None:
 
 
 def _inputs(store: SnapshotStore, manifest: Manifest, step: BuildStep, source_id: str) -> dict[str, bytes | str]:
-    if step.inputs == ("*",):
-        return {"*": source_id}
+    if step.inputs == WHOLE_TREE:
+        return {WHOLE_TREE[0]: source_id}
     return {p: store.read_blob(manifest.files[p].sha256) for p in step.inputs if p in manifest.files}
 
 
@@ -137,7 +137,7 @@ class Scratch:
                             exit_code=result.exit_code, tail=result.tail[-TAIL_LINES:],
                             timed_out=result.timed_out)
             raise BuildFailed(_failure(step, result.exit_code, result.timed_out, result.tail))
-        if step.output == "@target":
+        if step.output == TARGET:
             self.stale = True       # what deploys is the target's contents, not src
             return collect_output(self.ctx.store, target, Manifest({}, {}), "", move=True)
         return collect_output(self.ctx.store, src, manifest, step.output, move=last)
