@@ -21,6 +21,7 @@ from orchestrator.core.event_log import ANY_VERSION
 from orchestrator.core.lease import Lease
 from orchestrator.core.projections import AppView, DeploymentView
 from orchestrator.core.statuses import DeploymentStatus
+from orchestrator.deploying.before_switch import Candidate, check_before_switch
 from orchestrator.deploying.build import BuildContext, build
 from orchestrator.deploying.dispatch import enqueue
 from orchestrator.deploying.retries import FailedAttempt, decide_after_failure
@@ -141,6 +142,12 @@ def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
         record_corrupt_blobs(ctx.services.redis, "deployment")
         raise
     steps.end()
+    if config.before_switch:
+        steps.begin("before_switch")
+        check_before_switch(config, ctx.services.config.data_dir, Candidate(
+            app, deployment_id, d.revision, Path(release), previous.release if previous else None,
+            config.target))
+        steps.end()
     steps.begin("switch")
     switch(config.target, release, lease.token, lease.check)
     steps.end()

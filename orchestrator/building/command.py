@@ -41,11 +41,13 @@ class CommandResult:
 class Sandbox:
     """bubblewrap around a command: the whole filesystem read-only but `writable`, `hidden`
     folders empty and hidden files blank (Sluice's data dir and config: the store, other apps,
-    the Redis password; `writable` paths inside them are seen again), its own PID namespace
+    the Redis password; `writable` and `readable` paths inside them are seen again, these
+    read-only), its own PID namespace
     (its processes die with it), the network as the host's (package indexes)."""
     writable: list[Path]
     bwrap: str = "bwrap"
     hidden: list[Path] = field(default_factory=list)
+    readable: list[Path] = field(default_factory=list)
 
     def wrap(self, argv: list[str]) -> list[str]:
         return [*self.prefix(), "--", *argv]
@@ -53,21 +55,23 @@ class Sandbox:
     def prefix(self) -> list[str]:
         hide = [arg for path in self.hidden if path.exists()
                 for arg in (("--tmpfs", str(path)) if path.is_dir() else ("--ro-bind", "/dev/null", str(path)))]
+        shown = [arg for path in self.readable for arg in ("--ro-bind", str(path), str(path))]
         binds = [arg for path in self.writable for arg in ("--bind", str(path), str(path))]
-        return [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *hide, *binds,
+        return [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *hide, *shown, *binds,
                 "--unshare-pid", "--die-with-parent"]
 
 
 def sandbox_for(mode: str, writable: list[Path],
                 which: Callable[[str], str | None] = shutil.which,
-                hidden: list[Path] | None = None) -> Sandbox | None:
+                hidden: list[Path] | None = None,
+                readable: list[Path] | None = None) -> Sandbox | None:
     """`build.sandbox`: "off" none; "auto" bwrap where it is installed and works here (a
     container without user namespaces may refuse it); "on" bwrap or BuildFailed."""
     if mode == "off":
         return None
     bwrap = which("bwrap")
     if bwrap and _bwrap_works(bwrap):
-        return Sandbox(list(writable), bwrap, list(hidden or []))
+        return Sandbox(list(writable), bwrap, list(hidden or []), list(readable or []))
     if mode == "on":
         why = "is not installed" if not bwrap else "cannot run here (no user namespaces?)"
         raise BuildFailed(f"build.sandbox is on but bwrap {why}: install Debian's "

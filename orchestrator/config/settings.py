@@ -198,6 +198,20 @@ class BuildConfig(_Strict):
         return value
 
 
+class BeforeSwitchConfig(_Strict):
+    """A check run in the new release (read-only) before the switch (issue 15): a non-zero
+    exit fails the deployment, nothing switched. A plain string is the command."""
+    command: str
+    timeout: Annotated[Duration, Field(gt=0)] = 300.0
+
+    @field_validator("command")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
 class AppConfig(_Strict):
     layout: Literal["functions", "site"] = "functions"
     target: Path
@@ -205,6 +219,12 @@ class AppConfig(_Strict):
     retry: RetryPolicy = RetryPolicy()
     keep_releases: int = Field(default=5, ge=1, le=1000)
     build: BuildConfig = BuildConfig()
+    before_switch: BeforeSwitchConfig | None = None
+
+    @field_validator("before_switch", mode="before")
+    @classmethod
+    def _command_shorthand(cls, value: Any) -> Any:
+        return {"command": value} if isinstance(value, str) else value
 
     @field_validator("build", mode="before")
     @classmethod

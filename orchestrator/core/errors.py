@@ -38,6 +38,10 @@ class BuildFailed(PermanentError):
     tool, a failing command): the same inputs fail the same way, so it is not retried."""
 
 
+class BeforeSwitchFailed(PermanentError):
+    """The app's before_switch check failed on the new release: nothing was switched."""
+
+
 class StoreError(SluiceError):
     pass
 

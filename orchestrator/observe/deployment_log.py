@@ -32,7 +32,7 @@ from orchestrator.observe.formatting import iso
 from orchestrator.runtime.services import Services
 
 INFO, WARNING, ERROR = "info", "warning", "error"
-STEP_ORDER = ("validate", "materialise", "switch")
+STEP_ORDER = ("validate", "materialise", "before_switch", "switch")
 MARGIN = 600.0          # seconds either side of an id's time searched (clocks disagree)
 BATCH = 200             # stream entries read at a time
 AFTER_END = 50          # entries looked at after a success, for its worker's ReleasesPruned
@@ -293,6 +293,8 @@ def _step_message(step: str, seconds: float, release: str) -> str:
         return f"the app's layout is valid ({took})"
     if step == "materialise":
         return f"built release {_name(release)} in {took}" if release else f"built the release in {took}"
+    if step == "before_switch":
+        return f"the before_switch check passed ({took})"
     if step == "switch":
         return f"switched the target to the new release in {took}"
     return f"{step} done in {took}"
