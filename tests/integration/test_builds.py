@@ -337,3 +337,14 @@ def test_a_sandboxed_build_sees_neither_sluices_data_nor_its_config(workspace):
     assert seen["config.txt"] == ""                             # the worker reads it; the build does not
     assert set(seen["data.txt"].split()) == {"builds", "build-home"}   # no store, releases, redis
     assert (workspace.data_dir / "store").is_dir() and workspace.config_path.read_text()
+
+
+def test_a_tool_the_machine_lacks_fails_the_deployment_naming_it_and_the_file_that_asked(workspace):
+    repo, services = workspace.app_with({**FUNCTION_APP, "requirements.txt": "alpha\n"}, name="notool",
+                                        build={"python": "python-that-is-not-here"})
+
+    d = sync_and_wait(services, "notool")
+
+    assert d.status == "failed" and d.attempts == 1
+    assert "python-that-is-not-here (for requirements.txt)" in d.message, d.message
+    assert not workspace.target("notool").exists()
