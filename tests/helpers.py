@@ -88,7 +88,10 @@ def write_config(path: Path, data_dir: Path, apps: dict, redis_url: str | None =
     return path
 
 
+APP_KEYS = ("retry", "keep_releases", "build", "before_switch", "activate", "on_failure")
+
+
 def git_app(repo: GitRepo, target: Path, **source) -> dict:
-    app_keys = {k: source.pop(k) for k in ("retry", "keep_releases", "build", "before_switch") if k in source}
+    app_keys = {k: source.pop(k) for k in APP_KEYS if k in source}
     return {"layout": source.pop("layout", "functions"), "target": str(target), **app_keys,
             "source": {"type": "git", "url": str(repo.path), "poll_interval": "1s", **source}}

@@ -16,11 +16,12 @@ from orchestrator.config.settings import AppConfig
 from orchestrator.core import events as ev
 from orchestrator.core import keys
 from orchestrator.core.decisions import execute, execute_with_outcome
-from orchestrator.core.errors import PermanentError, TransientError
+from orchestrator.core.errors import ActivationFailed, PermanentError, TransientError
 from orchestrator.core.event_log import ANY_VERSION
 from orchestrator.core.lease import Lease
 from orchestrator.core.projections import AppView, DeploymentView
 from orchestrator.core.statuses import DeploymentStatus
+from orchestrator.deploying.activation import activate
 from orchestrator.deploying.before_switch import Candidate, check_before_switch
 from orchestrator.deploying.build import BuildContext, build
 from orchestrator.deploying.dispatch import enqueue
@@ -33,6 +34,7 @@ from orchestrator.releases.materialise import (
     materialise,
     release_dir,
     switch,
+    unswitch,
 )
 from orchestrator.releases.retention import (
     collect_garbage,
@@ -142,19 +144,62 @@ def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
         record_corrupt_blobs(ctx.services.redis, "deployment")
         raise
     steps.end()
+    candidate = Candidate(app, deployment_id, d.revision, Path(release), live_release(config.target),
+                          config.target)
     if config.before_switch:
         steps.begin("before_switch")
-        check_before_switch(config, ctx.services.config.data_dir, Candidate(
-            app, deployment_id, d.revision, Path(release), previous.release if previous else None,
-            config.target))
+        check_before_switch(config, ctx.services.config.data_dir, candidate)
         steps.end()
     steps.begin("switch")
     switch(config.target, release, lease.token, lease.check)
     steps.end()
+    if config.activate:
+        _activate(ctx, config, candidate, lease, steps)
     outcome = _record_end(ctx, app, deployment_id, ev.DeploymentSucceeded,
                           snapshot=snapshot.id, release=str(release), steps=steps.done)
     _retain(ctx, app, config)
     return outcome
+
+
+def _activate(ctx: WorkerContext, config: AppConfig, candidate: Candidate, lease: Lease,
+              steps: Steps) -> None:
+    """Tell the host the new release is live; if that fails, keep it live (recorded) or
+    switch back to what was live before and tell the host that (on_failure)."""
+    data_dir = ctx.services.config.data_dir
+    steps.begin("activate")
+    try:
+        activate(config.activate, candidate, data_dir)
+    except ActivationFailed as exc:
+        keep = config.on_failure == "keep"
+        _record(ctx, candidate.app, candidate.deployment_id, ev.ActivationFailed, reason=str(exc), kept=keep)
+        if keep:
+            steps.end(keep=False)
+            return
+        raise ActivationFailed(f"{exc}; {_roll_back(ctx, config, candidate, lease)}") from None
+    _record(ctx, candidate.app, candidate.deployment_id, ev.DeploymentActivated,
+            actions=len(config.activate), seconds=steps.end(keep=False))
+
+
+def _roll_back(ctx: WorkerContext, config: AppConfig, candidate: Candidate, lease: Lease) -> str:
+    """Put back what the target showed before the switch; what was done, for the reason."""
+    previous = candidate.previous
+    if previous is None:
+        unswitch(config.target, lease.token, lease.check)
+        done = "rolled back: nothing was live before, so the target was removed"
+    else:
+        switch(config.target, previous, lease.token, lease.check)
+        done = f"rolled back to release {previous.name}"
+        active = ctx.services.projections.app(candidate.app).active
+        try:
+            activate(config.activate, Candidate(candidate.app, active.id if active else "",
+                                                active.revision if active else "", previous,
+                                                candidate.release, config.target),
+                     ctx.services.config.data_dir)
+        except ActivationFailed as again:
+            done += f" (activating it failed too: {again})"
+    _record(ctx, candidate.app, candidate.deployment_id, ev.DeploymentRolledBack,
+            release=str(previous) if previous else None, how=done)
+    return done
 
 
 def _snapshot(ctx: WorkerContext, config: AppConfig, d: DeploymentView,

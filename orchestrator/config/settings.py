@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from orchestrator.config.sources import SOURCE_TYPES, Duration, ManualSourceConfig, Secret, SourceConfig, _Strict
 from orchestrator.core.errors import ConfigError
@@ -212,6 +212,64 @@ class BeforeSwitchConfig(_Strict):
         return value
 
 
+class CommandAction(_Strict):
+    """Run a command (argv, or a shell line) after the switch."""
+    command: str | list[str]
+    timeout: Annotated[Duration, Field(gt=0)] = 60.0
+
+
+class SignalSpec(_Strict):
+    pidfile: Path
+    signal: str = "HUP"
+
+    @field_validator("signal")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        name = value.upper().removeprefix("SIG")
+        if f"SIG{name}" not in signal_names():
+            raise ValueError(f"{value!r} is not a signal name (HUP, USR1, TERM, ...)")
+        return name
+
+
+class SignalAction(_Strict):
+    """Send a signal to the process whose pid a file holds (a process manager, a server)."""
+    signal: SignalSpec
+
+
+class HttpSpec(_Strict):
+    url: str
+    method: str = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    expect: list[int] | None = None         # the statuses that mean done; none given: 200-399
+
+
+class HttpAction(_Strict):
+    """Call a URL after the switch (a reload endpoint, a platform's API)."""
+    http: HttpSpec
+    timeout: Annotated[Duration, Field(gt=0)] = 30.0
+
+
+def _action_kind(value: Any) -> str | None:
+    """Which action a list entry is, by its key (so a mistake is reported for that kind)."""
+    if isinstance(value, dict):
+        return next((kind for kind in ("command", "signal", "http") if kind in value), None)
+    kinds: dict[type, str] = {CommandAction: "command", SignalAction: "signal", HttpAction: "http"}
+    return kinds.get(type(value))
+
+
+ActivateAction = Annotated[
+    Annotated[CommandAction, Tag("command")] | Annotated[SignalAction, Tag("signal")]
+    | Annotated[HttpAction, Tag("http")],
+    Discriminator(_action_kind, custom_error_type="action",
+                  custom_error_message="an action is {command: ...}, {signal: {pidfile, signal}} "
+                                       "or {http: {url, method, headers, expect}}")]
+
+
+def signal_names() -> set[str]:
+    import signal
+    return {s.name for s in signal.Signals}
+
+
 class AppConfig(_Strict):
     layout: Literal["functions", "site"] = "functions"
     target: Path
@@ -220,6 +278,8 @@ class AppConfig(_Strict):
     keep_releases: int = Field(default=5, ge=1, le=1000)
     build: BuildConfig = BuildConfig()
     before_switch: BeforeSwitchConfig | None = None
+    activate: list[ActivateAction] = Field(default_factory=list)
+    on_failure: Literal["keep", "rollback"] = "keep"     # when an activate action fails
 
     @field_validator("before_switch", mode="before")
     @classmethod

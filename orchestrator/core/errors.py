@@ -42,6 +42,10 @@ class BeforeSwitchFailed(PermanentError):
     """The app's before_switch check failed on the new release: nothing was switched."""
 
 
+class ActivationFailed(PermanentError):
+    """An activate action failed after the switch (on_failure keeps or rolls back)."""
+
+
 class StoreError(SluiceError):
     pass
 

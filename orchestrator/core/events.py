@@ -42,6 +42,9 @@ class EventType(StrEnum):
     BUILD_OUTPUT = "BuildOutput"
     BUILD_SUCCEEDED = "BuildSucceeded"
     BUILD_FAILED = "BuildFailed"
+    DEPLOYMENT_ACTIVATED = "DeploymentActivated"
+    ACTIVATION_FAILED = "ActivationFailed"
+    DEPLOYMENT_ROLLED_BACK = "DeploymentRolledBack"
 
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -184,6 +187,32 @@ class BuildFailed(Event):
     exit_code: int | None
     tail: list[str]
     timed_out: str | None = None    # "timeout" or "idle_timeout": killed
+
+
+@dataclass(frozen=True)
+class DeploymentActivated(Event):
+    """The app's activate actions ran after the switch: the host knows the new release."""
+    deployment_id: str
+    actions: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ActivationFailed(Event):
+    """An activate action failed; `kept`: the release stays live (on_failure: keep), else a
+    DeploymentRolledBack and DeploymentFailed follow."""
+    deployment_id: str
+    reason: str
+    kept: bool
+
+
+@dataclass(frozen=True)
+class DeploymentRolledBack(Event):
+    """The target shows what it showed before this deployment again (`release`; None: it
+    was removed, nothing having been live)."""
+    deployment_id: str
+    release: str | None
+    how: str
 
 
 @dataclass(frozen=True)

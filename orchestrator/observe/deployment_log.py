@@ -32,7 +32,7 @@ from orchestrator.observe.formatting import iso
 from orchestrator.runtime.services import Services
 
 INFO, WARNING, ERROR = "info", "warning", "error"
-STEP_ORDER = ("validate", "materialise", "before_switch", "switch")
+STEP_ORDER = ("validate", "materialise", "before_switch", "switch", "activate")
 MARGIN = 600.0          # seconds either side of an id's time searched (clocks disagree)
 BATCH = 200             # stream entries read at a time
 AFTER_END = 50          # entries looked at after a success, for its worker's ReleasesPruned
@@ -210,6 +210,14 @@ def _lines(e: ev.Event, queued: ev.DeploymentQueued | None) -> list[LogLine]:
         return _snapshot_lines(e, queued)
     if isinstance(e, ev.BuildStarted | ev.BuildOutput | ev.BuildSucceeded | ev.BuildFailed):
         return build_lines(e)
+    if isinstance(e, ev.DeploymentActivated):
+        ran = f"{_count(e.actions, 'action')} ran in {duration(e.seconds)}"
+        return [LogLine(e.at, INFO, "activate", f"activated: {ran}")]
+    if isinstance(e, ev.ActivationFailed):
+        kept = "; the new release stays live (on_failure: keep)" if e.kept else ""
+        return [LogLine(e.at, WARNING if e.kept else ERROR, "activate", e.reason + kept)]
+    if isinstance(e, ev.DeploymentRolledBack):
+        return [LogLine(e.at, WARNING, "rollback", e.how)]
     if isinstance(e, ev.DeploymentRetrying):
         return [LogLine(e.at, WARNING, "retry", f"attempt {e.attempt} failed: {e.reason}; "
                                                 f"attempt {e.attempt + 1} in {duration(e.retry_in)}")]

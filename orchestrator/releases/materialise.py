@@ -171,6 +171,20 @@ def switch(target: Path, release: str | os.PathLike[str], token: int | None = No
         os.replace(tmp, target)
 
 
+def unswitch(target: Path, token: int | None = None,
+             still_holds: Callable[[], None] | None = None) -> None:
+    """Remove the target symlink (a first release rolled back: nothing was live before),
+    fenced as `switch` is."""
+    target = Path(target)
+    with _locked(target.with_name(f".{target.name}.sluice-lock")):
+        if token is not None:
+            _advance_fence(target, token)
+        if still_holds is not None:
+            still_holds()
+        if target.is_symlink():
+            target.unlink()
+
+
 class Fenced(TransientError):
     """A newer lease holder has switched the target: this holder's work is stale."""
 
