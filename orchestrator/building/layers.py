@@ -15,7 +15,7 @@ import orjson
 
 from orchestrator.building.plan import TARGET, WHOLE_TREE, BuildStep
 from orchestrator.building.scratch import collect_output, overlay, scratch_copy
-from orchestrator.config.settings import BuildConfig
+from orchestrator.config.steps import BuildConfig
 from orchestrator.core.files import write_whole
 from orchestrator.releases.snapshots import Manifest, SnapshotStore
 

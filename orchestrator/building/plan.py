@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
-from orchestrator.config.settings import BuildConfig
+from orchestrator.config.steps import BuildConfig
 from orchestrator.core.errors import BuildFailed
 
 WHOLE_TREE = ("*",)

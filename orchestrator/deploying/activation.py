@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from orchestrator.building.command import build_environment, run_build_command
-from orchestrator.config.settings import ActivateAction, CommandAction, HttpAction, SignalAction
+from orchestrator.config.steps import ActivateAction, CommandAction, HttpAction, SignalAction
 from orchestrator.core.errors import ActivationFailed
 from orchestrator.deploying.before_switch import Candidate
 

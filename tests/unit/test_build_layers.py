@@ -15,7 +15,7 @@ from orchestrator.building.layers import (
     scratch_copy,
 )
 from orchestrator.building.plan import BuildStep
-from orchestrator.config.settings import BuildConfig
+from orchestrator.config.steps import BuildConfig
 from orchestrator.core.errors import BuildFailed
 from orchestrator.releases.snapshots import FileEntry, Manifest, SnapshotStore
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from orchestrator.building.plan import BuildStep, missing_tools, plan_build, require_tools
-from orchestrator.config.settings import BuildConfig
+from orchestrator.config.steps import BuildConfig
 from orchestrator.core.errors import BuildFailed, PermanentError
 
 PIP = ["python3", "-m", "pip", "install", "--target", ".python_packages/lib/site-packages",

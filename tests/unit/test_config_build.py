@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config.settings import BuildConfig, load_config
+from orchestrator.config.settings import load_config
+from orchestrator.config.steps import BuildConfig
 from orchestrator.core.errors import ConfigError
 
 
