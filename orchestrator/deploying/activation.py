@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 
-from orchestrator.building.command import build_environment, run_build_command
+from orchestrator.building.command import run_build_command
 from orchestrator.config.steps import ActivateAction, CommandAction, HttpAction, SignalAction
 from orchestrator.core.errors import ActivationFailed
-from orchestrator.deploying.before_switch import Candidate
+from orchestrator.deploying.before_switch import Candidate, command_environment, variables
 
 TAIL_LINES = 10
 PLACEHOLDER = re.compile(r"\{(app|deployment|revision|release|previous_release|target)\}")
@@ -46,17 +46,9 @@ def describe(action: ActivateAction) -> str:
     return f"{action.http.method} {action.http.url}"
 
 
-def variables(candidate: Candidate) -> dict[str, str]:
-    return {"app": candidate.app, "deployment": candidate.deployment_id,
-            "revision": candidate.revision, "release": str(candidate.release),
-            "previous_release": str(candidate.previous or ""), "target": str(candidate.target)}
-
-
 def _command(action: CommandAction, candidate: Candidate, data_dir: Path) -> None:
     argv = ["/bin/sh", "-c", action.command] if isinstance(action.command, str) else action.command
-    home = data_dir / "build-home" / candidate.app
-    home.mkdir(parents=True, exist_ok=True)
-    env = build_environment(home, {f"SLUICE_{k.upper()}": v for k, v in variables(candidate).items()})
+    _, env = command_environment(candidate, data_dir)
     result = run_build_command(argv, candidate.release, env, timeout=action.timeout,
                                idle_timeout=action.timeout, on_output=lambda line: None)
     if not result.ok:

@@ -29,17 +29,26 @@ class Candidate:
     target: Path
 
 
+def variables(candidate: Candidate) -> dict[str, str]:
+    """What a check or an activation is about, by name (`{name}` placeholders, SLUICE_NAME)."""
+    return {"app": candidate.app, "deployment": candidate.deployment_id,
+            "revision": candidate.revision, "release": str(candidate.release),
+            "previous_release": str(candidate.previous or ""), "target": str(candidate.target)}
+
+
+def command_environment(candidate: Candidate, data_dir: Path) -> tuple[Path, dict[str, str]]:
+    """The app's build home (made) and a build's minimal environment with SLUICE_* variables."""
+    home = data_dir / "build-home" / candidate.app
+    home.mkdir(parents=True, exist_ok=True)
+    return home, build_environment(home, {f"SLUICE_{k.upper()}": v for k, v in variables(candidate).items()})
+
+
 def check_before_switch(config: AppConfig, data_dir: Path, candidate: Candidate) -> None:
     """Run the app's `before_switch` check, if it has one; BeforeSwitchFailed if it fails."""
     check = config.before_switch
     if check is None:
         return
-    home = data_dir / "build-home" / candidate.app
-    home.mkdir(parents=True, exist_ok=True)
-    env = build_environment(home, {
-        "SLUICE_APP": candidate.app, "SLUICE_DEPLOYMENT": candidate.deployment_id,
-        "SLUICE_REVISION": candidate.revision, "SLUICE_RELEASE": str(candidate.release),
-        "SLUICE_PREVIOUS_RELEASE": str(candidate.previous or ""), "SLUICE_TARGET": str(candidate.target)})
+    home, env = command_environment(candidate, data_dir)
     sandbox = sandbox_for(config.build.sandbox, [home], hidden=[data_dir.resolve(), config_file().resolve()],
                           readable=[candidate.release])
     result = run_build_command(["/bin/sh", "-c", check.command], candidate.release, env,
