@@ -45,6 +45,11 @@ class EventType(StrEnum):
     DEPLOYMENT_ACTIVATED = "DeploymentActivated"
     ACTIVATION_FAILED = "ActivationFailed"
     DEPLOYMENT_ROLLED_BACK = "DeploymentRolledBack"
+    DEPLOYMENT_SWITCHED = "DeploymentSwitched"
+    HEALTH_CHECK_STARTED = "HealthCheckStarted"
+    HEALTH_CHECK_PASSED = "HealthCheckPassed"
+    HEALTH_CHECK_FAILED = "HealthCheckFailed"
+    REVISION_REJECTED = "RevisionRejected"
 
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -190,6 +195,18 @@ class BuildFailed(Event):
 
 
 @dataclass(frozen=True)
+class DeploymentSwitched(Event):
+    """The target is made to point at the deployment's release (recorded just before, so a
+    worker dying in between switches again): what comes after (activate, health) confirms
+    it or puts `previous` back; a worker taking the deployment up again after a crash goes
+    on from here rather than build a release the target already shows."""
+    deployment_id: str
+    release: str
+    previous: str | None            # the release the target showed before; None: nothing
+    again: bool = False             # switched again by a worker resuming the deployment
+
+
+@dataclass(frozen=True)
 class DeploymentActivated(Event):
     """The app's activate actions ran after the switch: the host knows the new release."""
     deployment_id: str
@@ -213,6 +230,45 @@ class DeploymentRolledBack(Event):
     deployment_id: str
     release: str | None
     how: str
+
+
+@dataclass(frozen=True)
+class HealthCheckStarted(Event):
+    """Probing the switched release's health began (its deadline counts from `at`)."""
+    deployment_id: str
+    url: str
+
+
+@dataclass(frozen=True)
+class HealthCheckPassed(Event):
+    """The release answered healthy `healthy_after` times in a row, and stayed so for
+    `stable_for`: the deployment succeeds."""
+    deployment_id: str
+    probes: int
+    failures: int
+    healthy_after_s: float
+    seconds: float
+    latency_ms: dict | None = None
+
+
+@dataclass(frozen=True)
+class HealthCheckFailed(Event):
+    """The release did not become healthy by the deadline, or failed within stable_for;
+    `kept`: it stays live anyway (on_failure: keep), else DeploymentRolledBack follows."""
+    deployment_id: str
+    reason: str
+    kept: bool = False
+    probes: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RevisionRejected(Event):
+    """A revision rolled back by itself: automatic triggers do not deploy it again until an
+    operator asks for it (`sluice redeploy`, `sluice sync --force`)."""
+    revision: str
+    deployment_id: str
+    reason: str
 
 
 @dataclass(frozen=True)

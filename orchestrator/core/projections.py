@@ -21,6 +21,7 @@ from orchestrator.core.event_log import EventLog, RecordedEvent
 from orchestrator.core.statuses import FINAL_STATUS, DeploymentStatus
 
 RECENT = 50
+REJECTED = 20       # rejected revisions remembered (a newer revision makes older ones moot)
 
 
 @dataclass
@@ -41,6 +42,11 @@ class DeploymentView:
     origin: str | None = None
     source_snapshot: str | None = None  # the source's snapshot, before a build added to it
     rebuild: bool = False
+    switched: str | None = None         # the release the target was switched to, unconfirmed
+    previous: str | None = None         # what the target showed before that switch
+    rollback: str | None = None         # why the switch is to be undone (a failed activation
+                                        # or health check), until DeploymentRolledBack
+    rolled_back: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -67,6 +73,7 @@ class AppView:
     paused: str | None = None             # why automatic deployments are paused, if they are
     pruned: list[str] = field(default_factory=list)   # releases removed from disk
     drift: DriftView | None = None        # the target does not show the active release
+    rejected: dict[str, str] = field(default_factory=dict)   # revision -> why it rolled back
     deployments: dict[str, DeploymentView] = field(default_factory=dict)
 
     @property
@@ -115,7 +122,11 @@ def fold(view: AppView, recorded: RecordedEvent, compact: bool = True) -> AppVie
 def _apply(view: AppView, e: ev.Event) -> None:
     if isinstance(e, ev.ChangeDetected):
         view.last_revision = e.revision
+    elif isinstance(e, ev.RevisionRejected):
+        view.rejected[e.revision] = e.reason
+        view.rejected = dict(list(view.rejected.items())[-REJECTED:])
     elif isinstance(e, ev.DeploymentQueued):
+        view.rejected.pop(e.revision, None)     # only an operator queues a rejected revision
         view.deployments[e.deployment_id] = DeploymentView(
             id=e.deployment_id, revision=e.revision, trigger=e.trigger, received_at=e.at,
             snapshot=e.snapshot, preset_snapshot=e.snapshot, origin=e.origin, source=e.source,
@@ -163,6 +174,18 @@ def _fold_deployment(view: AppView, d: DeploymentView, e: ev.Event) -> None:
     elif isinstance(e, ev.BuildSucceeded):
         d.snapshot = e.snapshot
         d.message = "build " + ("cached" if e.cached else f"done in {e.seconds:.1f}s")
+    elif isinstance(e, ev.DeploymentSwitched):
+        d.status, d.switched, d.previous = DeploymentStatus.ACTIVATING, e.release, e.previous
+        d.message = "switched; activating"
+    elif isinstance(e, ev.ActivationFailed):
+        d.message = f"activation failed: {e.reason}"
+        d.rollback = None if e.kept else e.reason
+    elif isinstance(e, ev.HealthCheckStarted):
+        d.status, d.message = DeploymentStatus.VERIFYING, f"verifying: {e.url}"
+    elif isinstance(e, ev.HealthCheckFailed):
+        d.message, d.rollback = e.reason, None if e.kept else e.reason
+    elif isinstance(e, ev.DeploymentRolledBack):
+        d.rolled_back, d.message = True, e.how
     elif isinstance(e, ev.DeploymentRetrying):
         d.status = DeploymentStatus.PENDING
         d.message = f"attempt {e.attempt} failed, retrying in {e.retry_in:.1f}s: {e.reason}"

@@ -9,7 +9,9 @@ from orchestrator.core.events import EventType
 class DeploymentStatus(StrEnum):
     PENDING = "pending"             # queued, or waiting for its next attempt
     BUILDING = "building"           # fetching the revision into a snapshot
-    DEPLOYING = "deploying"         # validating, materialising, switching
+    DEPLOYING = "deploying"         # building, validating, materialising, switching
+    ACTIVATING = "activating"       # switched; telling the app's host (activate)
+    VERIFYING = "verifying"         # switched; probing the app's health
     SUCCESS = "success"
     FAILED = "failed"
     SKIPPED = "skipped"             # its snapshot was already live
@@ -31,5 +33,7 @@ FINAL_STATUS: dict[EventType, DeploymentStatus] = {
     EventType.DEPLOYMENT_SUPERSEDED: DeploymentStatus.SUPERSEDED,
 }
 TERMINAL = tuple(FINAL_STATUS.values())
-RUNNING = (DeploymentStatus.BUILDING, DeploymentStatus.DEPLOYING)
+RUNNING = (DeploymentStatus.BUILDING, DeploymentStatus.DEPLOYING, DeploymentStatus.ACTIVATING,
+           DeploymentStatus.VERIFYING)
+SWITCHED = (DeploymentStatus.ACTIVATING, DeploymentStatus.VERIFYING)   # the target shows it, unconfirmed
 IN_PROGRESS = (DeploymentStatus.PENDING, *RUNNING)

@@ -5,7 +5,9 @@ decided by `decide_deployment` (pure) on the app's current view in one optimisti
 - a change to the revision that is live, or already waiting, queues nothing new;
 - a new deployment supersedes every older one that has not started yet, so changes that
   arrive during a deployment collapse into one deployment of the newest revision;
-- while the app is paused, automatic changes are recorded but not deployed.
+- while the app is paused, automatic changes are recorded but not deployed;
+- a revision that rolled back by itself (rejected) is deployed again only when an operator
+  asks for it: a redeploy, or a sync with `force`.
 """
 from __future__ import annotations
 
@@ -45,13 +47,14 @@ class DeploymentRequest:
     origin: str | None = None
     source: str | None = None
     rebuild: bool = False       # build without the layer cache
+    force: bool = False         # deploy the revision even if it was rejected
 
 
 def request_deployment(services: Services, app: str, revision: str | Callable[[], str],
                        trigger: str, snapshot: str | None = None, origin: str | None = None,
                        source: str | None = None,
                        wanted: Callable[[AppView, str], bool] | None = None,
-                       rebuild: bool = False) -> Queued:
+                       rebuild: bool = False, force: bool = False) -> Queued:
     """`revision`, or how to read it: a source's head is read after the app's view, inside
     the optimistic append, so of two concurrent requests the one appended last read the newer
     head (read first, a late trigger could queue an older head over a newer one). `wanted`
@@ -65,7 +68,8 @@ def request_deployment(services: Services, app: str, revision: str | Callable[[]
                               "deploying it, or that revision failed or was rolled back",
                               declined=True)
         return decide_deployment(view, DeploymentRequest(
-            app, chosen, trigger, new_deployment_id(now), now, snapshot, origin, source, rebuild))
+            app, chosen, trigger, new_deployment_id(now), now, snapshot, origin, source, rebuild,
+            force))
     _, _, result = execute_with_outcome(services.projections, app, decide)
     if result.deployment_id and (result.new or result.status == DeploymentStatus.PENDING):
         # Pending: its message may have been lost (Redis went away between the append and
@@ -98,12 +102,19 @@ def decide_deployment(view: AppView, request: DeploymentRequest) -> tuple[list[e
         return change, covered
     if view.paused and r.trigger in AUTOMATIC:
         return change, Queued(None, r.revision, False, f"app is paused ({view.paused})")
+    if r.revision in view.rejected and not r.force and r.trigger not in OPERATOR_CHOSEN:
+        return change, Queued(None, r.revision, False, rejected_reason(view, r.revision))
     queued = ev.DeploymentQueued(app=r.app, at=r.at, deployment_id=r.deployment_id,
                                  revision=r.revision, trigger=r.trigger, snapshot=r.snapshot,
                                  origin=r.origin, source=r.source, rebuild=r.rebuild)
     superseded = [ev.DeploymentSuperseded(app=r.app, at=r.at, deployment_id=d.id, by=r.deployment_id)
                   for d in view.waiting()]
     return [*change, queued, *superseded], Queued(r.deployment_id, r.revision, True)
+
+
+def rejected_reason(view: AppView, revision: str) -> str:
+    return (f"revision {revision[:12]} was rejected: {view.rejected[revision]}; "
+            f"`sluice sync {view.name} --force` deploys it anyway")
 
 
 def _covering(view: AppView, revision: str, trigger: str, snapshot: str | None) -> Queued | None:

@@ -42,6 +42,9 @@ class Repair:
 def decide_repair(view: AppView, found: Drift | None) -> Repair:
     if found is None:
         return Repair("confirm" if view.drift else "none")
+    switched = next((d for d in view.history() if d.switched and not d.terminal), None)
+    if switched is not None:        # its worker died after the switch: resuming it decides
+        return Repair("wait", switched.id)
     if found.kind in (DriftKind.MISSING, DriftKind.ELSEWHERE):
         return Repair("switch")
     if found.kind == DriftKind.OCCUPIED:

@@ -91,14 +91,16 @@ def _head_checks(services: Services, name: str) -> Coalesced:
     return Coalesced(services.redis, keys.head_check(name))
 
 
-def sync_now(services: Services, name: str, trigger: str = "manual", rebuild: bool = False) -> Queued:
+def sync_now(services: Services, name: str, trigger: str = "manual", rebuild: bool = False,
+             force: bool = False) -> Queued:
     """The portal's Sync button: take the source's head now and deploy it (a deployment
-    of what is already live ends as skipped); `rebuild`: its build ignores the layer cache."""
-    return _to_head(services, name, trigger, when_behind=False, rebuild=rebuild)
+    of what is already live ends as skipped); `rebuild`: its build ignores the layer cache;
+    `force`: deploy the head even if it was rejected (it rolled back by itself)."""
+    return _to_head(services, name, trigger, when_behind=False, rebuild=rebuild, force=force)
 
 
 def _to_head(services: Services, name: str, trigger: str, when_behind: bool,
-             rebuild: bool = False) -> Queued:
+             rebuild: bool = False, force: bool = False) -> Queued:
     source = source_for(services.config.apps[name], services.config.data_dir)
     moved = [False]
 
@@ -110,7 +112,8 @@ def _to_head(services: Services, name: str, trigger: str, when_behind: bool,
     def wanted(view: AppView, revision: str) -> bool:
         return not when_behind or moved[0] or behind_head(view, revision)
 
-    return request_deployment(services, name, head, trigger, wanted=wanted, rebuild=rebuild)
+    return request_deployment(services, name, head, trigger, wanted=wanted, rebuild=rebuild,
+                              force=force)
 
 
 def _encode(queued: Queued) -> str:

@@ -121,8 +121,8 @@ def test_a_failing_action_with_rollback_puts_the_previous_release_back_and_activ
     assert tree(workspace.target("rb")) == {"index.html": "v1"}
     assert services.projections.app("rb").active.id == first.id
     assert log.read_text().splitlines()[-1].split()[3] == first.release    # activated again
-    assert [e.type for e in events_of(services, "rb", d.id)][-3:] == [
-        "ActivationFailed", "DeploymentRolledBack", "DeploymentFailed"]
+    assert [e.type for e in events_of(services, "rb", d.id)][-4:] == [
+        "ActivationFailed", "RevisionRejected", "DeploymentRolledBack", "DeploymentFailed"]
 
 
 def test_rolling_back_a_first_release_removes_the_target(workspace):

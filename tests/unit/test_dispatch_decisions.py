@@ -24,9 +24,11 @@ class App:
         self.projections = Projections(self.store, MemoryViewCache())
         self._ids = itertools.count(1)
 
-    def request(self, revision: str, trigger: str = "poll", snapshot: str | None = None) -> Queued:
+    def request(self, revision: str, trigger: str = "poll", snapshot: str | None = None,
+                force: bool = False) -> Queued:
         n = next(self._ids)
-        request = DeploymentRequest(APP, revision, trigger, f"d{n}", float(n), snapshot)
+        request = DeploymentRequest(APP, revision, trigger, f"d{n}", float(n), snapshot,
+                                    force=force)
         return execute_with_outcome(self.projections, APP, lambda v: decide_deployment(v, request))[2]
 
     def record(self, *events: ev.Event) -> None:
@@ -194,3 +196,66 @@ def test_a_head_that_failed_or_an_app_paused_or_put_back_by_an_operator_is_left_
 
     app.record(ev.AppPaused(app=APP, at=20.0, reason="maintenance"))
     assert not behind_head(app.view(), "newer")
+
+
+def rolled_back(deployment_id: str, revision: str) -> list[ev.Event]:
+    """What a deployment whose health check failed leaves: switched, rejected, rolled back."""
+    return [started(deployment_id),
+            ev.DeploymentSwitched(app=APP, at=12.0, deployment_id=deployment_id,
+                                  release=f"/releases/{deployment_id}", previous="/releases/d1"),
+            ev.HealthCheckFailed(app=APP, at=13.0, deployment_id=deployment_id,
+                                 reason="health: GET http://h/ answered 500"),
+            ev.RevisionRejected(app=APP, at=13.0, revision=revision, deployment_id=deployment_id,
+                                reason="health: GET http://h/ answered 500"),
+            ev.DeploymentRolledBack(app=APP, at=13.0, deployment_id=deployment_id,
+                                    release="/releases/d1", how="rolled back to release d1"),
+            ev.DeploymentFailed(app=APP, at=13.0, deployment_id=deployment_id, reason="bad")]
+
+
+@pytest.mark.parametrize("trigger", ["poll", "webhook", "push", "manual"])
+def test_a_rejected_revision_is_not_deployed_again_by_a_trigger_and_says_why(app, trigger):
+    app.request("r1")
+    app.record(started("d1"), succeeded("d1"))
+    app.request("r2")
+    app.record(*rolled_back("d2", "r2"))
+    queued = app.request("r2", trigger)
+    assert queued.deployment_id is None
+    assert "revision r2 was rejected: health: GET http://h/ answered 500" in queued.reason
+    assert "sluice sync hello --force" in queued.reason
+    assert app.view().rejected == {"r2": "health: GET http://h/ answered 500"}
+
+
+@pytest.mark.parametrize("how", [{"trigger": "manual", "force": True}, {"trigger": "redeploy"}])
+def test_an_operator_can_deploy_a_rejected_revision_which_lifts_the_rejection(app, how):
+    app.request("r1")
+    app.record(started("d1"), succeeded("d1"))
+    app.request("r2")
+    app.record(*rolled_back("d2", "r2"))
+    assert app.request("r2", **how).new
+    assert app.view().rejected == {}
+    assert app.request("r3").new        # and a newer revision is deployed as ever
+
+
+def test_a_switched_deployment_is_activating_then_verifying_and_remembers_what_to_put_back(app):
+    app.request("r1")
+    app.record(started("d1"),
+               ev.DeploymentSwitched(app=APP, at=12.0, deployment_id="d1", release="/releases/d1",
+                                     previous="/releases/d0"))
+    d = app.view().deployments["d1"]
+    assert (d.status, d.switched, d.previous, d.rollback) == \
+        (DeploymentStatus.ACTIVATING, "/releases/d1", "/releases/d0", None)
+    app.record(ev.HealthCheckStarted(app=APP, at=13.0, deployment_id="d1", url="http://h/"))
+    assert app.view().deployments["d1"].status == DeploymentStatus.VERIFYING
+    assert app.view().deployments["d1"].status.running
+    app.record(ev.HealthCheckFailed(app=APP, at=14.0, deployment_id="d1", reason="500"))
+    assert app.view().deployments["d1"].rollback == "500"
+    app.record(ev.DeploymentRolledBack(app=APP, at=14.0, deployment_id="d1",
+                                       release="/releases/d0", how="rolled back"))
+    assert app.view().deployments["d1"].rolled_back
+
+
+def test_a_failed_health_check_kept_live_asks_no_rollback(app):
+    app.request("r1")
+    app.record(started("d1"), ev.HealthCheckFailed(app=APP, at=14.0, deployment_id="d1",
+                                                   reason="500", kept=True))
+    assert app.view().deployments["d1"].rollback is None

@@ -188,3 +188,12 @@ def test_a_drift_check_that_is_no_duration_is_a_config_error_naming_the_key(tmp_
 
     with pytest.raises(ConfigError, match="drift_check"):
         load_config(path)
+
+
+def test_a_target_showing_a_switched_unfinished_deployment_waits_for_it_to_be_resumed():
+    view = live(ev.DeploymentQueued(app="a", at=3.0, deployment_id="d2", revision="r2", trigger="poll"),
+                ev.DeploymentStarted(app="a", at=4.0, deployment_id="d2", worker="w"),
+                ev.DeploymentSwitched(app="a", at=5.0, deployment_id="d2", release="/r/d2",
+                                      previous="/r/d1"))
+    repair = decide_repair(view, drift(DriftKind.ELSEWHERE))
+    assert (repair.action, repair.deployment_id) == ("wait", "d2")
