@@ -88,7 +88,7 @@ def write_config(path: Path, data_dir: Path, apps: dict, redis_url: str | None =
     return path
 
 
-APP_KEYS = ("retry", "keep_releases", "build", "before_switch", "activate", "on_failure")
+APP_KEYS = ("retry", "keep_releases", "build", "before_switch", "activate", "health", "on_failure")
 
 
 def git_app(repo: GitRepo, target: Path, **source) -> dict:

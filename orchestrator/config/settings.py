@@ -17,7 +17,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from orchestrator.config.sources import SOURCE_TYPES, Duration, ManualSourceConfig, Secret, SourceConfig, _Strict
-from orchestrator.config.steps import ActivateAction, BeforeSwitchConfig, BuildConfig
+from orchestrator.config.steps import ActivateAction, BeforeSwitchConfig, BuildConfig, HealthConfig
 from orchestrator.core.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/sluice.yaml")
@@ -176,7 +176,17 @@ class AppConfig(_Strict):
     build: BuildConfig = BuildConfig()
     before_switch: BeforeSwitchConfig | None = None
     activate: list[ActivateAction] = Field(default_factory=list)
-    on_failure: Literal["keep", "rollback"] = "keep"     # when an activate action fails
+    health: HealthConfig | None = None
+    # when activating or the health probe fails; unset: rollback with a health probe, else keep
+    on_failure: Literal["keep", "rollback"] = "keep"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_failure_default(cls, data: Any) -> Any:
+        # A probe says a release is broken; with none there is nothing to roll back for.
+        if isinstance(data, dict) and data.get("on_failure") is None:
+            return {**data, "on_failure": "keep" if data.get("health") is None else "rollback"}
+        return data
 
     @field_validator("before_switch", mode="before")
     @classmethod

@@ -1,6 +1,6 @@
 """What runs around an app's files during a deployment, as configured per app: the build
-(issue 14), the `before_switch` check and the `activate` actions after the switch (issue 15).
-`config/settings.py`'s AppConfig holds them."""
+(issue 14), the `before_switch` check, the `activate` actions after the switch and the
+`health` probe (issue 15). `config/settings.py`'s AppConfig holds them."""
 from __future__ import annotations
 
 import re
@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, field_validator
 
 from orchestrator.config.sources import Duration, _Strict
+from orchestrator.core import placeholders
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -95,6 +96,53 @@ class HttpAction(_Strict):
     """Call a URL after the switch (a reload endpoint, a platform's API)."""
     http: HttpSpec
     timeout: Annotated[Duration, Field(gt=0)] = 30.0
+
+
+class HealthConfig(_Strict):
+    """The HTTP probe that proves a release healthy after the switch (issue 15):
+    `healthy_after` answers in a row that `expect` and hold `body_contains` within
+    `deadline` of the switch, then none failing for `stable_for`."""
+    url: str
+    expect: list[int] | None = None         # the statuses that mean healthy; none given: 200-399
+    body_contains: str | None = None        # e.g. {revision}: the new code is the one answering
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Annotated[Duration, Field(gt=0)] = 5.0          # each probe
+    interval: Annotated[Duration, Field(gt=0)] = 1.0         # between probes' starts
+    healthy_after: int = Field(default=1, ge=1)              # successes in a row that mean healthy
+    deadline: Annotated[Duration, Field(gt=0)] = 60.0        # to become healthy, from the switch
+    stable_for: Annotated[Duration, Field(ge=0)] = 0.0       # then probed this long: one failure fails
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} must be an http:// or https:// URL")
+        return _known_placeholders(value)
+
+    @field_validator("body_contains")
+    @classmethod
+    def _expected_text(cls, value: str | None) -> str | None:
+        if value is not None and not value:
+            raise ValueError("must not be empty (leave it out to check only the status)")
+        return value if value is None else _known_placeholders(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_values(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, setting in value.items():
+            try:
+                _known_placeholders(setting)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return value
+
+
+def _known_placeholders(text: str) -> str:
+    strangers = placeholders.unknown(text)
+    if strangers:
+        raise ValueError(f"unknown placeholder {strangers[0]} (known: "
+                         f"{', '.join('{' + name + '}' for name in placeholders.NAMES)})")
+    return text
 
 
 def _action_kind(value: Any) -> str | None:

@@ -7,12 +7,18 @@ class Clock(Protocol):
     def now(self) -> float:
         """Wall-clock seconds since the epoch (for events and schedules)."""
 
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary start that never go back (for elapsed times, deadlines)."""
+
     def sleep(self, seconds: float) -> None: ...
 
 
 class SystemClock:
     def now(self) -> float:
         return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
@@ -25,6 +31,9 @@ class FakeClock:
         self._now = start
 
     def now(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
         return self._now
 
     def sleep(self, seconds: float) -> None:

@@ -46,6 +46,11 @@ class ActivationFailed(PermanentError):
     """An activate action failed after the switch (on_failure keeps or rolls back)."""
 
 
+class HealthCheckFailed(PermanentError):
+    """The app's health probe did not prove the new release healthy in time, or failed
+    while it had to stay healthy (on_failure keeps or rolls back)."""
+
+
 class StoreError(SluiceError):
     pass
 

@@ -10,7 +10,6 @@ naming it; the runner then keeps the release live or rolls back (`on_failure`).
 from __future__ import annotations
 
 import os
-import re
 import signal
 from pathlib import Path
 
@@ -19,10 +18,10 @@ import httpx
 from orchestrator.building.command import run_build_command
 from orchestrator.config.steps import ActivateAction, CommandAction, HttpAction, SignalAction
 from orchestrator.core.errors import ActivationFailed
+from orchestrator.core.placeholders import fill
 from orchestrator.deploying.before_switch import Candidate, command_environment, variables
 
 TAIL_LINES = 10
-PLACEHOLDER = re.compile(r"\{(app|deployment|revision|release|previous_release|target)\}")
 
 
 def activate(actions: list[ActivateAction], candidate: Candidate, data_dir: Path) -> None:
@@ -70,12 +69,9 @@ def _signal(action: SignalAction) -> None:
 
 def _http(action: HttpAction, candidate: Candidate) -> None:
     spec, values = action.http, variables(candidate)
-
-    def fill(text: str) -> str:
-        return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
     try:
-        answer = httpx.request(spec.method, fill(spec.url), timeout=action.timeout,
-                               headers={k: fill(v) for k, v in spec.headers.items()})
+        answer = httpx.request(spec.method, fill(spec.url, values), timeout=action.timeout,
+                               headers={k: fill(v, values) for k, v in spec.headers.items()})
     except httpx.HTTPError as exc:
         raise ActivationFailed(f"{type(exc).__name__}: {exc}") from None
     expected = spec.expect or range(200, 400)
