@@ -16,12 +16,12 @@ from orchestrator.config.settings import AppConfig
 from orchestrator.core import events as ev
 from orchestrator.core import keys
 from orchestrator.core.decisions import execute, execute_with_outcome
-from orchestrator.core.errors import ActivationFailed, PermanentError, TransientError
+from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.event_log import ANY_VERSION
 from orchestrator.core.lease import Lease
 from orchestrator.core.projections import AppView, DeploymentView
 from orchestrator.core.statuses import DeploymentStatus
-from orchestrator.deploying.activation import activate
+from orchestrator.deploying.after_switch import Switched, confirm, resumed_candidate, switched_fields
 from orchestrator.deploying.before_switch import Candidate, check_before_switch
 from orchestrator.deploying.build import BuildContext, build
 from orchestrator.deploying.dispatch import enqueue
@@ -34,7 +34,6 @@ from orchestrator.releases.materialise import (
     materialise,
     release_dir,
     switch,
-    unswitch,
 )
 from orchestrator.releases.retention import (
     collect_garbage,
@@ -76,7 +75,9 @@ def run(ctx: WorkerContext, app: str, deployment_id: str, attempt: int) -> str:
 
 def _attempt(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
              attempt: int, lease: Lease) -> str:
-    newer = _newer(ctx.services.projections.app(app), deployment_id)
+    view = ctx.services.projections.app(app)
+    switched = view.deployments[deployment_id].switched     # then it must be seen through
+    newer = None if switched else _newer(view, deployment_id)
     if newer is not None:       # e.g. redelivered after its worker died: too late now
         return _record_end(ctx, app, deployment_id, ev.DeploymentSuperseded, by=newer.id)
     if not _record(ctx, app, deployment_id, ev.DeploymentStarted,
@@ -84,6 +85,8 @@ def _attempt(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str
         return "nothing to do (ended meanwhile)"
     steps = Steps()
     try:
+        if switched:
+            return _resume(ctx, app, config, view.deployments[deployment_id], lease, steps)
         return _deploy(ctx, app, config, deployment_id, lease, steps)
     except PermanentError as exc:
         return _record_end(ctx, app, deployment_id, ev.DeploymentFailed, reason=str(exc),
@@ -150,56 +153,43 @@ def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
         steps.begin("before_switch")
         check_before_switch(config, ctx.services.config.data_dir, candidate)
         steps.end()
-    steps.begin("switch")
-    switch(config.target, release, lease.token, lease.check)
-    steps.end()
-    if config.activate:
-        _activate(ctx, config, candidate, lease, steps)
-    outcome = _record_end(ctx, app, deployment_id, ev.DeploymentSucceeded,
-                          snapshot=snapshot.id, release=str(release), steps=steps.done)
-    _retain(ctx, app, config)
+    return _switch_and_confirm(ctx, config, candidate, lease, steps, snapshot.id)
+
+
+def _switch_and_confirm(ctx: WorkerContext, config: AppConfig, candidate: Candidate, lease: Lease,
+                        steps: Steps, snapshot: str, resumed: DeploymentView | None = None) -> str:
+    """Switch (again, when resuming), activate and verify; succeed, or fail rolled back."""
+    if resumed is None or not (resumed.rollback or resumed.rolled_back):
+        steps.begin("switch")       # recorded first: a worker dying in between switches again
+        if not _record(ctx, candidate.app, candidate.deployment_id, ev.DeploymentSwitched,
+                       **switched_fields(candidate, again=resumed is not None)):
+            raise TransientError("the deployment ended before its switch")
+        switch(config.target, candidate.release, lease.token, lease.check)
+        steps.end()
+    steps.done.update(confirm(_switched(ctx, config, candidate, lease), resumed))
+    outcome = _record_end(ctx, candidate.app, candidate.deployment_id, ev.DeploymentSucceeded,
+                          snapshot=snapshot, release=str(candidate.release), steps=steps.done)
+    _retain(ctx, candidate.app, config)
     return outcome
 
 
-def _activate(ctx: WorkerContext, config: AppConfig, candidate: Candidate, lease: Lease,
-              steps: Steps) -> None:
-    """Tell the host the new release is live; if that fails, keep it live (recorded) or
-    switch back to what was live before and tell the host that (on_failure)."""
-    data_dir = ctx.services.config.data_dir
-    steps.begin("activate")
-    try:
-        activate(config.activate, candidate, data_dir)
-    except ActivationFailed as exc:
-        keep = config.on_failure == "keep"
-        _record(ctx, candidate.app, candidate.deployment_id, ev.ActivationFailed, reason=str(exc), kept=keep)
-        if keep:
-            steps.end(keep=False)
-            return
-        raise ActivationFailed(f"{exc}; {_roll_back(ctx, config, candidate, lease)}") from None
-    _record(ctx, candidate.app, candidate.deployment_id, ev.DeploymentActivated,
-            actions=len(config.activate), seconds=steps.end(keep=False))
+def _resume(ctx: WorkerContext, app: str, config: AppConfig, d: DeploymentView, lease: Lease,
+            steps: Steps) -> str:
+    """A worker died after switching this deployment's release: confirm it, or finish
+    rolling it back, rather than build a release the target shows already."""
+    candidate = resumed_candidate(app, d, config.target)
+    log.warning("%s: deployment %s: resuming after the switch to %s", candidate.app, d.id,
+                candidate.release.name, extra={"app": candidate.app, "deployment": d.id})
+    return _switch_and_confirm(ctx, config, candidate, lease, steps, d.snapshot or "", d)
 
 
-def _roll_back(ctx: WorkerContext, config: AppConfig, candidate: Candidate, lease: Lease) -> str:
-    """Put back what the target showed before the switch; what was done, for the reason."""
-    previous = candidate.previous
-    if previous is None:
-        unswitch(config.target, lease.token, lease.check)
-        done = "rolled back: nothing was live before, so the target was removed"
-    else:
-        switch(config.target, previous, lease.token, lease.check)
-        done = f"rolled back to release {previous.name}"
-        active = ctx.services.projections.app(candidate.app).active
-        try:
-            activate(config.activate, Candidate(candidate.app, active.id if active else "",
-                                                active.revision if active else "", previous,
-                                                candidate.release, config.target),
-                     ctx.services.config.data_dir)
-        except ActivationFailed as again:
-            done += f" (activating it failed too: {again})"
-    _record(ctx, candidate.app, candidate.deployment_id, ev.DeploymentRolledBack,
-            release=str(previous) if previous else None, how=done)
-    return done
+def _switched(ctx: WorkerContext, config: AppConfig, candidate: Candidate, lease: Lease) -> Switched:
+    app, deployment_id = candidate.app, candidate.deployment_id
+
+    def record(event_type, **fields) -> bool:
+        return _record(ctx, app, deployment_id, event_type, **fields)
+    return Switched(config, candidate, lease, ctx.services.config.data_dir, ctx.services.clock,
+                    record, lambda: ctx.services.projections.app(app).active)
 
 
 def _snapshot(ctx: WorkerContext, config: AppConfig, d: DeploymentView,
