@@ -130,3 +130,20 @@ def proxy_environment(monkeypatch):
     proxies.forget()
     yield monkeypatch
     proxies.forget()
+
+
+@pytest.fixture
+def release_host(tmp_path):
+    """Starts the tests' app host (tests/servers/release_host.py) serving `target`'s release:
+    `release_host(target)` -> ReleaseHost (url, pidfile, reload(), restart_command()). Each
+    is stopped after the test, restarted by an `activate` command or not."""
+    from tests.servers.release_host import ReleaseHost
+
+    started: list = []
+
+    def start(target: Path, name: str = "host") -> ReleaseHost:
+        started.append(ReleaseHost(target, tmp_path / name).start())
+        return started[-1]
+    yield start
+    for host in started:
+        host.stop()
