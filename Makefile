@@ -2,6 +2,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 EXAMPLE_REPO := var/repos/hello
+# config/sluice.yaml's activate signals the pid this file holds
+EXAMPLE_HOST_PIDFILE := var/host/hello.pid
 CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test check venv test-tools bench clean
@@ -21,8 +23,14 @@ $(EXAMPLE_REPO)/.git:
 	cd $(EXAMPLE_REPO) && git add -A && \
 	  git -c user.name=Sluice -c user.email=sluice@localhost commit --quiet -m "Example function app"
 
+# The example host (examples/host/serve.py) serves the live release on 127.0.0.1:7071 beside
+# `sluice up`, which activates it (SIGHUP to its pidfile) and checks its health after each
+# switch; it stops when `sluice up` does (Ctrl-C included).
 run: venv $(EXAMPLE_REPO)/.git
-	$(BIN)/sluice --config config/sluice.yaml up
+	@mkdir -p $(dir $(EXAMPLE_HOST_PIDFILE))
+	$(BIN)/python examples/host/serve.py --target var/sites/hello --pidfile $(EXAMPLE_HOST_PIDFILE) & \
+	  host=$$!; trap 'kill $$host 2>/dev/null; wait $$host' EXIT; trap 'exit 130' INT TERM; \
+	  $(BIN)/sluice --config config/sluice.yaml up
 
 test: venv check test-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
