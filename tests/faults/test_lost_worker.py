@@ -67,7 +67,7 @@ def test_a_deployment_whose_worker_was_killed_is_taken_up_again_once_its_lease_l
     events = deployment_events(services, d)
     assert [e.type for e in events] == [
         "DeploymentQueued", "DeploymentStarted", "DeploymentRetrying", "DeploymentStarted",
-        "SnapshotBuilt", "DeploymentSucceeded"], events
+        "SnapshotBuilt", "DeploymentSwitched", "DeploymentSucceeded"], events
     lost, again = events[2], events[3]
     assert (lost.attempt, lost.reason, lost.retry_in) == (1, LOST, 0.0)
     assert again.attempt == 2 and again.worker != events[1].worker
@@ -98,5 +98,6 @@ def test_a_started_deployment_whose_task_is_gone_still_ends(rig_factory, plain_c
              timeout=LEASE_TTL + MARGIN, interval=0.05, what="the stranded deployment to end")
 
     assert [e.type for e in deployment_events(services, "d1")][2:] == [
-        "DeploymentRetrying", "DeploymentStarted", "SnapshotBuilt", "DeploymentSucceeded"]
+        "DeploymentRetrying", "DeploymentStarted", "SnapshotBuilt", "DeploymentSwitched",
+        "DeploymentSucceeded"]
     assert tree(rig.target(APP)) == SITE

@@ -34,7 +34,7 @@ STATIC = {f"static/s{i:03d}.txt": f"static {i}\n" for i in range(STATIC_FILES)}
 VISIBILITY_TIMEOUT = 3.0
 PHASES = {None: "before start", "DeploymentQueued": "before start",
           "DeploymentRetrying": "before start", "DeploymentStarted": "fetch/snapshot",
-          "SnapshotBuilt": "materialise/switch"}
+          "SnapshotBuilt": "materialise/switch", "DeploymentSwitched": "materialise/switch"}
 # What kombu's redis transport holds while it restores unacked messages (once a second here);
 # a worker killed inside that moment leaves it behind for unacked_mutex_expire (300 s).
 KOMBU_RESTORE_MUTEX = "unacked_mutex"

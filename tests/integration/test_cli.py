@@ -99,7 +99,7 @@ def test_events_json_prints_one_object_per_event_in_order(workspace):
     result = sluice("--config", str(workspace.config_path), "events", "hello", "--json")
 
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [e["version"] for e in lines] == [1, 2, 3, 4, 5]
+    assert [e["version"] for e in lines] == [1, 2, 3, 4, 5, 6]
     assert lines[-1]["type"] == "DeploymentSucceeded" and lines[-1]["app"] == "hello"
 
 

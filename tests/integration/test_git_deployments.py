@@ -23,7 +23,7 @@ def test_first_deployment_makes_the_target_a_symlink_to_a_release_holding_the_co
     assert tree(target) == FUNCTION_APP
     assert event_types(services, "hello") == [
         "ChangeDetected", "DeploymentQueued", "DeploymentStarted", "SnapshotBuilt",
-        "DeploymentSucceeded"]
+        "DeploymentSwitched", "DeploymentSucceeded"]
 
 
 def test_a_second_commit_deploys_a_new_release_and_leaves_the_old_one_intact(workspace):
