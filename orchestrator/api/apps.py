@@ -61,6 +61,8 @@ class App(BaseModel):
     waiting: int = Field(description="deployments queued and not started")
     drift: Drift | None = Field(description="the target does not show the active release, as the "
                                 "last drift check found; null: it does")
+    rejected: dict[str, str] = Field(description="revisions that rolled back by themselves, with why: "
+                                     "automatic triggers do not deploy them (`force` does)")
 
 
 class AppDetail(App):
@@ -84,9 +86,12 @@ class RedeployRequest(BaseModel):
 class SyncRequest(BaseModel):
     rebuild: bool = Field(False, description="build without the cache of build layers (as `sluice "
                           "sync --rebuild`)")
+    force: bool = Field(False, description="deploy the head even if it was rejected (as `sluice "
+                        "sync --force`)")
 
 
 REBUILD = Query(False, description="build without the cache of build layers; or in the JSON body")
+FORCE = Query(False, description="deploy the head even if it was rejected; or in the JSON body")
 
 
 class RollbackRequest(BaseModel):
@@ -103,6 +108,8 @@ class InFlight(BaseModel):
     worker: str | None
     app: str
     deployment_id: str
+    status: str = Field(description="building, deploying, activating (switched, telling the "
+                        "host) or verifying (switched, probing its health)")
     running_for: float | None = Field(description="seconds since this attempt started")
 
 
@@ -188,13 +195,16 @@ def show_deployment(deployment_id: str, request: Request) -> dict:
 
 @router.post("/apps/{app}/sync", status_code=202, response_model=QueuedDeployment,
              dependencies=changing, responses={**NOT_FOUND, **REFUSED})
-def sync(app: str, request: Request, body: SyncRequest | None = None, rebuild: bool = REBUILD) -> dict:
-    """Check the source now and deploy its head (a head that is live ends as skipped)."""
+def sync(app: str, request: Request, body: SyncRequest | None = None, rebuild: bool = REBUILD,
+         force: bool = FORCE) -> dict:
+    """Check the source now and deploy its head (a head that is live ends as skipped; a
+    rejected head is not deployed, its reason given, unless `force`)."""
     from orchestrator.deploying.sync import sync_now
     services = _services(request)
     rebuild = rebuild or bool(body and body.rebuild)
+    force = force or bool(body and body.force)
     return queued_json(app, sync_now(services, known_app(services, app), trigger="manual",
-                                     rebuild=rebuild))
+                                     rebuild=rebuild, force=force))
 
 
 @router.post("/apps/{app}/redeploy", status_code=202, response_model=QueuedDeployment,
@@ -236,7 +246,8 @@ def app_json(services: Services, name: str, view: AppView) -> dict:
             "continuous": config.source.type != "manual",
             "active": deployment_json(view, view.active) if view.active else None,
             "running": deployment_json(view, running) if running else None,
-            "waiting": len(view.waiting()), "drift": drift_json(view)}
+            "waiting": len(view.waiting()), "drift": drift_json(view),
+            "rejected": dict(view.rejected)}
 
 
 def queued_json(app: str, queued) -> dict:

@@ -5,7 +5,8 @@ words it), queue depths, each app's recent history and the latest events without
 an app's row from `/api/apps/{app}` when one of its events arrives, opens a deployment's log,
 and posts Sync, Redeploy and Rollback with the operator's API token (pasted once, kept in the
 browser's localStorage); Redeploy and Rollback replace what is live, so they ask to confirm
-first.
+first, and a Sync of a head that was rejected (it rolled back by itself) says why and asks
+whether to deploy it anyway (`force`). An app's row lists its rejected revisions.
 
 Data is only rendered into the page for a client the API's read policy lets read
 (access.can_read: `api.reads`); otherwise the page asks for the token and loads its data
@@ -28,7 +29,7 @@ from orchestrator.core.events import Event, EventType
 from orchestrator.core.projections import AppView
 from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.observe.durations import PAGE, took
-from orchestrator.observe.formatting import deployment_json, drift_text, event_fields, iso
+from orchestrator.observe.formatting import deployment_json, drift_text, event_fields, iso, rejected_lines
 from orchestrator.observe.queue_view import inspect_queue
 from orchestrator.runtime.services import Services
 
@@ -108,6 +109,7 @@ def app_row(services: Services, name: str) -> dict:
         "name": name, "layout": app.layout, "source": app.source.describe(),
         "continuous": app.source.type != "manual",
         "paused": view.paused, "waiting": len(view.waiting()), "drift": drift_text(view),
+        "rejected": rejected_lines(view),
         "active": deployment_json(view, view.active) if view.active else None,
         "latest": deployment_json(view, history[0]) if history else None,
         "history": [{**deployment_json(view, d), "took": took(d.started_at, d.ended_at, PAGE)}

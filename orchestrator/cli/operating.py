@@ -15,11 +15,14 @@ def sync(ctx: typer.Context, app: str,
          wait: bool = typer.Option(False, "--wait", help="wait for the deployment to end"),
          timeout: float = typer.Option(600, help="seconds to wait with --wait"),
          rebuild: bool = typer.Option(False, "--rebuild", help="build without the cache of "
-                                      "build layers (dependencies installed afresh)")):
+                                      "build layers (dependencies installed afresh)"),
+         force: bool = typer.Option(False, "--force", help="deploy the head even if it was "
+                                    "rejected (it rolled back by itself)")):
     """Check the app's source now and deploy its head (the portal's Sync button)."""
     from orchestrator.deploying.sync import sync_now
     services = services_of(ctx)
-    report(services, app, sync_now(services, app_name(services, app), rebuild=rebuild), wait, timeout)
+    queued = sync_now(services, app_name(services, app), rebuild=rebuild, force=force)
+    report(services, app, queued, wait, timeout)
 
 
 @cli.command()

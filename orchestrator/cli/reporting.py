@@ -19,6 +19,12 @@ from orchestrator.runtime.services import Services
 
 
 def report(services: Services, app: str, queued, wait: bool, timeout: float = 600) -> None:
+    """What came of a request; exit 1 when nothing deploys the revision (it was rejected):
+    what was asked for will not happen, and a script must not go on as if it would."""
+    if queued.deployment_id is None:
+        out.print(f"{app}: {queued.revision[:12]}: not deployed: {queued.reason}", markup=False,
+                  highlight=False)
+        raise typer.Exit(1)
     if not queued.new:
         out.print(f"{app}: {queued.revision[:12]}: nothing new to deploy: {queued.reason}")
     else:

@@ -5,10 +5,14 @@ Each line is {"at", "level", "step", "message"}. The events say it all: Deployme
 (what and why), DeploymentStarted (each attempt), SnapshotBuilt (fetch: files read and
 reused, time; snapshot: size), the build's (BuildStarted, the lines its steps printed,
 BuildSucceeded or BuildFailed), DeploymentRetrying (why, when the next attempt comes),
-DeploymentSucceeded / DeploymentFailed (how long validate, materialise and switch took;
-a failure's reason, which names the file or setting at fault, is always the last line),
-DeploymentSkipped, DeploymentSuperseded, and the ReleasesPruned its worker appended after
-it went live.
+after the switch DeploymentSwitched when a worker resumed the deployment (its first switch
+is the `switch` step's line), DeploymentActivated or
+ActivationFailed, HealthCheckStarted (the URL) and HealthCheckPassed (its probes and
+latency) or HealthCheckFailed (why, kept or rolling back), RevisionRejected and
+DeploymentRolledBack; DeploymentSucceeded / DeploymentFailed (how long validate,
+materialise, before_switch, switch, activate and verify took; a failure's reason, which
+names the file or setting at fault, is always the last line), DeploymentSkipped,
+DeploymentSuperseded, and the ReleasesPruned its worker appended after it went live.
 
 Finding a deployment: the apps' compact views know recent and live ones; an older one is
 found in its app's stream near the time its id names (ids start with the UTC time they
@@ -29,10 +33,11 @@ from orchestrator.core.projections import replay
 from orchestrator.core.statuses import FINAL_STATUS
 from orchestrator.observe.durations import duration
 from orchestrator.observe.formatting import iso
+from orchestrator.observe.logging_setup import redact
 from orchestrator.runtime.services import Services
 
 INFO, WARNING, ERROR = "info", "warning", "error"
-STEP_ORDER = ("validate", "materialise", "before_switch", "switch", "activate")
+STEP_ORDER = ("validate", "materialise", "before_switch", "switch", "activate", "verify")
 MARGIN = 600.0          # seconds either side of an id's time searched (clocks disagree)
 BATCH = 200             # stream entries read at a time
 AFTER_END = 50          # entries looked at after a success, for its worker's ReleasesPruned
@@ -210,6 +215,13 @@ def _lines(e: ev.Event, queued: ev.DeploymentQueued | None) -> list[LogLine]:
         return _snapshot_lines(e, queued)
     if isinstance(e, ev.BuildStarted | ev.BuildOutput | ev.BuildSucceeded | ev.BuildFailed):
         return build_lines(e)
+    if isinstance(e, ev.DeploymentSwitched):
+        # A first switch is the `switch` step's line at the end, in time order with the
+        # steps before it; a switch again is a worker resuming, worth a line of its own.
+        return [_switched_again(e)] if e.again else []
+    if isinstance(e, ev.HealthCheckStarted | ev.HealthCheckPassed | ev.HealthCheckFailed
+                  | ev.RevisionRejected):
+        return [_after_switch_line(e)]
     if isinstance(e, ev.DeploymentActivated):
         ran = f"{_count(e.actions, 'action')} ran in {duration(e.seconds)}"
         return [LogLine(e.at, INFO, "activate", f"activated: {ran}")]
@@ -235,6 +247,35 @@ def _lines(e: ev.Event, queued: ev.DeploymentQueued | None) -> list[LogLine]:
         return [LogLine(e.at, INFO, "retention", f"removed {_count(len(e.releases), 'old release')}: "
                                                  + ", ".join(_name(r) for r in e.releases))]
     return []
+
+
+def _switched_again(e: ev.DeploymentSwitched) -> LogLine:
+    before = f"previous {_name(e.previous)}" if e.previous else "nothing was live before"
+    return LogLine(e.at, WARNING, "switch", f"a worker took the deployment up again: switched to "
+                                            f"release {_name(e.release)} again ({before})")
+
+
+def _after_switch_line(e: ev.Event) -> LogLine:
+    if isinstance(e, ev.HealthCheckStarted):
+        return LogLine(e.at, INFO, "verify", f"health check started: {redact(e.url)}")
+    if isinstance(e, ev.HealthCheckPassed):
+        return LogLine(e.at, INFO, "verify", f"healthy after {duration(e.healthy_after_s)}: "
+                                             f"{_count(e.probes, 'probe')}, {e.failures} failed"
+                                             f"{_latency(e.latency_ms)}; verified in {duration(e.seconds)}")
+    if isinstance(e, ev.HealthCheckFailed):
+        then = "kept: the new release stays live (on_failure: keep)" if e.kept else "rolling back"
+        return LogLine(e.at, WARNING if e.kept else ERROR, "verify",
+                       f"health check failed after {_count(e.probes, 'probe')} in "
+                       f"{duration(e.seconds)}: {e.reason} ({then})")
+    assert isinstance(e, ev.RevisionRejected)
+    return LogLine(e.at, WARNING, "reject", f"revision {e.revision[:12]} rejected: {e.reason}; "
+                                            "automatic triggers do not deploy it again")
+
+
+def _latency(latency_ms: dict | None) -> str:
+    if not latency_ms:
+        return ""
+    return ", " + ", ".join(f"{k} {v:g} ms" for k, v in latency_ms.items())
 
 
 def _queued(e: ev.DeploymentQueued) -> str:
@@ -305,6 +346,10 @@ def _step_message(step: str, seconds: float, release: str) -> str:
         return f"the before_switch check passed ({took})"
     if step == "switch":
         return f"switched the target to the new release in {took}"
+    if step == "activate":
+        return f"the activate actions took {took}"
+    if step == "verify":
+        return f"the health check took {took}"
     return f"{step} done in {took}"
 
 

@@ -13,7 +13,16 @@ from rich.text import Text
 from orchestrator.config.settings import SluiceConfig
 from orchestrator.core.event_log import RecordedEvent
 from orchestrator.core.projections import AppView, DeploymentView
+from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.observe.durations import QUEUE, TABLE, duration, took
+
+# One colour per kind of status; the switched ones (activating, verifying) apart from the
+# rest of what runs: the target shows them already, unconfirmed.
+STATUS_STYLES = {DeploymentStatus.SUCCESS: "green", DeploymentStatus.FAILED: "bold red",
+                 DeploymentStatus.PENDING: "yellow", DeploymentStatus.BUILDING: "yellow",
+                 DeploymentStatus.DEPLOYING: "yellow", DeploymentStatus.ACTIVATING: "bold cyan",
+                 DeploymentStatus.VERIFYING: "bold cyan", DeploymentStatus.SKIPPED: "dim",
+                 DeploymentStatus.SUPERSEDED: "dim"}
 
 
 def iso(ts: float | None) -> str | None:
@@ -49,13 +58,22 @@ def drift_text(view: AppView) -> str:
     return f"DRIFT ({repair}): {d.detail}"
 
 
+def rejected_lines(view: AppView) -> list[str]:
+    """The app's rejected revisions as `sluice apps` and the dashboard show them."""
+    return [f"rejected {revision[:12]}: {reason}" for revision, reason in view.rejected.items()]
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(DeploymentStatus(status), ""))
+
+
 def deployments_table(view: AppView) -> Table:
     table = Table(_id("id", ID_WIDTH + len(" *")), _text("status"), _id("revision", REVISION_WIDTH),
                   _text("trigger"), _text("received"), _text("took"), _text("message"),
                   title=f"deployments of {view.name}")
     for d in view.history():
         mark = " *" if d.id == view.active_deployment else ""
-        table.add_row(d.id + mark, d.status, d.revision[:12], d.trigger,
+        table.add_row(d.id + mark, status_text(d.status), d.revision[:12], d.trigger,
                       _local(d.received_at), took(d.started_at, d.ended_at, TABLE), d.message)
     return table
 
@@ -68,10 +86,12 @@ def apps_table(config: SluiceConfig, views: dict[str, AppView]) -> Table:
         active = view.active
         last = next(iter(view.history()), None)
         drift = Text(f"\n{drift_text(view)}", style="bold red") if view.drift else ""
+        automatic = Text(f"paused: {view.paused}" if view.paused else "on")
+        for line in rejected_lines(view):
+            automatic.append(f"\n{line}", style="red")
         table.add_row(name, app.layout, app.source.describe(), Text(str(app.target)) + drift,
                       f"{active.id} ({active.revision[:12]})" if active else "-",
-                      f"{last.status} {last.id}" if last else "-",
-                      f"paused: {view.paused}" if view.paused else "on")
+                      status_text(last.status) + f" {last.id}" if last else "-", automatic)
     return table
 
 
@@ -125,9 +145,10 @@ def queue_tables(report: dict) -> Group:
     queues = _table("queues", "queue", "waiting", "oldest waiting")
     for q in report["queues"]:
         queues.add_row(q["name"], str(q["waiting"]), duration(q["oldest_age"], QUEUE))
-    running = _table("in flight", "app", _id("deployment"), "worker", "running for")
+    running = _table("in flight", "app", _id("deployment"), "status", "worker", "running for")
     for t in report["in_flight"]:
-        running.add_row(t["app"], t["deployment_id"], t["worker"] or "?", duration(t["running_for"], QUEUE))
+        running.add_row(t["app"], t["deployment_id"], status_text(t["status"]), t["worker"] or "?",
+                        duration(t["running_for"], QUEUE))
     retries = _table("retries scheduled", "app", _id("deployment"), "attempt", "due")
     for r in report["retries"]:
         due = f"in {duration(r['due_in'], QUEUE)} ({_local_iso(r['due_at'])})" if r["due_at"] else "?"

@@ -14,7 +14,9 @@ no counter lives in a process's memory:
 Metrics:
   sluice_deployments_total{app,status}               ended deployments (success, failed, skipped, superseded)
   sluice_deployment_retries_total{app}               attempts that failed and were retried
-  sluice_deployments_in_progress{app,status}         pending, building, deploying now
+  sluice_deployments_in_progress{app,status}         pending, building, deploying, activating, verifying now
+  sluice_rollbacks_total{app}                        deployments rolled back by themselves (DeploymentRolledBack)
+  sluice_app_rejected_revisions{app}                 revisions rolled back that automatic triggers do not deploy
   sluice_deployment_duration_seconds{app,status}     first attempt's start to the end
   sluice_change_to_live_seconds{app}                 ChangeDetected of a revision to its DeploymentSucceeded
   sluice_app_paused{app}                             1 while automatic deployments are paused
@@ -50,7 +52,7 @@ from orchestrator.runtime.services import Services
 log = logging.getLogger("sluice.metrics")
 
 POLLS = keys.METRICS_POLLS
-STATE_VERSION = 1
+STATE_VERSION = 2          # 2: rollbacks (a cache of version 1 is replayed)
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 LATENCY_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 HEAD_CHECK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -119,6 +121,7 @@ class AppFigures:
     running: dict[str, list] = field(default_factory=dict)      # id -> [revision, started_at]
     changes: dict[str, float] = field(default_factory=dict)     # revision -> detected at
     drift_repairs: int = 0
+    rollbacks: int = 0
     version: int = STATE_VERSION
 
     def to_json(self) -> bytes:
@@ -150,6 +153,8 @@ def fold(figures: AppFigures, recorded: RecordedEvent) -> AppFigures:
         figures.retries += 1
     elif isinstance(e, ev.DriftRepaired):
         figures.drift_repairs += 1
+    elif isinstance(e, ev.DeploymentRolledBack):
+        figures.rollbacks += 1
     elif e.type in FINAL_STATUS:
         _ended(figures, e, FINAL_STATUS[e.type])
     return figures
@@ -214,6 +219,8 @@ class SluiceCollector:
             "Seconds from a revision's ChangeDetected to its DeploymentSucceeded", labels=["app"])
         repairs = CounterMetricFamily("sluice_drift_repairs",
                                       "Drifts of the app's target seen repaired", labels=["app"])
+        rollbacks = CounterMetricFamily("sluice_rollbacks", "Deployments that failed after the "
+                                        "switch and rolled back by themselves", labels=["app"])
         for app in apps:
             f = figures[app]
             for status in TERMINAL:
@@ -223,7 +230,8 @@ class SluiceCollector:
                 durations.add_metric([app, label], h.buckets(DURATION_BUCKETS), h.sum)
             latency.add_metric([app], f.latency.buckets(LATENCY_BUCKETS), f.latency.sum)
             repairs.add_metric([app], f.drift_repairs)
-        return [ended, retries, durations, latency, repairs]
+            rollbacks.add_metric([app], f.rollbacks)
+        return [ended, retries, durations, latency, repairs, rollbacks]
 
     def _now(self, apps: list[str]) -> Iterable:
         in_progress = GaugeMetricFamily("sluice_deployments_in_progress",
@@ -234,18 +242,22 @@ class SluiceCollector:
         drift = GaugeMetricFamily("sluice_app_drift",
                                   "1 while the app's target is recorded in drift of this kind",
                                   labels=["app", "kind"])
+        rejected = GaugeMetricFamily("sluice_app_rejected_revisions",
+                                     "Revisions that rolled back, which automatic triggers do not "
+                                     "deploy again", labels=["app"])
         for app in apps:
             view = self.services.projections.app(app)
             statuses = [d.status for d in view.deployments.values()]
             for status in IN_PROGRESS:
                 in_progress.add_metric([app, status], statuses.count(status))
             paused.add_metric([app], 1 if view.paused else 0)
+            rejected.add_metric([app], len(view.rejected))
             for kind in DriftKind:
                 drift.add_metric([app, kind], 1 if view.drift and view.drift.kind == kind else 0)
         depth = GaugeMetricFamily("sluice_queue_depth", "Messages waiting in the Celery queue",
                                   labels=["queue"])
         depth.add_metric([DEPLOY_QUEUE], queue_depth(self.services.redis, DEPLOY_QUEUE))
-        return [in_progress, paused, drift, depth]
+        return [in_progress, paused, drift, rejected, depth]
 
     def _polls(self) -> Iterable:
         raw = replies.text_fields(replies.hash_fields(self.services.redis.hgetall(POLLS)))

@@ -8,9 +8,9 @@ Everything is read, nothing is changed:
   lists' lengths and the oldest message is at their tails; its age comes from the
   `sluice_queued_at` header `task_queue.send_deploy` puts in every message (None for messages other
   producers sent).
-- in flight: deployments started and not ended (the projections), the worker being the
-  holder of the app's lease (else the one its DeploymentStarted names), running since that
-  attempt started.
+- in flight: deployments started and not ended (the projections), their status (building,
+  deploying, activating, verifying), the worker being the holder of the app's lease (else the
+  one its DeploymentStarted names), running since that attempt started.
 - retries: deployments waiting after a DeploymentRetrying: the next attempt is due at the
   event's time plus its retry_in, and is attempt n+1 of the app's retry.attempts.
 - polls: `sluice:poll:due`: sources due within the next minute, and those overdue (due
@@ -125,7 +125,8 @@ def _in_flight(app: str, d: DeploymentView, started: ev.Event | None, holder: st
         started = None          # further back than TAIL events: the first start will do
     since = started.at if started else d.started_at
     return {"worker": holder or (started.worker if started else None), "app": app,
-            "deployment_id": d.id, "running_for": _seconds(now - since) if since else None}
+            "deployment_id": d.id, "status": d.status,
+            "running_for": _seconds(now - since) if since else None}
 
 
 def _retry(app: str, d: DeploymentView, retrying: ev.Event | None, attempts: int,

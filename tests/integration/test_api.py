@@ -4,6 +4,7 @@ loopback rule is tested through uvicorn on 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import time
 
 import httpx
 import pytest
@@ -11,6 +12,8 @@ from fastapi.testclient import TestClient
 
 from orchestrator.api import create_app
 from orchestrator.config.settings import SluiceConfig
+from orchestrator.core import events as ev
+from orchestrator.core.decisions import execute
 from orchestrator.deploying.dispatch import request_deployment
 from orchestrator.observe.formatting import deployment_json
 from orchestrator.runtime.services import Services
@@ -114,6 +117,27 @@ def test_sync_queues_the_sources_head_and_it_goes_live(deployed):
     assert (body["app"], body["revision"], body["new"]) == ("hello", revision, True)
     assert wait_until_ended(services, "hello", body["deployment_id"]).status == "success"
     assert (services.config.apps["hello"].target / "HttpHello/__init__.py").read_text().endswith("'v3'\n")
+
+
+def test_a_rejected_head_is_not_synced_saying_why_and_force_deploys_it(deployed):
+    services, client, repo, _, _ = deployed
+    revision = repo.commit({"HttpHello/__init__.py": "def main(req):\n    return 'v3'\n"})
+    reason = "health: GET http://127.0.0.1:9/ answered 500 (3 of 3 probes failed)"
+    # what a worker records when the revision rolled back by itself
+    execute(services.projections, "hello", lambda view: [ev.RevisionRejected(
+        app="hello", at=time.time(), revision=revision, deployment_id="d-rolled-back", reason=reason)])
+
+    refused = client.post("/api/apps/hello/sync")
+    shown = client.get("/api/apps/hello").json()
+    forced = client.post("/api/apps/hello/sync", json={"force": True})
+
+    assert refused.status_code == 202 and refused.json()["deployment_id"] is None
+    assert refused.json()["reason"] == (f"revision {revision[:12]} was rejected: {reason}; "
+                                        "`sluice sync hello --force` deploys it anyway")
+    assert shown["rejected"] == {revision: reason}
+    assert forced.status_code == 202 and forced.json()["new"] is True
+    assert wait_until_ended(services, "hello", forced.json()["deployment_id"]).status == "success"
+    assert client.get("/api/apps/hello").json()["rejected"] == {}
 
 
 def test_redeploy_runs_a_named_deployments_snapshot_again_as_a_new_deployment(deployed):

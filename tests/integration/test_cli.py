@@ -7,11 +7,14 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from orchestrator.core import events as ev
+from orchestrator.core.decisions import execute
 from orchestrator.runtime.embedded_redis import free_port
 from tests.helpers import FUNCTION_APP, git_app, wait_for, write_config
 from tests.integration.flow import sync_and_wait
@@ -109,6 +112,29 @@ def test_sync_of_an_unknown_app_says_which_apps_exist(workspace):
     result = sluice("--config", str(workspace.config_path), "sync", "nope")
 
     assert result.returncode == 2 and "unknown app 'nope'" in result.stderr
+
+
+def test_a_sync_of_a_rejected_head_says_why_and_fails_and_with_force_deploys_it(workspace):
+    repo, services = workspace.app_with(FUNCTION_APP)
+    sync_and_wait(services, "hello")
+    revision = repo.commit({"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n"})
+    reason = "health: GET http://127.0.0.1:9/ answered 500 (3 of 3 probes failed)"
+    # what a worker records when the revision rolled back by itself
+    execute(services.projections, "hello", lambda view: [ev.RevisionRejected(
+        app="hello", at=time.time(), revision=revision, deployment_id="d-rolled-back", reason=reason)])
+    config, wide = str(workspace.config_path), {"COLUMNS": "300"}
+
+    refused = sluice("--config", config, "sync", "hello", env=wide)
+    apps = sluice("--config", config, "apps", env=wide)
+    forced = sluice("--config", config, "sync", "hello", "--force", "--wait", env=wide)
+
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"hello: {revision[:12]}: not deployed: revision {revision[:12]} was rejected: {reason}; " \
+           "`sluice sync hello --force` deploys it anyway" in refused.stdout
+    assert f"rejected {revision[:12]}: health: GET" in apps.stdout and "answered 500" in apps.stdout
+    assert forced.returncode == 0 and "success" in forced.stdout, forced.stdout + forced.stderr
+    view = services.projections.app("hello")
+    assert view.active.revision == revision and view.rejected == {}
 
 
 def test_the_options_of_every_command_may_also_follow_the_command(workspace):

@@ -4,11 +4,15 @@ repository. The browser test saves a screenshot to var/screenshots/dashboard.png
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from orchestrator.core import events as ev
+from orchestrator.core.decisions import execute
+from orchestrator.core.lease import Lease
 from orchestrator.deploying.drift import check_app
 from orchestrator.deploying.operator_actions import pause
 from tests.helpers import FUNCTION_APP
@@ -92,6 +96,35 @@ def test_a_target_in_drift_shows_in_its_apps_row_as_sluice_apps_shows_it_until_r
     assert "DRIFT" not in _between(httpx.get(base + "/").text, 'id="app-hello"', "</tr>")
 
 
+def reject(services, revision: str, reason: str) -> None:
+    """What a worker records when a revision rolled back by itself."""
+    execute(services.projections, "hello", lambda view: [ev.RevisionRejected(
+        app="hello", at=time.time(), revision=revision, deployment_id="d-rolled-back", reason=reason)])
+
+
+def test_a_switched_deployment_shows_as_verifying_and_a_rejected_revision_in_the_apps_row(deployed):
+    services, repo, _, base = deployed
+    revision, at = repo.commit(V2, "Say version 2"), time.time()
+    reject(services, "f" * 40, "health: GET http://127.0.0.1:9/ answered 500")
+    # what a worker records while it probes the switched release (it holds the app's lease)
+    with Lease(services.redis, "hello", "w", ttl=30):
+        execute(services.projections, "hello", lambda view: [
+            ev.DeploymentQueued(app="hello", at=at, deployment_id="d-2", revision=revision, trigger="manual"),
+            ev.DeploymentStarted(app="hello", at=at, deployment_id="d-2", worker="w"),
+            ev.DeploymentSwitched(app="hello", at=at, deployment_id="d-2", release="/r/d-2", previous=None),
+            ev.HealthCheckStarted(app="hello", at=at, deployment_id="d-2", url="http://127.0.0.1:9/")])
+
+        html = httpx.get(base + "/").text
+        css = httpx.get(base + "/static/dashboard.css").text
+
+    row = _between(html, 'id="app-hello"', "</tr>")
+    assert '<span class="status status-verifying">verifying</span>' in row
+    assert '<strong class="rejected">rejected ffffffffffff: health: GET http://127.0.0.1:9/ answered 500' in row
+    history = _between(html, 'id="history-hello"', "</section>")
+    assert '<tr data-deployment="d-2" class="status-verifying">' in history
+    assert ".status.status-activating, .status.status-verifying {" in css
+
+
 def test_the_page_escapes_what_it_shows(deployed):
     services, _, _, base = deployed
     pause(services, "hello", reason="<script>alert(1)</script> & more")
@@ -170,6 +203,28 @@ def test_a_drift_and_its_repair_show_live_in_the_apps_row(page, deployed, worksp
     check_app(services, "hello")
     _expect(page.locator('#feed li[data-type="DriftRepaired"]')).to_have_count(1)
     _expect(drift).to_have_count(0)
+
+
+def test_sync_of_a_rejected_head_says_why_and_deploys_it_once_the_operator_confirms(page, deployed):
+    services, repo, first, base = deployed
+    revision = repo.commit(V2, "Say version 2")
+    reject(services, revision, "health: GET http://127.0.0.1:9/ answered 500")
+    page.goto(base + "/")
+    _expect(page.locator("#app-hello .rejected")).to_have_text(
+        f"rejected {revision[:12]}: health: GET http://127.0.0.1:9/ answered 500")
+    page.fill("#token", TOKEN)
+    page.click("#save-token")
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+
+    page.click("#app-hello button[data-action=sync]")
+
+    _expect(page.locator("#notice.ok")).to_contain_text("sync hello: deployment ")
+    _expect(page.locator("#app-hello td.revision")).to_have_text(revision[:12])
+    _expect(page.locator("#app-hello .rejected")).to_have_count(0)
+    assert asked == [f"revision {revision[:12]} was rejected: health: GET http://127.0.0.1:9/ answered "
+                     f"500; `sluice sync hello --force` deploys it anyway\n\nDeploy {revision[:12]} "
+                     "to hello anyway?"]
 
 
 def test_an_action_refused_by_the_api_shows_its_error_message(page, deployed):

@@ -160,3 +160,56 @@ def test_the_log_is_a_pure_function_of_the_events():
     assert lines[2].message == "fetched 3 files (1 reused) in 41 ms"
     assert "5 files, 2.0 KiB" in lines[3].message
     assert (lines[-1].level, lines[-1].message) == ("error", "boom")
+
+
+def test_the_steps_after_the_switch_are_lines_of_their_own_with_their_figures():
+    from orchestrator.core import events as ev
+    release, previous = "/data/releases/a/d", "/data/releases/a/c"
+    recorded = [
+        ev.DeploymentQueued(app="a", at=1.0, deployment_id="d", revision="r" * 40, trigger="poll"),
+        ev.DeploymentSwitched(app="a", at=2.0, deployment_id="d", release=release, previous=previous),
+        ev.DeploymentActivated(app="a", at=2.1, deployment_id="d", actions=1, seconds=0.1),
+        ev.HealthCheckStarted(app="a", at=2.1, deployment_id="d",
+                              url="http://user:s3cret@127.0.0.1:8080/health"),
+        ev.HealthCheckPassed(app="a", at=3.0, deployment_id="d", probes=3, failures=0,
+                             healthy_after_s=0.4, seconds=0.9, latency_ms={"p50": 2.0, "max": 3.5}),
+        ev.DeploymentSucceeded(app="a", at=3.0, deployment_id="d", snapshot="s" * 64, release=release,
+                               steps={"switch": 0.01, "activate": 0.1, "verify": 0.9}),
+    ]
+
+    lines = log_lines("d", recorded)
+
+    by_step = [(line.step, line.message) for line in lines]
+    assert by_step[2] == ("verify", "health check started: http://***@127.0.0.1:8080/health")
+    assert by_step[3] == ("verify", "healthy after 400 ms: 3 probes, 0 failed, p50 2 ms, max 3.5 ms; "
+                                    "verified in 900 ms")
+    assert ("activate", "the activate actions took 100 ms") in by_step
+    assert ("verify", "the health check took 900 ms") in by_step
+    assert [step for step, _ in by_step[-4:]] == ["switch", "activate", "verify", "live"]
+
+
+def test_a_resumed_switch_and_a_failed_health_check_say_so_and_the_revision_is_rejected():
+    from orchestrator.core import events as ev
+    reason = "health: GET http://127.0.0.1:8080/ answered 500 (3 of 3 probes failed)"
+    recorded = [
+        ev.DeploymentQueued(app="a", at=1.0, deployment_id="d", revision="r" * 40, trigger="poll"),
+        ev.DeploymentSwitched(app="a", at=2.0, deployment_id="d", release="/r/d", previous=None,
+                              again=True),
+        ev.HealthCheckFailed(app="a", at=3.0, deployment_id="d", reason=reason, probes=3, seconds=1.5),
+        ev.RevisionRejected(app="a", at=3.0, deployment_id="d", revision="r" * 40, reason=reason),
+        ev.DeploymentRolledBack(app="a", at=3.1, deployment_id="d", release=None,
+                                how="rolled back: nothing was live before, so the target was removed"),
+        ev.DeploymentSucceeded(app="b", at=3.1, deployment_id="other", snapshot="s", release="/r/o"),
+    ]
+
+    lines = log_lines("d", recorded)
+
+    assert (lines[1].level, lines[1].message) == (
+        "warning", "a worker took the deployment up again: switched to release d again (nothing was "
+                   "live before)")
+    failed, rejected = lines[2], lines[3]
+    assert (failed.level, failed.step) == ("error", "verify")
+    assert failed.message == f"health check failed after 3 probes in 1.50 s: {reason} (rolling back)"
+    assert (rejected.level, rejected.step) == ("warning", "reject")
+    assert rejected.message.startswith(f"revision {'r' * 12} rejected: {reason}")
+    assert [line.step for line in lines] == ["queue", "switch", "verify", "reject", "rollback"]

@@ -1,11 +1,16 @@
 """GET /metrics: figures computed from Redis at each scrape, whichever process made them."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.api import create_app
+from orchestrator.core import events as ev
+from orchestrator.core.decisions import execute
+from orchestrator.core.lease import Lease
 from orchestrator.observe.metrics import app_state_key, exposition, queue_depth
 from orchestrator.triggers.poller import Poller
 from tests.helpers import FUNCTION_APP, git_app
@@ -70,6 +75,37 @@ def test_the_figures_are_not_counted_twice_and_survive_losing_their_cache(worksp
     assert sample(first, "sluice_deployments_total", app="hello", status="success") == 1
     assert sample(second, "sluice_deployments_total", app="hello", status="success") == 2
     assert scrape(services) == scrape(services) == second
+
+
+def test_switched_deployments_show_as_activating_or_verifying_and_rollbacks_are_counted(workspace):
+    repo, services = workspace.app_with(FUNCTION_APP)
+    sync_and_wait(services, "hello")
+    revision, at = repo.commit({"extra.txt": "x"}), time.time()
+
+    def switched(d: str) -> list[ev.Event]:
+        return [ev.DeploymentQueued(app="hello", at=at, deployment_id=d, revision=revision,
+                                    trigger="manual"),
+                ev.DeploymentStarted(app="hello", at=at, deployment_id=d, worker="w"),
+                ev.DeploymentSwitched(app="hello", at=at, deployment_id=d, release=f"/r/{d}",
+                                      previous=None)]
+    # what workers record after their switches (the lease held: no reaper takes them for lost)
+    with Lease(services.redis, "hello", "w", ttl=30):
+        execute(services.projections, "hello", lambda view: [
+            *switched("d-1"),
+            *switched("d-2"),
+            ev.HealthCheckStarted(app="hello", at=at, deployment_id="d-2", url="http://127.0.0.1:9/"),
+            *switched("d-3"),
+            ev.RevisionRejected(app="hello", at=at, deployment_id="d-3", revision=revision,
+                                reason="health: GET http://127.0.0.1:9/ answered 500"),
+            ev.DeploymentRolledBack(app="hello", at=at, deployment_id="d-3", release=None,
+                                    how="rolled back")])
+
+        figures = scrape(services)
+
+    assert sample(figures, "sluice_deployments_in_progress", app="hello", status="activating") == 2
+    assert sample(figures, "sluice_deployments_in_progress", app="hello", status="verifying") == 1
+    assert sample(figures, "sluice_rollbacks_total", app="hello") == 1
+    assert sample(figures, "sluice_app_rejected_revisions", app="hello") == 1
 
 
 def test_head_checks_are_timed_and_failures_counted_by_source_type(workspace):

@@ -2,14 +2,17 @@
 worker, real git repositories."""
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 import uuid
 
 import pytest
+from rich.console import Console
 
 from orchestrator.core import events as ev
 from orchestrator.core.clock import FakeClock
@@ -17,6 +20,7 @@ from orchestrator.core.decisions import execute
 from orchestrator.core.lease import Lease
 from orchestrator.deploying.dispatch import request_deployment
 from orchestrator.deploying.task_queue import DEPLOY_TASK, QUEUED_AT, celery_for
+from orchestrator.observe.formatting import queue_tables
 from orchestrator.observe.queue_view import POLL_GRACE, inspect_queue
 from orchestrator.runtime.services import Services
 from orchestrator.triggers.poller import Poller
@@ -88,6 +92,28 @@ def test_a_running_deployment_is_in_flight_with_the_holder_of_the_apps_lease(wor
     assert (running["app"], running["deployment_id"], running["worker"]) == (
         "hello", "d-1", "worker-host:4242")
     assert 5 <= running["running_for"] < 15
+
+
+def test_a_deployment_in_flight_shows_its_status_verifying_once_its_health_is_probed(workspace):
+    repo, services = workspace.app_with(FUNCTION_APP)
+    at = time.time()
+    with Lease(services.redis, "hello", "worker-host:4242", ttl=30):
+        execute(services.projections, "hello", lambda view: [
+            ev.DeploymentQueued(app="hello", at=at, deployment_id="d-1", revision=repo.head(),
+                                trigger="manual"),
+            ev.DeploymentStarted(app="hello", at=at, deployment_id="d-1", worker="worker-host:4242"),
+            ev.DeploymentSwitched(app="hello", at=at, deployment_id="d-1", release="/r/d-1",
+                                  previous=None)])
+        switched = inspect_queue(services)["in_flight"]
+        execute(services.projections, "hello", lambda view: [
+            ev.HealthCheckStarted(app="hello", at=at, deployment_id="d-1", url="http://127.0.0.1:9/")])
+        verifying = inspect_queue(services)
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(queue_tables(verifying))
+
+    assert [(t["deployment_id"], t["status"]) for t in switched] == [("d-1", "activating")]
+    assert [(t["deployment_id"], t["status"]) for t in verifying["in_flight"]] == [("d-1", "verifying")]
+    assert re.search(r"│ d-1 +│ verifying +│ worker-host:4242 ", console.export_text())
 
 
 def test_a_transient_failure_shows_the_next_attempt_its_number_and_when_it_is_due(workspace):

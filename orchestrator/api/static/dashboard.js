@@ -78,7 +78,9 @@
     return el("tr", { id: `app-${app.name}`, "data-app": app.name },
       el("th", { scope: "row", class: "name" }, app.name,
          el("small", {}, `${app.layout} · ${typeof app.source === "string" ? app.source : describe(app.source)}`),
-         app.drift ? el("strong", { class: "drift" }, app.drift.text) : ""),
+         app.drift ? el("strong", { class: "drift" }, app.drift.text) : "",
+         Object.entries(app.rejected || {}).map(([revision, reason]) =>
+           el("strong", { class: "rejected" }, `rejected ${short(revision)}: ${reason}`))),
       el("td", { class: "live" }, live ? logLink(live) : "—"),
       el("td", { class: "revision" }, live ? el("code", {}, short(live.revision)) : ""),
       el("td", { class: "trigger" }, live ? live.trigger : ""),
@@ -272,8 +274,14 @@
     }
     button.disabled = true;
     try {
-      const result = await api("POST", path, body);
-      notice(describeResult(action, app, result), "ok");
+      let result = await api("POST", path, body);
+      // Nothing queued by a sync: its head was rejected (rolled back by itself); the reason
+      // says why, and only the operator may deploy it again.
+      if (action === "sync" && result && !result.deployment_id
+          && window.confirm(`${result.reason}\n\nDeploy ${short(result.revision)} to ${app} anyway?`)) {
+        result = await api("POST", path, { force: true });
+      }
+      notice(describeResult(action, app, result), action === "sync" && !result?.deployment_id ? "error" : "ok");
       refreshApp(app);
     } catch (error) {
       notice(`${action} ${app} refused: ${error.message}`, "error");
@@ -285,6 +293,7 @@
   function describeResult(action, app, result) {
     if (!result || typeof result !== "object") return `${action} ${app}: done`;
     const id = result.deployment_id || result.id;
+    if (action === "sync" && !id) return `sync ${app}: not deployed: ${result.reason}`;
     if (action === "sync" && result.new === false) {
       return `sync ${app}: nothing new to deploy (${result.reason || "covered"})`;
     }
