@@ -102,7 +102,7 @@ def decide_deployment(view: AppView, request: DeploymentRequest) -> tuple[list[e
         return change, covered
     if view.paused and r.trigger in AUTOMATIC:
         return change, Queued(None, r.revision, False, f"app is paused ({view.paused})")
-    if r.revision in view.rejected and not r.force and r.trigger not in OPERATOR_CHOSEN:
+    if r.revision in view.rejected and not r.force and r.trigger not in (*OPERATOR_CHOSEN, "import"):
         return change, Queued(None, r.revision, False, rejected_reason(view, r.revision))
     queued = ev.DeploymentQueued(app=r.app, at=r.at, deployment_id=r.deployment_id,
                                  revision=r.revision, trigger=r.trigger, snapshot=r.snapshot,

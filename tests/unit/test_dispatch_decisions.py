@@ -225,7 +225,8 @@ def test_a_rejected_revision_is_not_deployed_again_by_a_trigger_and_says_why(app
     assert app.view().rejected == {"r2": "health: GET http://h/ answered 500"}
 
 
-@pytest.mark.parametrize("how", [{"trigger": "manual", "force": True}, {"trigger": "redeploy"}])
+@pytest.mark.parametrize("how", [{"trigger": "manual", "force": True}, {"trigger": "redeploy"},
+                                 {"trigger": "import"}])
 def test_an_operator_can_deploy_a_rejected_revision_which_lifts_the_rejection(app, how):
     app.request("r1")
     app.record(started("d1"), succeeded("d1"))
