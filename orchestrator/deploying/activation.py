@@ -20,6 +20,7 @@ from orchestrator.config.steps import ActivateAction, CommandAction, HttpAction,
 from orchestrator.core.errors import ActivationFailed
 from orchestrator.core.placeholders import fill
 from orchestrator.deploying.before_switch import Candidate, command_environment, variables
+from orchestrator.deploying.tls import verified_context
 
 TAIL_LINES = 10
 
@@ -71,7 +72,8 @@ def _http(action: HttpAction, candidate: Candidate) -> None:
     spec, values = action.http, variables(candidate)
     try:
         answer = httpx.request(spec.method, fill(spec.url, values), timeout=action.timeout,
-                               headers={k: fill(v, values) for k, v in spec.headers.items()})
+                               headers={k: fill(v, values) for k, v in spec.headers.items()},
+                               verify=verified_context())
     except httpx.HTTPError as exc:
         raise ActivationFailed(f"{type(exc).__name__}: {exc}") from None
     expected = spec.expect or range(200, 400)

@@ -27,6 +27,7 @@ from orchestrator.core.urls import sanitize_url
 from orchestrator.deploying.activation import activate
 from orchestrator.deploying.before_switch import Candidate, variables
 from orchestrator.deploying.health import Probe, verify_health
+from orchestrator.deploying.tls import verified_context
 from orchestrator.releases.materialise import switch, unswitch
 
 log = logging.getLogger("sluice.worker")
@@ -80,7 +81,7 @@ def _verify(s: Switched) -> float:
     started = s.clock.now()
     s.record(ev.HealthCheckStarted, url=sanitize_url(fill(spec.url, variables(s.candidate))))
     probes: list[Probe] = []
-    with httpx.Client(follow_redirects=False) as client:
+    with httpx.Client(follow_redirects=False, verify=verified_context()) as client:
         try:
             report = verify_health(spec, variables(s.candidate), clock=s.clock, client=client,
                                    on_probe=_log_probe(s.candidate, probes))
