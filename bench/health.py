@@ -12,7 +12,7 @@ after deadline/interval probes and rolls back: on_failure's default).
     HealthCheckPassed.at, median and max, beside a bare httpx GET of the same /health URL
     (a new client each, as a verification has; median of --runs), and where the time goes.
 (b) --rollbacks revisions answering 500: from the deciding failed probe's answer (taken as
-    HealthCheckFailed.at, stamped right after it with no I/O in between) to (1) the target
+    HealthCheckFailed.at, stamped right after it, only the probe's log line between) to (1) the target
     symlink pointing at the previous release again and (2) the host answering /health from
     it (X-Release), both seen by a poller process reading the link and GETting /health
     every --poll seconds; target <= 100 ms plus one probe interval. Beside: the same switch
