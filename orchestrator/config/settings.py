@@ -295,10 +295,16 @@ def _describe(path: Path, exc: ValidationError) -> str:
 
 
 def _location(loc: tuple) -> str:
-    # pydantic puts the discriminator's value (e.g. "git") into the path of a tagged union.
-    parts = [str(p) for i, p in enumerate(loc) if not (i and loc[i - 1] == "source")
-             or p not in SOURCE_TYPES]
+    parts = [str(p) for i, p in enumerate(loc) if not _union_tag(loc, i)]
     return ".".join(p for p in parts if not p.startswith("function-"))
+
+
+def _union_tag(loc: tuple, i: int) -> bool:
+    """pydantic puts the tag of a tagged union into the path: a source's type (`git`), an
+    activate action's kind (apps.a.activate.0.http.http.url)."""
+    if i and loc[i - 1] == "source":
+        return loc[i] in SOURCE_TYPES
+    return i > 1 and loc[i - 2] == "activate" and isinstance(loc[i - 1], int)
 
 
 def _message(err: Mapping[str, Any]) -> str:

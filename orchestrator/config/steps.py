@@ -85,11 +85,30 @@ class SignalAction(_Strict):
     signal: SignalSpec
 
 
+def _http_url(cls, value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"{value!r} must be an http:// or https:// URL")
+    return _known_placeholders(value)
+
+
+def _header_values(cls, value: dict[str, str]) -> dict[str, str]:
+    for name, setting in value.items():
+        try:
+            _known_placeholders(setting)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    return value
+
+
 class HttpSpec(_Strict):
     url: str
     method: str = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
     expect: list[int] | None = None         # the statuses that mean done; none given: 200-399
+
+    # as the health probe's: a typo'd {placeholder} is refused at load, not sent to the host
+    _url = field_validator("url")(_http_url)
+    _headers = field_validator("headers")(_header_values)
 
 
 class HttpAction(_Strict):
@@ -112,12 +131,8 @@ class HealthConfig(_Strict):
     deadline: Annotated[Duration, Field(gt=0)] = 60.0        # to become healthy, from the switch
     stable_for: Annotated[Duration, Field(ge=0)] = 0.0       # then probed this long: one failure fails
 
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} must be an http:// or https:// URL")
-        return _known_placeholders(value)
+    _url = field_validator("url")(_http_url)
+    _headers = field_validator("headers")(_header_values)
 
     @field_validator("body_contains")
     @classmethod
@@ -125,16 +140,6 @@ class HealthConfig(_Strict):
         if value is not None and not value:
             raise ValueError("must not be empty (leave it out to check only the status)")
         return value if value is None else _known_placeholders(value)
-
-    @field_validator("headers")
-    @classmethod
-    def _header_values(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, setting in value.items():
-            try:
-                _known_placeholders(setting)
-            except ValueError as exc:
-                raise ValueError(f"{name}: {exc}") from None
-        return value
 
 
 def _known_placeholders(text: str) -> str:
