@@ -10,7 +10,8 @@ The app is activated by SIGHUP to the host; its health probe is GET /health ever
 after deadline/interval probes and rolls back: on_failure's default).
 (a) --runs good revisions: DeploymentSwitched.at (recorded just before the switch) to
     HealthCheckPassed.at, median and max, beside a bare httpx GET of the same /health URL
-    (a new client each, as a verification has; median of --runs), and where the time goes.
+    (one client, built before; median of --runs), and where the time goes; also a GET with a
+    new httpx.Client each (what a verification paid before deploying/tls.py).
 (b) --rollbacks revisions answering 500: from the deciding failed probe's answer (taken as
     HealthCheckFailed.at, stamped right after it, only the probe's log line between) to (1) the target
     symlink pointing at the previous release again and (2) the host answering /health from
