@@ -24,6 +24,8 @@ os.environ.update(GIT_ENV)
 # for this process and the workers it starts.
 os.environ.update(SLUICE_TEST_PYTHON=sys.executable, PATH=os.pathsep.join(
     [str(Path(__file__).parent / "servers" / "bin"), os.environ.get("PATH", "")]))
+# A secret in the worker's environment for configs to take as ${TEST_TOKEN} (tests of masking).
+os.environ.setdefault("TEST_TOKEN", "tk-7f3a9c41e2b8d605")
 
 
 @pytest.fixture(scope="session")
@@ -60,9 +62,15 @@ def cloud_fakes():
 
 
 @pytest.fixture(scope="session")
-def celery_worker(redis_url, worker_config_path, tmp_path_factory, cloud_fakes):
+def worker_log(tmp_path_factory) -> Path:
+    """Where the session's worker writes its log lines (every test's, appended)."""
+    return tmp_path_factory.mktemp("worker") / "worker.log"
+
+
+@pytest.fixture(scope="session")
+def celery_worker(redis_url, worker_config_path, tmp_path_factory, cloud_fakes, worker_log):
     write_config(worker_config_path, tmp_path_factory.mktemp("idle"), {}, redis_url)
-    log = open(tmp_path_factory.mktemp("worker") / "worker.log", "w")
+    log = open(worker_log, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator.cli", "--config", str(worker_config_path),
          "worker", "--concurrency", "2"],

@@ -19,6 +19,7 @@ from orchestrator.core.decisions import execute, execute_with_outcome
 from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.event_log import ANY_VERSION
 from orchestrator.core.lease import Lease
+from orchestrator.core.masking import MaskingFilter, mask, mask_fields
 from orchestrator.core.projections import AppView, DeploymentView
 from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.deploying.after_switch import Switched, confirm, resumed_candidate, switched_fields
@@ -48,6 +49,10 @@ from orchestrator.sources import fingerprint, source_for
 from orchestrator.sources.cache_gc import collect_caches
 
 log = logging.getLogger("sluice.worker")
+# The config's ${NAME} secrets are masked in what is recorded and logged about a deployment.
+_masking = MaskingFilter()
+# Fields the projections read back (ids, paths, fingerprints): masking would break them.
+_REFERENCES = ("release", "previous", "snapshot", "revision", "source", "worker", "by")
 
 
 @dataclass
@@ -59,6 +64,8 @@ class WorkerContext:
 
 def run(ctx: WorkerContext, app: str, deployment_id: str, attempt: int) -> str:
     """Returns what happened, for logs: the status recorded, or why nothing was done."""
+    _masking.secrets = ctx.services.config.secrets
+    _masking.watch(logging.getLogger())
     view = ctx.services.projections.app(app)
     d = view.deployments.get(deployment_id)
     if d is None or d.terminal:
@@ -324,6 +331,7 @@ def retry_or_fail(ctx: WorkerContext, app: str, deployment_id: str, attempt: int
     """After a transient failure: schedule the next attempt, fail when none are left, or
     give way to a newer deployment (orchestrator/deploying/retries.py decides which)."""
     config = ctx.services.config.apps.get(app)
+    reason = mask(reason, ctx.services.config.secrets)
     failed = FailedAttempt(app, deployment_id, attempt, reason, ctx.services.clock.now())
     _, appended, after = execute_with_outcome(
         ctx.services.projections, app,
@@ -340,6 +348,7 @@ def retry_or_fail(ctx: WorkerContext, app: str, deployment_id: str, attempt: int
 def _record(ctx: WorkerContext, app: str, deployment_id: str, event_type, **fields) -> bool:
     """Append one event about a deployment unless it has ended meanwhile."""
     now = ctx.services.clock.now()
+    fields = mask_fields(fields, ctx.services.config.secrets, keep=_REFERENCES)
 
     def decide(view: AppView):
         d = view.deployments.get(deployment_id)

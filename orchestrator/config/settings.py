@@ -1,7 +1,8 @@
 """Load and validate the configuration: config/sluice.yaml (or --config / SLUICE_CONFIG).
 
-Strings may say ${NAME} to take an environment variable. Relative paths (and local
-repository paths) resolve against the working directory. Every problem becomes one
+Strings may say ${NAME} to take an environment variable; the values that are secrets (see
+_holds_secret) are kept beside the config, never in it, for core/masking.py. Relative paths
+(and local repository paths) resolve against the working directory. Every problem becomes one
 ConfigError naming the file and the key.
 """
 from __future__ import annotations
@@ -11,18 +12,22 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from orchestrator.config.sources import SOURCE_TYPES, Duration, ManualSourceConfig, Secret, SourceConfig, _Strict
 from orchestrator.config.steps import ActivateAction, BeforeSwitchConfig, BuildConfig, HealthConfig
 from orchestrator.core.errors import ConfigError
+from orchestrator.core.masking import MIN_LENGTH, mask, says_secret
 
 DEFAULT_CONFIG = Path("config/sluice.yaml")
 APP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# An app's settings that run or send something: whatever ${NAME} gives them is a secret.
+_STEPS = ("activate", "health", "before_switch", "build")
 _HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # libyaml's parser when present: ten times faster, and workers read the config every task.
@@ -220,6 +225,12 @@ class SluiceConfig(_Strict):
     ftp: FtpConfig = FtpConfig()
     worker: WorkerConfig = WorkerConfig()
     apps: dict[str, AppConfig] = Field(default_factory=dict)
+    # ${NAME} -> the secret it gave (load_config): a private attribute, so no dump shows it
+    _secrets: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def secrets(self) -> MappingProxyType[str, str]:
+        return MappingProxyType(self._secrets)
 
 
 def config_file(env: Mapping[str, str] | None = None) -> Path:
@@ -234,7 +245,8 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
     env = os.environ if env is None else env
     path = Path(path) if path else config_file(env)
     raw = _read_yaml(path)
-    raw = _expand(raw, env, path, ())
+    secrets: dict[str, str] = {}
+    raw = _expand(raw, env, path, (), secrets)
     _check_app_names(raw, path)
     if env.get("SLUICE_REDIS_URL"):
         raw["redis_url"] = env["SLUICE_REDIS_URL"]
@@ -245,10 +257,13 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
     if env.get("SLUICE_FTP_LISTEN"):
         raw["ftp"] = {**(raw.get("ftp") or {}), "listen": env["SLUICE_FTP_LISTEN"]}
     try:
-        config = SluiceConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_describe(path, exc)) from None
-    return _resolved(config, path)
+        config = _resolved(SluiceConfig.model_validate(raw), path)
+    except ValidationError as exc:      # it may quote a value: a secret shows as its ${NAME}
+        raise ConfigError(mask(_describe(path, exc), secrets)) from None
+    except ConfigError as exc:
+        raise ConfigError(mask(str(exc), secrets)) from None
+    config._secrets = secrets
+    return config
 
 
 def _read_yaml(path: Path) -> dict:
@@ -274,19 +289,34 @@ def _check_app_names(raw: dict, path: Path) -> None:
                               "[a-z0-9][a-z0-9-]* (lower-case letters, digits, hyphens)")
 
 
-def _expand(value: Any, env, path: Path, where: tuple) -> Any:
+def _expand(value: Any, env, path: Path, where: tuple, secrets: dict[str, str]) -> Any:
+    """`value` with each ${NAME} replaced; the secrets among them go into `secrets`.
+    `where`: the keys down to `value`, list positions as ints."""
     if isinstance(value, dict):
-        return {k: _expand(v, env, path, where + (str(k),)) for k, v in value.items()}
+        return {k: _expand(v, env, path, where + (str(k),), secrets) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, env, path, where + (str(i),)) for i, v in enumerate(value)]
+        return [_expand(v, env, path, where + (i,), secrets) for i, v in enumerate(value)]
     if isinstance(value, str):
         def sub(m: re.Match) -> str:
-            if m.group(1) not in env:
-                raise ConfigError(f"{path}: {'.'.join(where)}: environment variable "
-                                  f"{m.group(1)} is not set")
-            return env[m.group(1)]
+            name = m.group(1)
+            if name not in env:
+                raise ConfigError(f"{path}: {'.'.join(map(str, where))}: environment variable "
+                                  f"{name} is not set")
+            if len(env[name]) >= MIN_LENGTH and _holds_secret(where, name):
+                secrets[name] = env[name]
+            return env[name]
         return _ENV_REF.sub(sub, value)
     return value
+
+
+def _holds_secret(where: tuple, name: str) -> bool:
+    """Whether ${name} at `where` gives a secret: anything an app's steps run or send
+    (activate, health, before_switch, build), a key named as a secret is (token, password,
+    app_secret, ssh_key... and the azure-devops source's header.value), or a variable whose
+    own name says so (${GITHUB_TOKEN} in a URL)."""
+    keys = [key for key in where if isinstance(key, str)]
+    return (says_secret(name) or (len(keys) > 2 and keys[0] == "apps" and keys[2] in _STEPS)
+            or bool(keys) and (says_secret(keys[-1]) or keys[-2:] == ["header", "value"]))
 
 
 def _describe(path: Path, exc: ValidationError) -> str:

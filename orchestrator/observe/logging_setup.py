@@ -64,8 +64,8 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 doc.setdefault(key, MASK if _SECRET_NAME.search(key) else value)
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+        if record.exc_info:     # exc_text: as a filter left it (core/masking.py masks secrets)
+            doc["exc"] = record.exc_text or self.formatException(record.exc_info)
         if record.stack_info:
             doc["stack"] = self.formatStack(record.stack_info)
         return redact(json.dumps(doc, default=str, ensure_ascii=False))
