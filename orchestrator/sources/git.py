@@ -1,6 +1,7 @@
-"""External Git repositories: `ls-remote` head checks, a cached bare mirror of the tracked
-branch's head (no history: git_cache.py keeps what kept releases need), git blob ids as
-aliases so files already in the store are neither read nor hashed again."""
+"""External Git repositories: head checks (a local repository's refs read in-process by
+local_refs.py, else `ls-remote`), a cached bare mirror of the tracked branch's head (no
+history: git_cache.py keeps what kept releases need), git blob ids as aliases so files
+already in the store are neither read nor hashed again."""
 from __future__ import annotations
 
 import hashlib
@@ -28,6 +29,7 @@ from orchestrator.sources.git_cache import (
     reachable,
 )
 from orchestrator.sources.git_http import remote_head
+from orchestrator.sources.local_refs import AskGit, local_head
 from orchestrator.sources.vcs_process import credentials, failure, locked_clone, ssh_command
 
 ALIAS_KIND = "git-blob"
@@ -65,14 +67,24 @@ class GitSource:
     def head(self) -> str:
         if self.config.url.startswith(("http://", "https://")):
             return remote_head(self.config.url, self.config.branch, credentials(self.config))
+        try:
+            sha = local_head(self.config.url, self.config.branch)
+        except AskGit as reason:
+            log.debug("asking git ls-remote for %s: %s", sanitize_url(self.config.url), reason)
+            sha = self._ls_remote_head()
+        if sha is None:
+            raise RevisionNotFound(f"branch {self.config.branch!r} not found in "
+                                   f"{sanitize_url(self.config.url)}")
+        return sha
+
+    def _ls_remote_head(self) -> str | None:
         ref = f"refs/heads/{self.config.branch}"
         out = self._git(git.cmd.Git(), "ls_remote", self.config.url, ref)
         for line in out.splitlines():
             sha, _, name = line.partition("\t")
             if name == ref:
                 return sha
-        raise RevisionNotFound(f"branch {self.config.branch!r} not found in "
-                               f"{sanitize_url(self.config.url)}")
+        return None
 
     def latest(self, cursor: str | None) -> Change | None:
         sha = self.head()
