@@ -28,7 +28,7 @@ from orchestrator.config.settings import load_config
 from orchestrator.deploying.dispatch import enqueue
 from orchestrator.deploying.rollback import rollback
 from orchestrator.deploying.sync import sync_now
-from orchestrator.releases.materialise import remove_tree
+from orchestrator.releases.removal import remove_tree
 from orchestrator.releases.snapshots import SnapshotStore
 from orchestrator.runtime.embedded_redis import start_redis
 from orchestrator.runtime.processes import terminate

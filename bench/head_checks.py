@@ -1,7 +1,13 @@
 """Head-check benchmark: in-process checks beside git/hg subprocesses, measured in the same run.
 
     .venv/bin/python bench/head_checks.py [--checks 300] [--apps 2000] [--samples 20]
+                                          [--local-checks 2000] [--local-only]
 
+0. A local repository (a work tree, its branch a loose ref): GitSource.head(), which reads
+   the refs in-process, beside the check Sluice made before (GitSource._ls_remote_head:
+   GitPython running `git ls-remote PATH refs/heads/master`) and a bare `git ls-remote`,
+   interleaved in one run: medians per check of wall and CPU (this process's and its
+   children's).
 1. Git over HTTP: a bare repo served by the real `git http-backend` (CGI, one per request)
    behind tests/servers/git_http.py in a separate process. remote_head() --checks times
    beside `git ls-remote URL refs/heads/master` (--checks/5 times): wall and client CPU.
@@ -21,6 +27,7 @@ import json
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,13 +43,14 @@ from common import GIT_ENV, ROOT, git, ms, pct, results_table, run, verdict, wai
 from rich.console import Console
 
 from orchestrator.config.settings import load_config
-from orchestrator.config.sources import HgSourceConfig
+from orchestrator.config.sources import GitSourceConfig, HgSourceConfig
 from orchestrator.core import keys
-from orchestrator.releases.materialise import remove_tree
+from orchestrator.releases.removal import remove_tree
 from orchestrator.runtime.embedded_redis import free_port, start_redis
 from orchestrator.runtime.processes import die_with_parent, terminate
 from orchestrator.runtime.services import Services
 from orchestrator.sources import fingerprint
+from orchestrator.sources.git import GitSource
 from orchestrator.sources.git_http import remote_head
 from orchestrator.sources.hg import HgSource, hg_executable
 from orchestrator.triggers.poller import Poller
@@ -246,6 +254,36 @@ def webhook_section(base: Path, redis_url: str, samples: int, procs: list) -> li
             return [deliver(client, repo, live, f"v{i}") for i in range(1, samples + 1)]
 
 
+def local_section(base: Path, n: int) -> dict[str, dict]:
+    """Local head checks, one of the former kinds after each few in-process ones, so that
+    whatever else the machine does weighs on both alike."""
+    work = base / "work"
+    head = git(work, "rev-parse", "HEAD")
+    source = GitSource(GitSourceConfig(type="git", url=str(work)), base / "git-cache")
+    kinds = {"in-process": source.head, "former": source._ls_remote_head,
+             "bare": lambda: run(["git", "ls-remote", str(work), "refs/heads/master"]).split()[0]}
+    every = {"in-process": 1, "former": 10, "bare": 10}
+    samples: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in kinds}
+    for kind, check in kinds.items():
+        if (said := check()) != head:
+            raise RuntimeError(f"{kind} head check said {said!r}, expected {head}")
+    with quiet("local head checks"):
+        for i in range(n):
+            for kind, check in kinds.items():
+                if i % every[kind] == 0:
+                    c0, w0 = time.process_time() + children_cpu(), time.perf_counter()
+                    check()
+                    samples[kind]["wall"].append(time.perf_counter() - w0)
+                    samples[kind]["cpu"].append(time.process_time() + children_cpu() - c0)
+    return {kind: {"n": len(s["cpu"]), "wall": statistics.median(s["wall"]),
+                   "cpu": statistics.median(s["cpu"])} for kind, s in samples.items()}
+
+
+def local_bench(base: Path, args) -> dict:
+    git_repo(base / "work")
+    return {"local": local_section(base, args.local_checks)}
+
+
 def bench(base: Path, args) -> dict:
     procs: list[subprocess.Popen] = []
     try:
@@ -255,7 +293,8 @@ def bench(base: Path, args) -> dict:
                                base / "git-http.log", r"(http://\S+)")
         procs.append(server)
         url = f"{served}/site.git"
-        r = {"git": git_section(url, head, server.pid, args.checks),
+        r = {"local": local_section(base, args.local_checks),
+             "git": git_section(url, head, server.pid, args.checks),
              "hg": hg_section(base, args.checks, procs)}
         redis_proc, redis_url = start_redis(base / "redis")
         procs.append(redis_proc)
@@ -277,10 +316,34 @@ def check_rows(kind: str, base: str, ours: dict, theirs: dict) -> list[tuple]:
             ("  server CPU per check", ms(ours["server"]), f"{base} {ms(theirs['server'])}")]
 
 
+def local_rows(r: dict[str, dict]) -> list[tuple]:
+    ours, former, bare = r["in-process"], r["former"], r["bare"]
+    ratio = former["cpu"] / max(ours["cpu"], 1e-9)
+    return [(f"local head check: CPU, median ({ours['n']} / {former['n']})", us(ours["cpu"]),
+             f"git ls-remote (Sluice's former check) {ms(former['cpu'])}", f"{ratio:.0f}x cheaper",
+             ">= 100x cheaper", verdict(ratio >= 100)),
+            ("local head check: wall, median", us(ours["wall"]), f"{ms(former['wall'])}",
+             f"{former['wall'] / ours['wall']:.0f}x faster"),
+            (f"  bare `git ls-remote` ({bare['n']}): CPU / wall", "", f"{ms(bare['cpu'])} / "
+             f"{ms(bare['wall'])}", f"{bare['cpu'] / max(ours['cpu'], 1e-9):.0f}x cheaper")]
+
+
+def us(s: float) -> str:
+    return f"{s * 1e6:.0f} µs"
+
+
 def report(r: dict) -> None:
+    if "poll" not in r:
+        console.print(results_table(
+            f"Sluice local head checks ({os.cpu_count()} cores; counts: in-process / former)",
+            ("measure", "sluice", "baseline", "ratio", "target", "verdict"), local_rows(r["local"])))
+        for line in notes:
+            console.print(f"[yellow]note:[/] {line}")
+        return
     p, lat = r["poll"], r["hook"]
     per_min, bare = p["checks"] / p["wall"] * 60, p["checks"] / p["bare"] * 60
-    rows = [*check_rows("git/HTTP", "git ls-remote", *r["git"]),
+    rows = [*local_rows(r["local"]),
+            *check_rows("git/HTTP", "git ls-remote", *r["git"]),
             *check_rows("hg/HTTP", "hg id", *r["hg"]),
             (f"poller: checks/min ({p['checks']} apps, {CONCURRENCY} threads)", f"{per_min:,.0f}",
              f"bare remote_head x{CONCURRENCY} {bare:,.0f}", f"{per_min / bare:.2f}x bare",
@@ -307,10 +370,13 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=300, help="in-process head checks per kind")
     parser.add_argument("--apps", type=int, default=2000, help="apps for the poller")
     parser.add_argument("--samples", type=int, default=20, help="webhook-to-live samples")
+    parser.add_argument("--local-checks", type=int, default=2000,
+                        help="in-process local head checks (a tenth as many of the others)")
+    parser.add_argument("--local-only", action="store_true", help="only the local head checks")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="sluice-heads-"))
     try:
-        results = bench(base, args)
+        results = local_bench(base, args) if args.local_only else bench(base, args)
     finally:
         remove_tree(base)
     report(results)

@@ -43,6 +43,7 @@ from orchestrator.releases.retention import (
     prune_releases,
 )
 from orchestrator.releases.snapshots import Base, Snapshot, SnapshotStore
+from orchestrator.releases.spares import empty_trash, spare_snapshots
 from orchestrator.releases.validation import validate
 from orchestrator.runtime.services import Services
 from orchestrator.sources import fingerprint, source_for
@@ -77,6 +78,7 @@ def run(ctx: WorkerContext, app: str, deployment_id: str, attempt: int) -> str:
     with Lease(ctx.services.redis, app, ctx.holder, ctx.services.config.lease_ttl) as lease:
         outcome = _attempt(ctx, app, config, deployment_id, attempt, lease)
     _hand_over(ctx, app, deployment_id)     # after letting go, so the next one can start
+    _empty_trash(ctx, app)
     return outcome
 
 
@@ -309,12 +311,22 @@ def _retain(ctx: WorkerContext, app: str, config: AppConfig) -> None:
         if interval <= 0 or services.redis.set(keys.GC, ctx.holder, nx=True, ex=int(interval)):
             views = [services.projections.app(name) for name in services.store.apps()]
             keep, now = kept_snapshots(views), services.clock.now()
-            collect_garbage(ctx.store, keep, now)
+            collect_garbage(ctx.store, keep, now,
+                            manifests_only=spare_snapshots(services.config.data_dir / "releases"))
             collect_layers(ctx.store, keep, now)
             remove_stale_scratch(services.config.data_dir / "builds", views, now)
             collect_caches(services.config.apps, services.config.data_dir, kept_revisions(views))
     except OSError as exc:       # the deployment is live; cleaning up can wait for the next one
         log.warning("%s: retention failed: %s", app, exc)
+
+
+def _empty_trash(ctx: WorkerContext, app: str) -> None:
+    """Delete the releases retention let go of and did not keep as the spare: off the app's
+    lease, so the next deployment does not wait for it."""
+    try:
+        empty_trash(ctx.services.config.data_dir / "releases" / app)
+    except OSError as exc:
+        log.warning("%s: emptying the releases' trash failed: %s", app, exc)
 
 
 def _hand_over(ctx: WorkerContext, app: str, finished: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from orchestrator.building.layers import LayerCache
 from orchestrator.core.projections import AppView
-from orchestrator.releases.materialise import remove_tree
+from orchestrator.releases.removal import remove_tree
 from orchestrator.releases.retention import GRACE_SECONDS
 from orchestrator.releases.snapshots import Manifest, SnapshotStore
 

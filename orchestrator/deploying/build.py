@@ -32,7 +32,7 @@ from orchestrator.building.plan import TARGET, WHOLE_TREE, BuildStep, plan_build
 from orchestrator.config.settings import AppConfig, config_file
 from orchestrator.core import events as ev
 from orchestrator.core.errors import BuildFailed
-from orchestrator.releases.materialise import remove_tree
+from orchestrator.releases.removal import remove_tree
 from orchestrator.releases.snapshots import Manifest, Snapshot, SnapshotStore
 
 Record = Callable[..., Any]         # (event class, **fields): appends one event of the deployment

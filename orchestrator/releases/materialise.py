@@ -1,9 +1,11 @@
 """Releases: build a snapshot's tree beside the live one, then switch the target symlink
 with one rename(2). A crash at any point leaves the previous release live.
 
-A new release starts as a hardlinked copy (`cp -al`) of the live release and is patched
-with the difference between the two manifests, so a one-file change writes one file; with
-no live release it is built from the store entry by entry. Each blob placed is hashed first
+A new release starts as the app's spare (a release retention let go of, releases/spares.py)
+renamed into place, or else as a hardlinked copy (`cp -al`) of the live release, and is
+patched with the difference between the two manifests, so a one-file change writes one file
+(and, from a spare, links nothing else); with neither it is built from the store entry by
+entry. Each blob placed is hashed first
 (releases/integrity.py) unless this deployment wrote it itself: what the copy of the live
 release carries over is not hashed again, so a one-file change hashes one file.
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import stat
 import subprocess
 from collections.abc import Callable, Collection, Iterable
 from contextlib import contextmanager
@@ -22,7 +23,9 @@ from pathlib import Path
 from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.files import write_whole
 from orchestrator.releases.integrity import check_blob
+from orchestrator.releases.removal import remove_tree
 from orchestrator.releases.snapshots import Manifest, SnapshotStore, implied_dirs
+from orchestrator.releases.spares import take_spare, to_trash
 
 BUILDING_SUFFIX = ".building"
 
@@ -49,7 +52,10 @@ def materialise(store: SnapshotStore, manifest: Manifest, release: Path,
     remove_tree(building)
     building.parent.mkdir(parents=True, exist_ok=True)
     touched: Iterable[str]
-    if previous and _hardlink_copy(previous.release, building):
+    recycled = _recycle(store, building)
+    if recycled is not None:
+        touched = _patch(store, str(building), recycled, manifest, fresh)
+    elif previous and _hardlink_copy(previous.release, building):
         touched = _patch(store, str(building), previous.manifest, manifest, fresh)
     else:
         building.mkdir()
@@ -58,6 +64,21 @@ def materialise(store: SnapshotStore, manifest: Manifest, release: Path,
         os.chmod(d, 0o555)
     os.rename(building, release)
     return release
+
+
+def _recycle(store: SnapshotStore, building: Path) -> Manifest | None:
+    """The app's spare renamed to `building`, and the manifest it holds; None without one
+    (or when the store no longer has its manifest: then it goes to the trash)."""
+    spare = take_spare(building.parent)
+    if spare is None:
+        return None
+    try:
+        manifest = store.manifest(spare[1])
+    except (FileNotFoundError, ValueError):
+        to_trash(spare[0])
+        return None
+    os.rename(spare[0], building)
+    return manifest
 
 
 def _hardlink_copy(source: Path, dest: Path) -> bool:
@@ -221,58 +242,3 @@ def _claim_target(target: Path) -> None:
 def live_release(target: Path) -> Path | None:
     target = Path(target)
     return Path(os.readlink(target)) if target.is_symlink() else None
-
-
-_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def remove_tree(path: Path) -> None:
-    """rmtree for read-only releases, at any depth: each folder gets its write bit back
-    before it is emptied. A loop, where shutil.rmtree and os.walk recurse (Python 3.11) and
-    stop near 1,000 levels; and each entry reached from the open folder above it, with one
-    folder open at a time, so no path handled is longer than a name (a deep tree's absolute
-    paths can pass PATH_MAX)."""
-    if not os.path.lexists(path):
-        return
-    if os.path.islink(path) or not os.path.isdir(path):
-        os.unlink(path)
-        return
-    os.chmod(path, stat.S_IRWXU)
-    folder = os.open(path, _FOLDER)
-    try:
-        pending = [("", _empty_but_folders(folder))]    # (name, subfolders left), top down
-        while pending:
-            name, subfolders = pending[-1]
-            if subfolders:
-                child = subfolders.pop()
-                folder = _reopen(folder, child)
-                pending.append((child, _empty_but_folders(folder)))
-                continue
-            pending.pop()
-            if pending:
-                folder = _reopen(folder, "..")
-                os.rmdir(name, dir_fd=folder)
-    finally:
-        os.close(folder)
-    os.rmdir(path)
-
-
-def _reopen(folder: int, name: str) -> int:
-    """The folder `name` relative to the open `folder`, which is then closed."""
-    opened = os.open(name, _FOLDER, dir_fd=folder)
-    os.close(folder)
-    return opened
-
-
-def _empty_but_folders(folder: int) -> list[str]:
-    """Unlink what the open folder holds but folders, which are made writable and named."""
-    with os.scandir(folder) as entries:
-        listed = list(entries)
-    subfolders = []
-    for entry in listed:
-        if entry.is_dir(follow_symlinks=False):
-            os.chmod(entry.name, stat.S_IRWXU, dir_fd=folder)
-            subfolders.append(entry.name)
-        else:
-            os.unlink(entry.name, dir_fd=folder)
-    return subfolders

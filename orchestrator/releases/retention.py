@@ -10,8 +10,8 @@ from pathlib import Path
 
 from orchestrator.core.projections import AppView
 from orchestrator.releases.integrity import Quarantine
-from orchestrator.releases.materialise import remove_tree
 from orchestrator.releases.snapshots import SnapshotStore
+from orchestrator.releases.spares import is_release, make_spare, to_trash
 
 # Blobs and manifests younger than this are never collected: a deployment in flight may
 # have just written them without any kept snapshot naming them yet.
@@ -19,16 +19,27 @@ GRACE_SECONDS = 600
 
 
 def prune_releases(view: AppView, releases_dir: Path, keep: int) -> list[str]:
-    """Remove this app's release folders but the live one and the `keep` newest others, and
-    leftovers of interrupted builds. Call it holding the app's lease."""
+    """Let go of this app's release folders but the live one and the `keep` newest others,
+    and of leftovers of interrupted builds: the newest release let go whose snapshot is known
+    becomes the app's spare (recycled by the next deployment), the rest move to the trash
+    (`empty_trash` deletes them once the lease is let go). Call it holding the app's lease."""
     live = view.active.release if view.active else None
     kept = {live} | set([r for r in view.kept_releases() if r != live][:keep])
-    removed = []
-    for entry in sorted(os.scandir(releases_dir), key=lambda e: e.name) if releases_dir.is_dir() else []:
-        if entry.path not in kept:
-            remove_tree(Path(entry.path))
-            removed.append(entry.path)
-    return removed
+    names = sorted(os.listdir(releases_dir)) if releases_dir.is_dir() else []
+    let_go = [releases_dir / n for n in names if is_release(n) and str(releases_dir / n) not in kept]
+    spare = next((p for p in reversed(let_go) if _snapshot_of(view, p)), None)
+    for path in let_go:
+        if path == spare:
+            make_spare(path, _snapshot_of(view, path) or "")
+        else:
+            to_trash(path)
+    return [str(p) for p in let_go]
+
+
+def _snapshot_of(view: AppView, release: Path) -> str | None:
+    """The snapshot a release folder holds (named by its deployment), if it is whole."""
+    d = view.deployments.get(release.name)
+    return d.snapshot if d is not None and d.snapshot and not release.name.endswith(".building") else None
 
 
 def kept_snapshots(views: Iterable[AppView]) -> set[str]:
@@ -55,10 +66,11 @@ def kept_revisions(views: Iterable[AppView]) -> dict[str, set[str]]:
 
 
 def collect_garbage(store: SnapshotStore, keep: set[str], now: float | None = None,
-                    grace: float = GRACE_SECONDS) -> tuple[int, int]:
-    """Delete manifests not in `keep`, blobs none of the kept manifests reference, files
-    writers left in the store's tmp and quarantined files no release links. Returns
-    (manifests, blobs) removed."""
+                    grace: float = GRACE_SECONDS, manifests_only: set[str] = frozenset()) -> tuple[int, int]:
+    """Delete manifests not in `keep` (nor in `manifests_only`: the spares' snapshots, whose
+    manifests a deployment patches a spare from, but whose blobs it never reads), blobs none
+    of the kept manifests reference, files writers left in the store's tmp and quarantined
+    files no release links. Returns (manifests, blobs) removed."""
     cutoff = (now or time.time()) - grace
     referenced: set[str] = set()
     for snapshot_id in keep:
@@ -66,8 +78,8 @@ def collect_garbage(store: SnapshotStore, keep: set[str], now: float | None = No
             referenced.update(e.sha256 for e in store.manifest(snapshot_id).files.values())
         except FileNotFoundError:
             continue
-    manifests = [e for e in os.scandir(store.manifests)
-                 if e.name.removesuffix(".json") not in keep and _old(e, cutoff)]
+    manifests = [e for e in os.scandir(store.manifests) if _old(e, cutoff)
+                 and e.name.removesuffix(".json") not in keep | manifests_only]
     blobs = [e for d in os.scandir(store.blobs) for e in os.scandir(d.path)
              if e.name not in referenced and _old(e, cutoff)]
     store.forget([e.name for e in blobs])      # aliases first, so nobody reuses a blob going away

@@ -14,7 +14,7 @@ from orchestrator.config.settings import load_config
 from orchestrator.core.clock import FakeClock
 from orchestrator.core.lease import Lease
 from orchestrator.deploying.drift import check_app
-from orchestrator.releases.materialise import remove_tree
+from orchestrator.releases.removal import remove_tree
 from orchestrator.runtime.services import Services
 from orchestrator.triggers.drift_checks import DriftChecks
 from tests.helpers import FUNCTION_APP, git_app

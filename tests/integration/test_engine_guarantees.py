@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import time
 
 import pytest
@@ -266,11 +267,42 @@ def test_old_releases_beyond_keep_releases_are_pruned_and_the_live_one_kept(work
         repo.commit({"n.txt": str(n)})
         last = sync_and_wait(services, "hello")
 
-    releases = sorted(os.listdir(workspace.data_dir / "releases" / "hello"))
+    folders = sorted(os.listdir(workspace.data_dir / "releases" / "hello"))
+    releases = [f for f in folders if not f.startswith(".")]
     view = services.projections.app("hello")
     assert len(releases) == 3 and os.path.basename(last.release) in releases   # live + 2
     assert len(view.pruned) == 2 and "ReleasesPruned" in event_types(services, "hello")
     assert tree(workspace.target("hello"))["n.txt"] == "4"
+    # the newest release let go is the spare the next deployment recycles; nothing else is left
+    assert [f for f in folders if f.startswith(".spare-")] == [f".spare-{view.deployments[first_let_go(view)].snapshot}"]
+    assert ".trash" not in folders      # each deployment recycled the spare the one before left
+
+
+def test_a_deployment_recycles_the_spare_release_patched_to_its_own_snapshot(workspace):
+    repo, services = workspace.app_with({**FUNCTION_APP, "keep.txt": "same"}, keep_releases=1)
+    for n in range(3):
+        repo.commit({"n.txt": str(n), **({"gone.txt": "x"} if n == 0 else {})})
+        if n == 1:
+            repo.commit({"gone.txt": None})
+        sync_and_wait(services, "hello")
+    releases = workspace.data_dir / "releases" / "hello"
+    spare = next(p for p in releases.iterdir() if p.name.startswith(".spare-"))
+    inode = spare.stat().st_ino
+    repo.commit({"n.txt": "3", "new/deep/file.txt": "new"})
+
+    d = sync_and_wait(services, "hello")
+
+    assert d.status == "success", d.message
+    assert os.stat(d.release).st_ino == inode           # the spare, renamed into place
+    assert tree(workspace.target("hello")) == {**FUNCTION_APP, "keep.txt": "same", "n.txt": "3",
+                                                 "new/deep/file.txt": "new"}
+    assert not os.access(d.release, os.W_OK) or os.geteuid() == 0
+    assert oct(os.stat(Path(d.release) / "new").st_mode & 0o777) == "0o555"
+
+
+def first_let_go(view) -> str:
+    """The newest deployment whose release retention let go of."""
+    return max(os.path.basename(r) for r in view.pruned)
 
 
 def test_blobs_only_pruned_releases_used_are_collected_and_redeploy_then_refetches(workspace):

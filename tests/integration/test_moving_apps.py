@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.core.errors import InvalidAppLayout, PermanentError
 from orchestrator.deploying.import_export import export_release, import_directory
-from orchestrator.releases.materialise import remove_tree
+from orchestrator.releases.removal import remove_tree
 from tests.helpers import FUNCTION_APP, write_files
 from tests.integration.flow import tree, wait_until_ended
 

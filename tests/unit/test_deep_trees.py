@@ -10,7 +10,9 @@ import pytest
 
 from orchestrator.core.errors import PermanentError
 from orchestrator.core.projections import AppView
-from orchestrator.releases.materialise import Previous, materialise, remove_tree
+from orchestrator.releases.materialise import Previous, materialise
+from orchestrator.releases.removal import remove_tree
+from orchestrator.releases.spares import empty_trash
 from orchestrator.releases.retention import prune_releases
 from orchestrator.releases.snapshots import Manifest, SnapshotStore
 from orchestrator.releases.validation import MAX_DEPTH, validate
@@ -76,8 +78,10 @@ def test_pruning_removes_a_release_thousands_of_folders_deep(tmp_path):
     deep_release(releases / "old", DEPTH, b"deep")
 
     removed = prune_releases(AppView("hello"), releases, keep=3)
+    emptied = empty_trash(releases)
 
-    assert removed == [str(releases / "old")] and os.listdir(releases) == []
+    assert removed == [str(releases / "old")] and emptied == 1
+    assert os.listdir(releases) == [".trash"] and os.listdir(releases / ".trash") == []
 
 
 def test_the_release_after_a_live_one_thousands_of_folders_deep_is_built_afresh(store, tmp_path):
