@@ -42,9 +42,9 @@ from orchestrator.releases.materialise import (
     Previous,
     materialise,
     release_dir,
-    remove_tree,
     switch,
 )
+from orchestrator.releases.removal import remove_tree
 from orchestrator.releases.snapshots import Base, Manifest, SnapshotStore
 from orchestrator.releases.validation import validate
 from orchestrator.runtime.embedded_redis import start_redis

@@ -9,9 +9,9 @@ from orchestrator.releases.materialise import (
     Previous,
     live_release,
     materialise,
-    remove_tree,
     switch,
 )
+from orchestrator.releases.removal import remove_tree
 from orchestrator.releases.retention import collect_garbage
 from orchestrator.releases.snapshots import SnapshotStore, safe_path
 
