@@ -213,6 +213,11 @@ class WorkerConfig(_Strict):
     build_concurrency: int = Field(default=1, ge=1)   # builds one worker runs at once
 
 
+class EventsConfig(_Strict):
+    # an app's newest events kept in Redis; older ones go to {data_dir}/archive (core/stream_tail.py)
+    keep_in_redis: int = Field(default=1000, ge=10)
+
+
 class SluiceConfig(_Strict):
     data_dir: Path = Path("./var")
     redis_url: str | None = None
@@ -224,6 +229,7 @@ class SluiceConfig(_Strict):
     api: ApiConfig = ApiConfig()
     ftp: FtpConfig = FtpConfig()
     worker: WorkerConfig = WorkerConfig()
+    events: EventsConfig = EventsConfig()
     apps: dict[str, AppConfig] = Field(default_factory=dict)
     # ${NAME} -> the secret it gave (load_config): a private attribute, so no dump shows it
     _secrets: dict[str, str] = PrivateAttr(default_factory=dict)

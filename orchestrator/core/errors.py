@@ -59,5 +59,10 @@ class ConcurrencyError(StoreError):
     """Someone appended first: reload and retry the command."""
 
 
+class ArchiveCorrupt(StoreError):
+    """An archived event no longer matches its checksum (or is not one): the file and line
+    are named; the history is not read past it."""
+
+
 class EventSchemaTooNew(StoreError):
     """An event recorded by a newer Sluice, in a shape this code cannot read."""

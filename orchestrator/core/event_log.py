@@ -4,7 +4,10 @@
 - `append(app, events, expected_version)`: all or nothing; the app's stream must be at
   `expected_version` (ANY_VERSION: anywhere), else ConcurrencyError and nothing is written.
   Returns the stream's new version: versions are 1-based positions in the app's stream.
-- `read(app, after_id)`: the app's events in order, after the entry `after_id` if given.
+- `read(app, after_id)`: the app's events in order, after the entry `after_id` if given:
+  the whole history, those archived (core/event_archive.py) when the store keeps only a
+  tail (core/stream_tail.py) included; `read_backwards(app)`: the same newest first, lazily.
+- `version(app)`: the app's last event's version (not the number of events the store holds).
 - the feed mirrors every app's events in append order: `feed_last_id`, `follow`.
 """
 from __future__ import annotations
@@ -38,6 +41,8 @@ class EventLog(Protocol):
     def version(self, app: str) -> int: ...
 
     def read(self, app: str, after_id: str | None = None) -> list[RecordedEvent]: ...
+
+    def read_backwards(self, app: str) -> Iterator[RecordedEvent]: ...
 
     def apps(self) -> list[str]: ...
 

@@ -1,23 +1,38 @@
 """EventStore: one Redis Stream per app is the source of truth; `sluice:feed` mirrors all.
 
-Appends go through one Lua script that checks the stream's length against the version
-the writer last read, so of two writers holding the same version only one can append.
+Appends go through one Lua script that checks the stream's version (its last entry's `n`)
+against the version the writer last read, so of two writers holding the same version only
+one can append.
+
+Given an archive, an app's stream keeps a tail in Redis (core/stream_tail.py) and its older
+events move to files (core/event_archive.py); reads go through the archive where the stream
+no longer starts at version 1, so they still give the whole history. The feed is a window
+(about FEED_MAXLEN entries, trimmed as it is written) for followers, not a second record.
 """
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator, Sequence
+from itertools import takewhile
 
 import redis
 
-from orchestrator.core import keys, replies
+from orchestrator.core import keys, replies, stream_tail
 from orchestrator.core.errors import ConcurrencyError, StoreError
+from orchestrator.core.event_archive import Entry, EventArchive, id_key
 from orchestrator.core.event_log import RecordedEvent, decode_entry
 from orchestrator.core.events import Event
+from orchestrator.core.projections import AppView
 
-FEED_MAXLEN = 100_000
+FEED_MAXLEN = 10_000
+BATCH = 500             # entries read at a time
+TRIM_LOCK_SECONDS = 60
 
+# The version is the last entry's `n` (field 1), not XLEN: a trimmed stream is shorter.
 _APPEND = """
-local version = redis.call('XLEN', KEYS[1])
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local version = 0
+if last[1] then version = tonumber(last[1][2][2]) end
 local expected = tonumber(ARGV[1])
 if expected >= 0 and version ~= expected then
   return redis.error_reply('SLUICE_CONFLICT ' .. version)
@@ -30,15 +45,18 @@ for i = 4, #ARGV, 3 do
              'type', ARGV[i], 'schema', ARGV[i + 1], 'data', ARGV[i + 2])
 end
 redis.call('SADD', KEYS[3], ARGV[3])
-return version
+return {version, redis.call('XLEN', KEYS[1])}
 """
 
 
 class EventStore:
     """The EventLog (orchestrator/core/event_log.py) on Redis Streams."""
 
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: redis.Redis, archive: EventArchive | None = None,
+                 keep: int = stream_tail.KEEP):
         self.redis = client
+        self.archive = archive      # None: streams are never trimmed
+        self.keep = keep
         self._append = client.register_script(_APPEND)
 
     def append(self, app: str, events: Sequence[Event], expected_version: int) -> int:
@@ -49,7 +67,7 @@ class EventStore:
             argv += [f["type"], f["schema"], f["data"]]
         keys_ = [keys.app_events(app), keys.FEED, keys.APPS]
         try:
-            return int(self._append(keys=keys_, args=argv))
+            version, length = self._append(keys=keys_, args=argv)
         except redis.ResponseError as exc:
             if "SLUICE_CONFLICT" in str(exc):
                 actual = str(exc).split()[-1]
@@ -57,14 +75,88 @@ class EventStore:
                     f"app {app!r}: expected version {expected_version}, stream is at {actual}"
                 ) from None
             raise StoreError(f"append to {app!r} failed: {exc}") from exc
+        if self.archive is not None and stream_tail.due(int(length), self.keep):
+            self.trim(app)
+        return int(version)
 
     def version(self, app: str) -> int:
-        return int(self.redis.xlen(keys.app_events(app)))
+        last = replies.entries(self.redis.xrevrange(keys.app_events(app), "+", "-", count=1))
+        return int(last[0][1][b"n"]) if last else 0
 
     def read(self, app: str, after_id: str | None = None) -> list[RecordedEvent]:
-        start = f"({after_id}" if after_id else "-"
-        entries = replies.entries(self.redis.xrange(keys.app_events(app), start, "+"))
-        return [decode_entry(i, f) for i, f in entries]
+        return [decode_entry(i, f) for i, f in self.entries(app, after_id)]
+
+    def entries(self, app: str, after_id: str | None = None) -> Iterator[Entry]:
+        """The app's stream entries (id and fields as str) after `after_id`, oldest first,
+        read lazily: from the archive while the stream lacks them, then from Redis."""
+        key, last, last_n = keys.app_events(app), after_id, 0
+        while True:
+            start = f"({last}" if last else "-"
+            if last_n == 0:     # the stream's first entry says whether the archive has ours
+                with self.redis.pipeline() as pipe:
+                    pipe.xrange(key, "-", "+", count=1)
+                    pipe.xrange(key, start, "+", count=BATCH)
+                    head, raw = pipe.execute()
+                head = _texts(head)
+                missing = bool(head) and int(head[0][1]["n"]) > 1 \
+                    and (last is None or id_key(last) < id_key(head[0][0]))
+            else:
+                raw = self.redis.xrange(key, start, "+", count=BATCH)
+                missing = bool(raw) and int(replies.entries(raw)[0][1][b"n"]) > last_n + 1
+            batch = _texts(raw)
+            if missing and self.archive is not None:
+                bound = id_key(batch[0][0]) if batch else None
+                yield from takewhile(lambda e: bound is None or id_key(e[0]) < bound,
+                                     self.archive.entries(app, last))
+            yield from batch
+            if len(batch) < BATCH:
+                return
+            last, last_n = batch[-1][0], int(batch[-1][1]["n"])
+
+    def read_backwards(self, app: str) -> Iterator[RecordedEvent]:
+        """The app's events newest first, read lazily (Redis, then the archive)."""
+        key, end, last = keys.app_events(app), "+", None
+        while True:
+            batch = _texts(self.redis.xrevrange(key, end, "-", count=BATCH))
+            yield from (decode_entry(i, f) for i, f in batch)
+            if batch:
+                last = batch[-1]
+            if len(batch) < BATCH:
+                break
+            end = f"({batch[-1][0]}"
+        if last is not None and int(last[1]["n"]) > 1 and self.archive is not None:
+            yield from (decode_entry(i, f) for i, f in self.archive.entries_backwards(app, last[0]))
+
+    def trim(self, app: str) -> int:
+        """Archive the app's oldest events beyond its tail, then remove them from Redis (one
+        trimmer per app at a time); returns how many left Redis."""
+        if self.archive is None:
+            return 0
+        lock, token = keys.archiving(app), secrets.token_hex(8)
+        if not self.redis.set(lock, token, nx=True, ex=TRIM_LOCK_SECONDS):
+            return 0        # another process is trimming it
+        try:
+            key = keys.app_events(app)
+            excess = int(self.redis.xlen(key)) - self.keep
+            if excess <= 0:
+                return 0
+            oldest = _texts(self.redis.xrange(key, "-", "+", count=excess))
+            cut = stream_tail.removable(oldest, self._cached_view(app))
+            if not cut:
+                return 0
+            self.archive.write(app, stream_tail.unarchived(cut, self.archive.last_id(app)))
+            ms, seq = id_key(cut[-1][0])
+            return int(self.redis.xtrim(key, minid=f"{ms}-{seq + 1}", approximate=False))
+        finally:
+            if replies.value(self.redis.get(lock)) == token.encode():
+                self.redis.delete(lock)
+
+    def _cached_view(self, app: str) -> AppView | None:
+        cached = replies.value(self.redis.get(keys.app_projection(app)))
+        try:
+            return AppView.from_json(cached) if cached else None
+        except (ValueError, TypeError, KeyError):
+            return None
 
     def apps(self) -> list[str]:
         return sorted(replies.text(a) for a in self.redis.smembers(keys.APPS))
@@ -86,3 +178,7 @@ class EventStore:
                 last = replies.text(entry_id)
                 if app is None or fields.get(b"app") == app.encode():
                     yield decode_entry(entry_id, fields)
+
+
+def _texts(reply: object) -> list[Entry]:
+    return [(replies.text(i), replies.text_fields(f)) for i, f in replies.entries(reply)]

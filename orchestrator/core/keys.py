@@ -3,7 +3,8 @@
 Events (the source of truth):
   sluice:apps                    set of app names that have a stream
   sluice:app:{app}:events        stream of the app's events; entry field `n` is its version
-  sluice:feed                    capped stream mirroring every event, for followers
+  sluice:feed                    capped stream mirroring every event, for followers (a window)
+  older events of an app: files under {data_dir}/archive/<app>/ (core/event_archive.py)
 
 Secrets (not derived from events: back them up with the streams):
   sluice:credentials:{app}       JSON: the app's deployment user and scrypt hash of its password
@@ -28,6 +29,8 @@ Caches and coordination (safe to delete; rebuilt or re-derived):
   sluice:metrics:polls           hash: head-check counts, duration buckets and errors by source type
   sluice:gc                      held (with a TTL of gc_interval) by the worker that last
                                  collected the store's garbage
+  sluice:archiving:{app}         held (with a TTL) by the process archiving and trimming the
+                                 app's stream (core/stream_tail.py)
   sluice:drift:due               unix time the next round of drift checks is due (the poller
                                  that moves it ahead runs the round)
 """
@@ -44,6 +47,11 @@ DRIFT_DUE = PREFIX + "drift:due"
 
 def app_events(app: str) -> str:
     return f"{PREFIX}app:{app}:events"
+
+
+def archiving(app: str) -> str:
+    """Held (with a TTL) by the process archiving and trimming the app's stream."""
+    return f"{PREFIX}archiving:{app}"
 
 
 def app_projection(app: str) -> str:

@@ -8,6 +8,7 @@ import redis
 
 from orchestrator.config.settings import SluiceConfig
 from orchestrator.core.clock import Clock, SystemClock
+from orchestrator.core.event_archive import EventArchive
 from orchestrator.core.event_store import EventStore
 from orchestrator.core.projections import Projections
 from orchestrator.runtime.embedded_redis import redis_url
@@ -32,7 +33,8 @@ class Services:
 
     @cached_property
     def store(self) -> EventStore:
-        return EventStore(self.redis)
+        return EventStore(self.redis, EventArchive(self.config.data_dir / "archive"),
+                          keep=self.config.events.keep_in_redis)
 
     @cached_property
     def projections(self) -> Projections:
