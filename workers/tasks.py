@@ -1,6 +1,7 @@
 """Celery tasks: thin; they take ids, call the runner and map errors to retries."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -11,14 +12,15 @@ from pathlib import Path
 
 import redis
 from celery import shared_task
+from celery.signals import worker_init
 
-from orchestrator.config.settings import load_config
+from orchestrator.config.live import LiveConfig
 from orchestrator.core.errors import ConfigError, TransientError
 from orchestrator.core.lease import LeaseBusy
 from orchestrator.deploying.dispatch import enqueue
 from orchestrator.deploying.task_queue import DEPLOY_TASK, VISIBILITY_TIMEOUT
 from orchestrator.releases.snapshots import SnapshotStore
-from orchestrator.runtime.services import Services, client_for
+from orchestrator.runtime.services import FollowedServices, client_for
 from workers import runner
 
 log = logging.getLogger("sluice.worker")
@@ -77,10 +79,23 @@ def _until_redis_answers(url: str) -> None:
             time.sleep(REDIS_LOOK_INTERVAL)
 
 
+# The config is read once per process and again when the file changes (config/live.py):
+# a worker follows config changes, and a task costs a stat, not a parse of every app.
+_services = FollowedServices(LiveConfig().current)
+
+
+@worker_init.connect(weak=False, dispatch_uid="sluice-config-before-fork")
+def _read_config_before_the_pool_forks(**_) -> None:
+    """Every pool process then starts from the config the worker started with, parsed once:
+    a pool process that took its first task after the file broke would otherwise have no
+    good config to fall back on."""
+    with contextlib.suppress(ConfigError):
+        _services()
+
+
 def context() -> runner.WorkerContext:
-    """The config is read for every task, so a worker follows config changes."""
-    config = load_config()
-    return runner.WorkerContext(Services.build(config), _store(config.data_dir), _holder())
+    services = _services()
+    return runner.WorkerContext(services, _store(services.config.data_dir), _holder())
 
 
 @lru_cache(maxsize=8)

@@ -28,7 +28,7 @@ from functools import partial
 from celery.exceptions import SecurityWarning
 from celery.signals import worker_ready
 
-from orchestrator.config.settings import load_config
+from orchestrator.config.live import LiveConfig
 from orchestrator.core.errors import ConfigError
 from orchestrator.deploying.reaper import start_reaper
 from orchestrator.deploying.task_queue import DEPLOY_QUEUE, celery_for
@@ -63,8 +63,9 @@ def _reap(services: Callable[[], Services], **_) -> None:
         log.warning("no reaper in this worker (deployments of a lost worker wait for the "
                     "broker's visibility timeout): %s", exc)
         return
-    # a daemon: it ends with the process; the config is read afresh, as every task reads it
-    start_reaper(found, threading.Event(), config=load_config)
+    # a daemon: it ends with the process; it follows config changes as the tasks do (an
+    # instance of its own: a lock this thread holds must not be copied into a forked child)
+    start_reaper(found, threading.Event(), config=LiveConfig().current)
 
 
 def _say_ready(sender, **_) -> None:

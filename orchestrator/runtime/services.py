@@ -1,6 +1,7 @@
 """The parts every process builds from a config: Redis client, event store, projections."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -39,6 +40,21 @@ class Services:
     @cached_property
     def projections(self) -> Projections:
         return Projections(self.store, cache=self.redis)
+
+
+class FollowedServices:
+    """`()`: the Services of the config `config()` gives now; the same object (its Redis
+    pool, its cached parts) for as long as that config is the same object."""
+
+    def __init__(self, config: Callable[[], SluiceConfig], clock: Clock | None = None):
+        self.config, self.clock = config, clock
+        self._services: Services | None = None
+
+    def __call__(self) -> Services:
+        config = self.config()
+        if self._services is None or self._services.config is not config:
+            self._services = Services.build(config, self.clock)
+        return self._services
 
 
 @lru_cache(maxsize=16)

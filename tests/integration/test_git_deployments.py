@@ -6,8 +6,8 @@ import stat
 
 from orchestrator.deploying.dispatch import request_deployment
 from orchestrator.triggers.poller import Poller
-from tests.helpers import FUNCTION_APP, git_app, wait_for
-from tests.integration.flow import deploy_messages, event_types, sync_and_wait, tree, wait_until_ended
+from tests.helpers import FUNCTION_APP, git_app
+from tests.integration.flow import event_types, sync_and_wait, tree, wait_until_ended
 
 
 def test_first_deployment_makes_the_target_a_symlink_to_a_release_holding_the_commit(workspace):
@@ -219,23 +219,6 @@ def test_an_unreachable_source_is_retried_then_fails_and_the_site_stays_as_it_wa
     assert d.status == "failed" and "gave up after 3 attempts" in d.message, d.message
     assert event_types(services, "hello").count("DeploymentRetrying") == 2
     assert os.readlink(workspace.target("hello")) == good.release
-
-
-def test_a_deployment_queued_while_the_config_is_broken_runs_once_it_is_fixed(workspace):
-    repo = workspace.repo()
-    revision = repo.commit(FUNCTION_APP)
-    good_config = {"hello": git_app(repo, workspace.target("hello"))}
-    services = workspace.configure(good_config)
-    workspace.config_path.write_text("apps: {hello: {target: 1, colour: red}}\n")
-
-    queued = request_deployment(services, "hello", revision, "manual")
-    # Celery's retry (an ETA) shows the worker took the task and could not read the config
-    wait_for(lambda: any(h.get("eta") for h in deploy_messages(services, queued.deployment_id)),
-             what="the worker to retry the task after the broken config")
-    assert services.projections.app("hello").deployments[queued.deployment_id].status == "pending"
-    workspace.configure(good_config)
-
-    assert wait_until_ended(services, "hello", queued.deployment_id).status == "success"
 
 
 def test_lock_files_left_in_the_mirror_by_a_killed_git_are_cleared_not_left_for_a_person(workspace):
