@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 
 from orchestrator.api.access import can_change, can_read
 from orchestrator.api.errors import Error
-from orchestrator.core import deployment_ids
+from orchestrator.core import deployment_ids, history_pages
 from orchestrator.core.errors import NotFound
-from orchestrator.core.projections import RECENT, AppView
+from orchestrator.core.projections import AppView
 from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.observe.formatting import deployment_json, drift_json
 from orchestrator.observe.queue_view import inspect_queue
@@ -174,13 +174,13 @@ def show_app(app: str, request: Request) -> dict:
 @router.get("/apps/{app}/deployments", response_model=list[Deployment], dependencies=reading,
             responses=NOT_FOUND)
 def list_deployments(app: str, request: Request,
-                     limit: int = Query(50, ge=1, le=1000, description="at most this many, newest first")
+                     limit: int = Query(50, ge=1, le=1000, description="at most this many, newest first"),
+                     before: str | None = Query(None, description="only deployments older than this "
+                                                "one (the last id of the previous page)")
                      ) -> list[dict]:
     services = _services(request)
-    known_app(services, app)
-    # the cached view holds at least the newest RECENT deployments; older ones need a replay
-    view = services.projections.app(app) if limit <= RECENT else services.projections.history(app)
-    return [deployment_json(view, d) for d in view.history()[:limit]]
+    page = history_pages.newest(services.projections, known_app(services, app), limit, before)
+    return [deployment_json(page.view, d) for d in page.deployments]
 
 
 @router.get("/deployments/{deployment_id}", response_model=Deployment, dependencies=reading,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from orchestrator.cli.app import app_name, cli, out, services_of
+from orchestrator.core import history_pages
 from orchestrator.core.errors import SluiceError
 from orchestrator.observe import formatting
 
@@ -25,14 +26,20 @@ def apps(ctx: typer.Context):
 
 @cli.command()
 def deployments(ctx: typer.Context, app: str,
-                as_json: bool = typer.Option(False, "--json", help="a JSON array, newest first")):
-    """An app's deployment history, newest first."""
+                as_json: bool = typer.Option(False, "--json", help="a JSON array, newest first"),
+                limit: int = typer.Option(history_pages.DEFAULT, "--limit", "-n", min=1,
+                                          help="show the newest N"),
+                show_all: bool = typer.Option(False, "--all", help="show every deployment the app had")):
+    """An app's deployment history, newest first (the newest 20 unless told)."""
     services = services_of(ctx)
-    view = services.projections.history(app_name(services, app))
+    page = history_pages.newest(services.projections, app_name(services, app), None if show_all else limit)
     if as_json:
-        print(json.dumps([formatting.deployment_json(view, d) for d in view.history()], indent=2))
-    else:
-        out.print(formatting.deployments_table(view))
+        print(json.dumps([formatting.deployment_json(page.view, d) for d in page.deployments], indent=2))
+        return
+    table = formatting.deployments_table(page.as_view())
+    if not show_all and len(page.deployments) == limit:
+        table.caption = f"the newest {limit}: --limit N or --all for more"
+    out.print(table)
 
 
 @cli.command()

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from orchestrator.core import deployment_ids, keys, replies
+from orchestrator.core import deployment_ids, replies
 from orchestrator.core import events as ev
 from orchestrator.core.event_log import RecordedEvent, decode_entry
 from orchestrator.core.events import EventType
@@ -39,7 +39,6 @@ from orchestrator.runtime.services import Services
 INFO, WARNING, ERROR = "info", "warning", "error"
 STEP_ORDER = ("validate", "materialise", "before_switch", "switch", "activate", "verify")
 MARGIN = 600.0          # seconds either side of an id's time searched (clocks disagree)
-BATCH = 200             # stream entries read at a time
 AFTER_END = 50          # entries looked at after a success, for its worker's ReleasesPruned
 
 
@@ -185,13 +184,10 @@ def _events_of(services: Services, app: str, deployment_id: str,
 
 
 def _entries(services: Services, app: str, start: str) -> Iterator[replies.StreamEntry]:
-    key, first = keys.app_events(app), start
-    while True:
-        batch = replies.entries(services.redis.xrange(key, first, "+", count=BATCH))
-        yield from batch
-        if len(batch) < BATCH:
-            return
-        first = "(" + batch[-1][0].decode()
+    """From the stream time `start` (ms) on; an archived deployment's from the archive."""
+    after = None if start == "-" else f"{int(start) - 1}-18446744073709551615"
+    for entry_id, fields in services.store.entries(app, after):
+        yield entry_id.encode(), {k.encode(): v.encode() for k, v in fields.items()}
 
 
 def log_lines(deployment_id: str, events: Iterable[ev.Event]) -> list[LogLine]:

@@ -19,6 +19,7 @@ from orchestrator.observe.formatting import deployment_json
 from orchestrator.runtime.services import Services
 from tests.helpers import FUNCTION_APP, git_app
 from tests.integration.flow import sync_and_wait, wait_until_ended
+from tests.integration.recorded import record_deployments
 from tests.servers.api_server import serving
 
 TOKEN = "t0ken-for-api-tests"
@@ -90,6 +91,20 @@ def test_a_deployment_is_found_by_its_id_alone(deployed):
     body = client.get(f"/api/deployments/{first.id}").json()
 
     assert (body["id"], body["app"], body["status"], body["active"]) == (first.id, "hello", "success", False)
+
+
+def test_the_deployment_history_pages_back_to_the_first_deployment(deployed):
+    services, client, _, first, second = deployed
+    ids = record_deployments(services, "hello", 60)[::-1] + [second.id, first.id]
+
+    seen: list[str] = []
+    while page := client.get("/api/apps/hello/deployments", params={
+            "limit": 25, **({"before": seen[-1]} if seen else {})}).json():
+        seen += [d["id"] for d in page]
+    unknown = client.get("/api/apps/hello/deployments?before=20240101-000000-abcdef")
+
+    assert seen == ids
+    assert unknown.status_code == 404 and "no deployment '20240101-000000-abcdef'" in unknown.json()["error"]
 
 
 @pytest.mark.parametrize("method,path", [

@@ -18,6 +18,7 @@ from orchestrator.core.decisions import execute
 from orchestrator.runtime.embedded_redis import free_port
 from tests.helpers import FUNCTION_APP, git_app, wait_for, write_config
 from tests.integration.flow import sync_and_wait
+from tests.integration.recorded import record_deployments
 
 
 def _get(url: str) -> bytes | None:
@@ -93,6 +94,19 @@ def test_deployments_json_lists_newest_first_with_the_documented_fields(workspac
     assert [(r["status"], r["active"], r["trigger"]) for r in rows] == [
         ("skipped", False, "manual"), ("success", True, "manual")]
     assert rows[1]["ended_at"].endswith("Z")
+
+
+def test_deployments_shows_the_newest_20_unless_given_a_limit_or_all(workspace):
+    _, services = workspace.app_with(FUNCTION_APP)
+    ids = record_deployments(services, "hello", 25)[::-1]
+    config = str(workspace.config_path)
+
+    listed = [[r["id"] for r in json.loads(sluice("--config", config, "deployments", "hello", "--json", *more).stdout)]
+              for more in ((), ("--limit", "3"), ("--all",))]
+    table = sluice("--config", config, "deployments", "hello", "-n", "2")
+
+    assert listed == [ids[:20], ids[:3], ids]
+    assert ids[0] in table.stdout and ids[2] not in table.stdout and "--all" in table.stdout
 
 
 def test_events_json_prints_one_object_per_event_in_order(workspace):

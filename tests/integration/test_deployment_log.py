@@ -7,11 +7,13 @@ import sys
 from fastapi.testclient import TestClient
 
 from orchestrator.api import create_app
+from orchestrator.core import keys
 from orchestrator.core.projections import AppView
 from orchestrator.deploying.dispatch import request_deployment
 from orchestrator.observe.deployment_log import find_log, log_lines
 from tests.helpers import FUNCTION_APP, git_app
 from tests.integration.flow import sync_and_wait, wait_until_ended
+from tests.integration.recorded import record_deployments
 
 LOOPBACK = ("127.0.0.1", 50000)      # the API lets loopback clients read without a token
 LOCAL = "http://localhost"        # a Host the API answers to (TestClient's own, testserver, is not)
@@ -94,6 +96,22 @@ def test_a_deployment_older_than_the_cached_view_is_found_in_its_stream(workspac
 
     log = find_log(services, d.id)
 
+    assert log is not None and steps(log)[-1] == "live"
+
+
+def test_a_deployment_whose_events_left_redis_is_found_in_the_archive(workspace):
+    repo = workspace.repo()
+    repo.commit(FUNCTION_APP)
+    services = workspace.configure({"hello": git_app(repo, workspace.target("hello"))},
+                                   events={"keep_in_redis": 10})
+    d = sync_and_wait(services, "hello")
+    record_deployments(services, "hello", 20)
+    services.projections.app = lambda name: AppView(name=name)      # forgotten by the compact view
+
+    log = find_log(services, d.id)
+
+    in_redis = services.redis.xrange(keys.app_events("hello"))
+    assert not any(d.id.encode() in fields[b"data"] for _, fields in in_redis), "its events left Redis"
     assert log is not None and steps(log)[-1] == "live"
 
 
