@@ -7,10 +7,12 @@ ConfigError naming the file and the key.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -30,7 +32,7 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _STEPS = ("activate", "health", "before_switch", "build")
 _HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-# libyaml's parser when present: ten times faster, and workers read the config every task.
+# libyaml's parser when present: ten times faster.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -248,6 +250,25 @@ def config_file(env: Mapping[str, str] | None = None) -> Path:
 
 def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> SluiceConfig:
     """Read, expand and validate the config; raises ConfigError with a readable message."""
+    with _collector_paused():
+        return _load(path, env)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A config of thousands of apps is some hundred thousand new objects, none of them in
+    a cycle: a running collector walks them all again at each of its passes (a third of
+    load_config's time at 5,000 apps, bench/scale_apps.py)."""
+    running = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if running:
+            gc.enable()
+
+
+def _load(path: str | os.PathLike | None, env: Mapping[str, str] | None) -> SluiceConfig:
     env = os.environ if env is None else env
     path = Path(path) if path else config_file(env)
     raw = _read_yaml(path)

@@ -1,3 +1,4 @@
+import contextlib
 import re
 from pathlib import Path
 
@@ -141,3 +142,15 @@ def test_a_host_with_a_port_or_a_scheme_is_refused_naming_api_hosts(tmp_path, ho
     with pytest.raises(ConfigError, match=r"api.hosts: host .* must be a name as clients write it, without "
                                           r"scheme or port"):
         load_config(write(tmp_path, f"api: {{hosts: ['{host}']}}\n"), env={})
+
+
+@pytest.mark.parametrize("text", ["apps: {a: {target: /srv/a}}\n", "apps: {a: {colour: red}}\n"])
+def test_loading_leaves_the_garbage_collector_as_it_found_it_read_or_refused(tmp_path, text):
+    import gc
+    for running in (True, False):
+        (gc.enable if running else gc.disable)()
+        with contextlib.suppress(ConfigError):
+            load_config(write(tmp_path, text), env={})
+        after = gc.isenabled()
+        gc.enable()
+        assert after is running
