@@ -17,7 +17,11 @@ from __future__ import annotations
 import os
 import re
 import stat
+import time
+from collections.abc import Callable
 from functools import lru_cache
+
+from orchestrator.sources.stat_cache import StatCache
 
 # git's SYMREF_MAXDEPTH: a longer chain is no ref to it
 SYMREF_DEPTH = 5
@@ -43,16 +47,20 @@ OBJECT_ID = {length: re.compile(rb"[0-9a-f]{%d}" % length) for length in HEX.val
 PACKED_REFS = {length: re.compile(rb"(?:# pack-refs with:[^\n]*\n)?(?:[0-9a-f]{%d} [!-~\x80-\xff]+\n"
                                   rb"(?:\^[0-9a-f]{%d}\n)?)*" % (length, length))
                for length in HEX.values()}
-CHUNK = 1 << 16
 # git's isspace(), which may follow the id in a loose ref
 SPACE_BYTES = tuple(bytes([c]) for c in b" \t\n\r")
+_files = StatCache()
+# how long a look at the system and global config holds, and the last look: (when, what it
+# found that makes git answer otherwise)
+USER_CONFIG_FOR = 1.0
+_user_config_seen: tuple[float, str | None] = (float("-inf"), None)
 
 
 class AskGit(Exception):
     """What these files say is for git itself to interpret (the message says why)."""
 
 
-def local_head(url: str, branch: str) -> str | None:
+def local_head(url: str, branch: str, now: Callable[[], float] = time.monotonic) -> str | None:
     """The id `refs/heads/{branch}` points at in the repository at `url` (a path or a
     file:/// URL), None when it has no such branch; AskGit whenever git might answer
     otherwise, or reach the repository another way."""
@@ -63,8 +71,8 @@ def local_head(url: str, branch: str) -> str | None:
         raise AskGit(f"branch name {branch!r}")
     try:
         common = _repository(_local_path(url))
-        length = _hex_length(_read(f"{common}/config", missing=b""))
-        _check_user_config()
+        length = _hex_length(_files.read(f"{common}/config") or b"")
+        _check_user_config(now)
         return _resolve(common, ref, length, SYMREF_DEPTH)
     except OSError as exc:
         raise AskGit(f"{exc.strerror or exc}: {exc.filename}") from None
@@ -111,7 +119,7 @@ def _repository(path: str) -> str:
 
 def _gitfile(dot_git: str) -> str:
     """The directory a `.git` file names (worktrees, submodules), relative to its folder."""
-    text = _read(dot_git).rstrip(b"\r\n")
+    text = (_files.read(dot_git) or b"").rstrip(b"\r\n")
     if not text.startswith(b"gitdir: "):
         raise AskGit(f"{dot_git} is not a gitdir: file")
     return os.path.join(os.path.dirname(dot_git), os.fsdecode(text.removeprefix(b"gitdir: ")))
@@ -121,11 +129,11 @@ def _common_dir(git_dir: str) -> str:
     """Where the repository's shared refs, objects and config are (git's is_git_directory
     checks, which pass or send us to git)."""
     head = f"{git_dir}/HEAD"
-    content = _read(head, follow=False)
+    content = _files.read(head, follow=False) or b""
     if not (content.startswith(b"ref:") and content[4:].lstrip().startswith(b"refs/")
             or re.match(rb"[0-9a-f]{40}", content)):
         raise AskGit(f"{head} holds neither a ref nor an id")
-    link = _read(f"{git_dir}/commondir", missing=b"").rstrip(b"\r\n")
+    link = (_files.read(f"{git_dir}/commondir") or b"").rstrip(b"\r\n")
     common = os.path.join(git_dir, os.fsdecode(link)) if link else git_dir
     for folder in ("objects", "refs"):
         if not stat.S_ISDIR(os.stat(f"{common}/{folder}").st_mode):
@@ -151,25 +159,33 @@ def _hex_length(config: bytes) -> int:
     return HEX[object_format]
 
 
-def _check_user_config() -> None:
-    """AskGit if the system or global config may hide refs or rewrite URLs."""
+def _check_user_config(now: Callable[[], float]) -> None:
+    """AskGit if the system or global config may hide refs or rewrite URLs. Looked at once
+    a second at most, for every repository: their stats cost a third of a check, and a
+    setting seen up to a second late is as if the check had run that much earlier."""
+    global _user_config_seen
+    if (at := now()) - _user_config_seen[0] >= USER_CONFIG_FOR:
+        _user_config_seen = (at, _user_config_sign())
+    if found := _user_config_seen[1]:
+        raise AskGit(found)
+
+
+def _user_config_sign() -> str | None:
     for path in _user_environment()[1]:
-        try:
-            text = _read(path)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        if sign := _user_config_sign(text):
-            raise AskGit(f"{os.fsdecode(path)} mentions {sign}")
+        text = _files.read(path)
+        if text is not None and (sign := _sign_in(text)):
+            return f"{path} mentions {sign}"
+    return None
 
 
 @lru_cache(maxsize=16)
-def _user_config_sign(text: bytes) -> str | None:
+def _sign_in(text: bytes) -> str | None:
     lowered = text.lower()
     return next((s.decode() for s in USER_CONFIG_SIGNS if s in lowered), None)
 
 
 @lru_cache(maxsize=1)
-def _user_environment() -> tuple[str | None, tuple[bytes, ...]]:
+def _user_environment() -> tuple[str | None, tuple[str, ...]]:
     """(a variable that makes git answer otherwise, if one is set; the system and global
     config files git reads -- a `git` built for another prefix than /usr reads another
     system file, not looked at here), read once: a dozen lookups cost as much as the rest
@@ -179,22 +195,30 @@ def _user_environment() -> tuple[str | None, tuple[bytes, ...]]:
     nosystem = env.get(b"GIT_CONFIG_NOSYSTEM", b"").lower() in (b"1", b"true", b"yes", b"on")
     files = [] if nosystem else [env.get(b"GIT_CONFIG_SYSTEM") or b"/etc/gitconfig"]
     if (given := env.get(b"GIT_CONFIG_GLOBAL")) is not None:
-        return setting, (*files, given)
-    xdg = env.get(b"XDG_CONFIG_HOME") or (home and home + b"/.config")
-    return setting, (*files, *([xdg + b"/git/config"] if xdg else []), *([home + b"/.gitconfig"] if home else []))
+        files.append(given)
+    else:
+        xdg = env.get(b"XDG_CONFIG_HOME") or (home and home + b"/.config")
+        files += ([xdg + b"/git/config"] if xdg else []) + ([home + b"/.gitconfig"] if home else [])
+    return setting, tuple(map(os.fsdecode, files))
 
 
 def forget() -> None:
-    """Read the environment again at the next check (after a test changed it)."""
+    """Read the environment, and every file, again at the next check (after a test changed
+    them)."""
+    global _user_config_seen
     _user_environment.cache_clear()
+    _user_config_seen = (float("-inf"), None)
+    _files.clear()
 
 
 def _resolve(common: str, ref: str, length: int, depth: int) -> str | None:
     """The loose ref if there is one (a folder in its place is none), else the packed one."""
     path = f"{common}/{ref}"
     try:
-        content = _read(path, follow=False)     # a link (git's own kind of symbolic ref): ask git
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        content = _files.read(path, follow=False)    # a link (git's own kind of symref): ask git
+    except IsADirectoryError:
+        content = None
+    if content is None:
         return _packed(common, ref, length)
     if content.startswith(b"ref:"):
         return _follow(common, content[4:].strip().decode(errors="replace"), length, depth)
@@ -218,7 +242,7 @@ def _follow(common: str, target: str, length: int, depth: int) -> str:
 def _packed(common: str, ref: str, length: int) -> str | None:
     """The ref's line in packed-refs ("<id> <name>", a "^<id>" line after it peels a tag)."""
     path = f"{common}/packed-refs"
-    data = _read(path, missing=b"")
+    data = _files.read(path) or b""
     if not PACKED_REFS[length].fullmatch(data):
         raise AskGit(f"{path} is not as git writes it")
     needle = f" {ref}\n".encode()
@@ -229,26 +253,6 @@ def _packed(common: str, ref: str, length: int) -> str | None:
     if data.find(needle, at + 1) >= 0 or (start and data[start - 1:start] != b"\n"):
         raise AskGit(f"{ref} is in packed-refs twice or not at a line's start")
     return data[start:at].decode()
-
-
-def _read(path: str | bytes, missing: bytes | None = None, follow: bool = True) -> bytes:
-    """A file's bytes (`missing` if it does not exist and that is given); a symbolic link
-    is an OSError unless `follow`, a fifo reads empty. Plain os calls: pathlib and io cost
-    more than the reading on this path."""
-    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        if missing is None:
-            raise
-        return missing
-    try:
-        chunks = [os.read(fd, CHUNK)]
-        while len(chunks[-1]) == CHUNK:     # a file reads short only at its end
-            chunks.append(os.read(fd, CHUNK))
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 @lru_cache(maxsize=1024)

@@ -173,6 +173,33 @@ def test_a_missing_branch_is_the_same_revision_not_found_without_a_process(repo)
     assert started == []
 
 
+def test_each_check_sees_the_branch_as_it_is_now(repo):
+    first, _ = head(repo.path)
+    moved = repo.commit({"index.html": "v2"})
+    second, _ = head(repo.path)
+    git(repo.path, "pack-refs", "--all")
+    git(repo.path, "update-ref", "refs/heads/master", first)
+    third, started = head(repo.path)
+
+    assert (second, third) == (moved, first)
+    assert started == []
+
+
+def test_the_users_git_config_is_looked_at_again_after_a_second(repo, tmp_path):
+    clock = [100.0]
+    check = lambda: local_refs.local_head(str(repo.path), "master", now=lambda: clock[0])
+    assert check() == repo.head()
+
+    (tmp_path / "gitconfig").write_text("[transfer]\n\thideRefs = refs/heads/master\n")
+    clock[0] += 0.5
+    within_the_second = check()
+    clock[0] += 0.5
+    with pytest.raises(local_refs.AskGit, match="hiderefs"):
+        check()
+
+    assert within_the_second == repo.head()
+
+
 def test_a_missing_repository_fails_as_git_ls_remote_says(tmp_path):
     kind, message, started = error_of(tmp_path / "missing")
 
