@@ -7,7 +7,8 @@
    the refs in-process, beside the check Sluice made before (GitSource._ls_remote_head:
    GitPython running `git ls-remote PATH refs/heads/master`) and a bare `git ls-remote`,
    interleaved in one run: medians per check of wall and CPU (this process's and its
-   children's).
+   children's), once the repository is as a poller mostly meets it: unchanged for longer
+   than the stat cache's racy window (2 s).
 1. Git over HTTP: a bare repo served by the real `git http-backend` (CGI, one per request)
    behind tests/servers/git_http.py in a separate process. remote_head() --checks times
    beside `git ls-remote URL refs/heads/master` (--checks/5 times): wall and client CPU.
@@ -53,6 +54,7 @@ from orchestrator.sources import fingerprint
 from orchestrator.sources.git import GitSource
 from orchestrator.sources.git_http import remote_head
 from orchestrator.sources.hg import HgSource, hg_executable
+from orchestrator.sources.stat_cache import RACY_NS
 from orchestrator.triggers.poller import Poller
 
 sys.path.insert(0, str(ROOT))
@@ -267,6 +269,7 @@ def local_section(base: Path, n: int) -> dict[str, dict]:
     for kind, check in kinds.items():
         if (said := check()) != head:
             raise RuntimeError(f"{kind} head check said {said!r}, expected {head}")
+    time.sleep(RACY_NS / 1e9)       # files changed within it are read whole at every check
     with quiet("local head checks"):
         for i in range(n):
             for kind, check in kinds.items():
