@@ -142,11 +142,11 @@ def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
         return _record_end(ctx, app, deployment_id, ev.DeploymentSkipped, snapshot=snapshot.id,
                            reason=f"snapshot {snapshot.id[:12]} is already live "
                                   f"(deployment {view.active_deployment})")
-    steps.begin("validate")
-    validate(config.layout, snapshot.manifest, ctx.store)
-    steps.end()
     previous = Previous(ctx.store.manifest(live.snapshot), Path(live.release)) \
         if live and live.snapshot and live.release else None      # a success records both
+    steps.begin("validate")
+    validate(config.layout, snapshot.manifest, ctx.store, previous.manifest if previous else None)
+    steps.end()
     steps.begin("materialise")
     try:
         release = materialise(ctx.store, snapshot.manifest,

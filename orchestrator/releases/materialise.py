@@ -106,9 +106,10 @@ def _patch(store: SnapshotStore, root: str, old: Manifest, new: Manifest,
            fresh: Collection[str]) -> set[str]:
     """Turn a copy of the release of `old` into the release of `new`, touching only what
     differs; returns the folders it opened for writing (to be made read-only again)."""
-    changed_files = [p for p, e in new.files.items() if old.files.get(p) != e]
-    changed_links = [p for p, t in new.links.items() if old.links.get(p) != t]
-    gone = [p for p in (*old.files, *old.links) if p not in new.files and p not in new.links]
+    differ = new.changed(old)       # from the buckets that differ: one file's work for one file
+    changed_files = [p for p in differ if p in new.files]
+    changed_links = [p for p in differ if p in new.links]
+    gone = [p for p in differ if p not in new.files and p not in new.links]
     opened: set[str] = set()
 
     def open_folder(folder: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from orchestrator.core.projections import AppView
@@ -66,7 +67,7 @@ def kept_revisions(views: Iterable[AppView]) -> dict[str, set[str]]:
 
 
 def collect_garbage(store: SnapshotStore, keep: set[str], now: float | None = None,
-                    grace: float = GRACE_SECONDS, manifests_only: set[str] = frozenset()) -> tuple[int, int]:
+                    grace: float = GRACE_SECONDS, manifests_only: AbstractSet[str] = frozenset()) -> tuple[int, int]:
     """Delete manifests not in `keep` (nor in `manifests_only`: the spares' snapshots, whose
     manifests a deployment patches a spare from, but whose blobs it never reads), blobs none
     of the kept manifests reference, files writers left in the store's tmp and quarantined
@@ -78,17 +79,31 @@ def collect_garbage(store: SnapshotStore, keep: set[str], now: float | None = No
             referenced.update(e.sha256 for e in store.manifest(snapshot_id).files.values())
         except FileNotFoundError:
             continue
-    manifests = [e for e in os.scandir(store.manifests) if _old(e, cutoff)
+    roots = [e for e in os.scandir(store.manifests) if e.is_file()]
+    manifests = [e for e in roots if _old(e, cutoff)
                  and e.name.removesuffix(".json") not in keep | manifests_only]
+    buckets = _unused_buckets(store, {e.name for e in roots} - {e.name for e in manifests}, cutoff)
     blobs = [e for d in os.scandir(store.blobs) for e in os.scandir(d.path)
              if e.name not in referenced and _old(e, cutoff)]
     store.forget([e.name for e in blobs])      # aliases first, so nobody reuses a blob going away
     # what a writer killed mid-write left (a writer alive touches its file as it writes)
     orphans = [e for e in os.scandir(store.tmp) if _old(e, cutoff)]
-    for entry in (*manifests, *blobs, *orphans):
+    for entry in (*manifests, *buckets, *blobs, *orphans):
         os.unlink(entry.path)
     Quarantine(store).collect()
     return len(manifests), len(blobs)
+
+
+def _unused_buckets(store: SnapshotStore, roots_left: set[str], cutoff: float) -> list[os.DirEntry]:
+    """Manifest buckets no remaining root names (kept, a spare's, or too young to go)."""
+    used: set[str] = set()
+    for name in roots_left:
+        try:
+            used.update(store.bucket_ids(name.removesuffix(".json")))
+        except (FileNotFoundError, ValueError):
+            continue
+    return [e for e in os.scandir(store.buckets)
+            if e.name.removesuffix(".json") not in used and _old(e, cutoff)]
 
 
 def _old(entry: os.DirEntry, cutoff: float) -> bool:

@@ -1,7 +1,9 @@
 """Content-addressed snapshot store under `{data_dir}/store`.
 
   blobs/ab/<sha256>        file contents, stored once, read-only (0444)
-  manifests/<id>.json      canonical JSON of a snapshot; <id> is the sha256 of those bytes
+  manifests/<id>.json      a snapshot's root: the ids of its buckets (releases/manifests.py);
+                           <id> is the sha256 of those bytes (older ones: the whole manifest)
+  manifests/buckets/<id>.json  one bucket of some manifests' entries, under its sha256
   aliases.sqlite           source hash -> sha256 (git blob ids, Dropbox content_hash, ...),
                            so adapters skip downloading or reading what is already here
 
@@ -20,40 +22,19 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO
 
 import orjson
 
 from orchestrator.core.errors import InvalidAppLayout
 from orchestrator.releases.ignore import IgnoreRules
+from orchestrator.releases.manifests import Buckets, FileEntry, Manifest, parse_entries, root_document
 
 CHUNK = 1 << 20
 MAX_LINK_HOPS = 40          # as the kernel's limit on symlinks in one lookup (ELOOP)
 RECENT_MANIFESTS = 16
+CACHED_BUCKETS = 8192       # parsed buckets kept in memory: a manifest sharing them loads fast
 FUNCIGNORE = ".funcignore"
-
-
-class FileEntry(NamedTuple):
-    sha256: str
-    size: int
-    executable: bool = False
-
-
-@dataclass(frozen=True)
-class Manifest:
-    files: dict[str, FileEntry]
-    links: dict[str, str]
-
-    def canonical(self) -> bytes:
-        doc = {"version": 1, "links": self.links,
-               "files": {p: [e.sha256, e.size, int(e.executable)] for p, e in self.files.items()}}
-        return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
-
-    @staticmethod
-    def parse(data: bytes) -> Manifest:
-        doc = orjson.loads(data)
-        files = {p: FileEntry(s, n, bool(x)) for p, (s, n, x) in doc["files"].items()}
-        return Manifest(files, doc["links"])
 
 
 @dataclass(frozen=True)
@@ -118,6 +99,9 @@ class SnapshotStore:
                          " size INTEGER, PRIMARY KEY (kind, key)) WITHOUT ROWID")
         self._db.execute("CREATE INDEX IF NOT EXISTS alias_by_blob ON alias (sha256)")
         self._recent: OrderedDict[str, Manifest] = OrderedDict()
+        self.buckets = self.manifests / "buckets"
+        self.buckets.mkdir(exist_ok=True)
+        self._parsed: OrderedDict[str, tuple[dict[str, FileEntry], dict[str, str], frozenset[str]]] = OrderedDict()
 
     def blob_path(self, sha256: str) -> str:
         return f"{self._blob_prefix}{sha256[:2]}/{sha256}"
@@ -201,18 +185,31 @@ class SnapshotStore:
             os.rename(tmp, final)
 
     def save_manifest(self, manifest: Manifest) -> str:
-        data = manifest.canonical()
-        snapshot_id = hashlib.sha256(data).hexdigest()
-        final = self.manifests / f"{snapshot_id}.json"
-        if not final.exists():
-            tmp = next(self._tmp_names)
-            with open(tmp, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, final)
+        """Store the manifest's buckets not stored yet and its root; returns the snapshot id.
+        A manifest derived from a stored one writes only the buckets its change touched."""
+        buckets = manifest.buckets()
+        ids = list(buckets.ids)
+        for b, known in enumerate(ids):
+            if known is None:
+                data = manifest.bucket_bytes(b)
+                ids[b] = hashlib.sha256(data).hexdigest()
+                self._write_once(self.buckets / f"{ids[b]}.json", data)
+        manifest.with_buckets(Buckets(buckets.members, tuple(ids)))
+        root = root_document(i or "" for i in ids)
+        snapshot_id = hashlib.sha256(root).hexdigest()
+        self._write_once(self.manifests / f"{snapshot_id}.json", root)
         self._keep(snapshot_id, manifest)
         return snapshot_id
+
+    def _write_once(self, final: Path, data: bytes) -> None:
+        if final.exists():
+            return
+        tmp = next(self._tmp_names)
+        with open(tmp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, final)
 
     def manifest(self, snapshot_id: str) -> Manifest:
         """A snapshot's manifest; recent ones come from memory (they are immutable, but
@@ -220,9 +217,38 @@ class SnapshotStore:
         path = self.manifests / f"{snapshot_id}.json"
         if snapshot_id not in self._recent or not path.exists():
             self._recent.pop(snapshot_id, None)
-            self._keep(snapshot_id, Manifest.parse(path.read_bytes()))
+            self._keep(snapshot_id, self._load(path))
         self._recent.move_to_end(snapshot_id)
         return self._recent[snapshot_id]
+
+    def bucket_ids(self, snapshot_id: str) -> list[str]:
+        """The buckets a stored snapshot's root names (none for a whole-document one)."""
+        doc = orjson.loads((self.manifests / f"{snapshot_id}.json").read_bytes())
+        return list(doc.get("buckets", []))
+
+    def _load(self, path: Path) -> Manifest:
+        doc = orjson.loads(path.read_bytes())
+        if doc.get("version") == 1:
+            return Manifest(*parse_entries(doc))
+        files: dict[str, FileEntry] = {}
+        links: dict[str, str] = {}
+        members = []
+        for bucket_id in doc["buckets"]:
+            bucket_files, bucket_links, paths = self._bucket(bucket_id)
+            files.update(bucket_files)
+            links.update(bucket_links)
+            members.append(paths)
+        return Manifest(files, links, Buckets(tuple(members), tuple(doc["buckets"])))
+
+    def _bucket(self, bucket_id: str) -> tuple[dict[str, FileEntry], dict[str, str], frozenset[str]]:
+        parsed = self._parsed.get(bucket_id)
+        if parsed is None:
+            files, links = parse_entries(orjson.loads((self.buckets / f"{bucket_id}.json").read_bytes()))
+            parsed = self._parsed[bucket_id] = files, links, frozenset((*files, *links))
+            while len(self._parsed) > CACHED_BUCKETS:
+                self._parsed.popitem(last=False)
+        self._parsed.move_to_end(bucket_id)
+        return parsed
 
     def _keep(self, snapshot_id: str, manifest: Manifest) -> None:
         self._recent[snapshot_id] = manifest
@@ -327,10 +353,16 @@ class SnapshotBuilder:
             else self._touched
         recheck = recheck - self._passed.get(files.get(FUNCIGNORE), set())
         ignored = {p for p in recheck if rules.ignored(p)}
-        files = {p: e for p, e in files.items() if p not in ignored}
-        links = {p: t for p, t in links.items() if p not in ignored}
-        _check_tree(files.keys() | links.keys(), links)
-        manifest = Manifest(files, links)
+        if ignored:
+            files = {p: e for p, e in files.items() if p not in ignored}
+            links = {p: t for p, t in links.items() if p not in ignored}
+        if self.base is None:
+            _check_tree(files.keys() | links.keys(), links)
+            manifest = Manifest(files, links)
+        else:       # the base passed these checks: only what changed is looked at again
+            changed = self._touched | ignored
+            manifest = self.base.manifest.derive(files, links, changed)
+            check_changes(self.base.manifest, manifest, changed)
         return Snapshot(self.store.save_manifest(manifest), manifest, self.added, self.reused,
                         incremental=self.base is not None, fresh=frozenset(self._written))
 
@@ -339,6 +371,26 @@ class SnapshotBuilder:
         if entry is None:
             return ""
         return self.store.read_blob(entry.sha256).decode(errors="replace")
+
+
+def check_changes(base: Manifest, manifest: Manifest, changed: set[str]) -> None:
+    """The tree checks of `manifest`, which differs from `base` (checked already) only at the
+    `changed` paths: an entry inside a file or link, a file where a folder is, a link leaving
+    the tree. Only the changed entries are looked at, and the links when one of them changed."""
+    folders = manifest.folders()
+    for path in changed:
+        if path not in manifest.files and path not in manifest.links:
+            continue
+        if path in folders:
+            inside = min(p for p in (*manifest.files, *manifest.links) if p.startswith(path + "/"))
+            raise InvalidAppLayout(f"{inside!r} collides with the file {path!r}")
+        parent = path.rpartition("/")[0]
+        while parent:
+            if parent in manifest.files or parent in manifest.links:
+                raise InvalidAppLayout(f"{path!r} collides with the file {parent!r}")
+            parent = parent.rpartition("/")[0]
+    if any(p in manifest.links or p in base.links for p in changed):
+        _check_tree(set(), manifest.links)
 
 
 def check_tree(manifest: Manifest) -> None:

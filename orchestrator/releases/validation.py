@@ -16,16 +16,20 @@ MAX_DEPTH = 256
 SHOWN = 160         # characters of a refused path shown at each end
 
 
-def validate(layout: str, manifest: Manifest, store: SnapshotStore) -> None:
-    _check_depth(manifest)
+def validate(layout: str, manifest: Manifest, store: SnapshotStore,
+             since: Manifest | None = None) -> None:
+    """`since`: a manifest validated before, of which only the paths that differ need their
+    depth checked again (the function app's files are read whatever changed)."""
+    for path in (manifest.changed(since) if since is not None else (*manifest.files, *manifest.links)):
+        check_depth(path)
     if layout != "functions":
         return
     if "host.json" not in manifest.files:
         raise InvalidAppLayout("host.json is missing at the root of the function app")
     _json_file(store, manifest, "host.json")
-    for path in manifest.files:
-        parts = path.split("/")
-        if len(parts) == 2 and parts[1] == "function.json":
+    for folder in manifest.folders():
+        path = f"{folder}/function.json"
+        if "/" not in folder and path in manifest.files:
             doc = _json_file(store, manifest, path)
             if not isinstance(doc, dict) or not isinstance(doc.get("bindings"), list):
                 raise InvalidAppLayout(f"{path}: must be a JSON object with a 'bindings' list")
@@ -37,11 +41,6 @@ def _json_file(store: SnapshotStore, manifest: Manifest, path: str):
         return json.loads(data)
     except ValueError as exc:
         raise InvalidAppLayout(f"{path}: not valid JSON ({exc})") from None
-
-
-def _check_depth(manifest: Manifest) -> None:
-    for path in (*manifest.files, *manifest.links):
-        check_depth(path)
 
 
 def check_depth(path: str) -> None:

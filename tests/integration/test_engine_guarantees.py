@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import time
+from pathlib import Path
 
 import pytest
 
@@ -274,7 +274,8 @@ def test_old_releases_beyond_keep_releases_are_pruned_and_the_live_one_kept(work
     assert len(view.pruned) == 2 and "ReleasesPruned" in event_types(services, "hello")
     assert tree(workspace.target("hello"))["n.txt"] == "4"
     # the newest release let go is the spare the next deployment recycles; nothing else is left
-    assert [f for f in folders if f.startswith(".spare-")] == [f".spare-{view.deployments[first_let_go(view)].snapshot}"]
+    spare = view.deployments[first_let_go(view)].snapshot
+    assert [f for f in folders if f.startswith(".spare-")] == [f".spare-{spare}"]
     assert ".trash" not in folders      # each deployment recycled the spare the one before left
 
 

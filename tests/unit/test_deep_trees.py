@@ -12,9 +12,9 @@ from orchestrator.core.errors import PermanentError
 from orchestrator.core.projections import AppView
 from orchestrator.releases.materialise import Previous, materialise
 from orchestrator.releases.removal import remove_tree
-from orchestrator.releases.spares import empty_trash
 from orchestrator.releases.retention import prune_releases
 from orchestrator.releases.snapshots import Manifest, SnapshotStore
+from orchestrator.releases.spares import empty_trash
 from orchestrator.releases.validation import MAX_DEPTH, validate
 
 DEPTH = 2000
