@@ -217,7 +217,7 @@ class WorkerConfig(_Strict):
 
 class EventsConfig(_Strict):
     # an app's newest events kept in Redis; older ones go to {data_dir}/archive (core/stream_tail.py)
-    keep_in_redis: int = Field(default=1000, ge=10)
+    keep_in_redis: int = Field(default=500, ge=10)
 
 
 class SluiceConfig(_Strict):

@@ -18,7 +18,7 @@ from orchestrator.core.event_archive import Entry, id_key
 from orchestrator.core.events import EventType
 from orchestrator.core.projections import AppView
 
-KEEP = 1000
+KEEP = 500
 
 
 def batch(keep: int) -> int:
