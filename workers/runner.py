@@ -11,21 +11,26 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.building.collect import collect_layers, remove_stale_scratch
 from orchestrator.config.settings import AppConfig
 from orchestrator.core import events as ev
 from orchestrator.core import keys
 from orchestrator.core.decisions import execute, execute_with_outcome
 from orchestrator.core.errors import PermanentError, TransientError
-from orchestrator.core.event_log import ANY_VERSION
 from orchestrator.core.lease import Lease
 from orchestrator.core.masking import MaskingFilter, mask, mask_fields
 from orchestrator.core.projections import AppView, DeploymentView
 from orchestrator.core.statuses import DeploymentStatus
-from orchestrator.deploying.after_switch import Switched, confirm, resumed_candidate, switched_fields
+from orchestrator.deploying.after_switch import (
+    Switched,
+    confirm,
+    resumed_candidate,
+    roll_back,
+    switched_fields,
+)
 from orchestrator.deploying.before_switch import Candidate, check_before_switch
 from orchestrator.deploying.build import BuildContext, build
 from orchestrator.deploying.dispatch import enqueue
+from orchestrator.deploying.housekeeping import clean_up, let_go_of_old_releases
 from orchestrator.deploying.retries import FailedAttempt, decide_after_failure
 from orchestrator.observe.store_metrics import record_corrupt_blobs
 from orchestrator.releases.integrity import CorruptBlob, Quarantine
@@ -36,18 +41,10 @@ from orchestrator.releases.materialise import (
     release_dir,
     switch,
 )
-from orchestrator.releases.retention import (
-    collect_garbage,
-    kept_revisions,
-    kept_snapshots,
-    prune_releases,
-)
 from orchestrator.releases.snapshots import Base, Snapshot, SnapshotStore
-from orchestrator.releases.spares import empty_trash, spare_snapshots
 from orchestrator.releases.validation import validate
 from orchestrator.runtime.services import Services
 from orchestrator.sources import fingerprint, source_for
-from orchestrator.sources.cache_gc import collect_caches
 
 log = logging.getLogger("sluice.worker")
 # The config's ${NAME} secrets are masked in what is recorded and logged about a deployment.
@@ -78,7 +75,7 @@ def run(ctx: WorkerContext, app: str, deployment_id: str, attempt: int) -> str:
     with Lease(ctx.services.redis, app, ctx.holder, ctx.services.config.lease_ttl) as lease:
         outcome = _attempt(ctx, app, config, deployment_id, attempt, lease)
     _hand_over(ctx, app, deployment_id)     # after letting go, so the next one can start
-    _empty_trash(ctx, app)
+    clean_up(ctx.services, ctx.store, ctx.holder, app)
     return outcome
 
 
@@ -95,7 +92,9 @@ def _attempt(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str
     steps = Steps()
     try:
         if switched:
-            return _resume(ctx, app, config, view.deployments[deployment_id], lease, steps)
+            return _resume(ctx, app, config, view.deployments[deployment_id], lease, steps,
+                           last=max(attempt, view.deployments[deployment_id].resumed + 2)
+                           >= config.retry.attempts)
         return _deploy(ctx, app, config, deployment_id, lease, steps)
     except PermanentError as exc:
         return _record_end(ctx, app, deployment_id, ev.DeploymentFailed, reason=str(exc),
@@ -178,17 +177,21 @@ def _switch_and_confirm(ctx: WorkerContext, config: AppConfig, candidate: Candid
     steps.done.update(confirm(_switched(ctx, config, candidate, lease), resumed))
     outcome = _record_end(ctx, candidate.app, candidate.deployment_id, ev.DeploymentSucceeded,
                           snapshot=snapshot, release=str(candidate.release), steps=steps.done)
-    _retain(ctx, candidate.app, config)
+    let_go_of_old_releases(ctx.services, candidate.app, config)
     return outcome
 
 
 def _resume(ctx: WorkerContext, app: str, config: AppConfig, d: DeploymentView, lease: Lease,
-            steps: Steps) -> str:
+            steps: Steps, last: bool) -> str:
     """A worker died after switching this deployment's release: confirm it, or finish
-    rolling it back, rather than build a release the target shows already."""
+    rolling it back, rather than build a release the target shows already. Its last attempt
+    rolls back without trying again: no attempt is left to put back what it leaves live."""
     candidate = resumed_candidate(app, d, config.target)
     log.warning("%s: deployment %s: resuming after the switch to %s", candidate.app, d.id,
                 candidate.release.name, extra={"app": candidate.app, "deployment": d.id})
+    if last and not (d.rollback or d.rolled_back):
+        reason = f"the switched release was not confirmed within {config.retry.attempts} attempts"
+        raise PermanentError(f"{reason}; {roll_back(_switched(ctx, config, candidate, lease), reason)}")
     return _switch_and_confirm(ctx, config, candidate, lease, steps, d.snapshot or "", d)
 
 
@@ -295,38 +298,6 @@ def _live(view: AppView, config: AppConfig) -> DeploymentView | None:
             and os.path.isdir(active.release):
         return active
     return None
-
-
-def _retain(ctx: WorkerContext, app: str, config: AppConfig) -> None:
-    """Prune the app's old releases (we hold its lease) and, now and then, the store (with
-    its build layers and builds' leftover scratch folders) and the sources' caches."""
-    services = ctx.services
-    try:
-        removed = prune_releases(services.projections.app(app),
-                                 services.config.data_dir / "releases" / app, config.keep_releases)
-        if removed:
-            services.store.append(app, [ev.ReleasesPruned(app=app, at=services.clock.now(),
-                                                          releases=removed)], ANY_VERSION)
-        interval = services.config.gc_interval
-        if interval <= 0 or services.redis.set(keys.GC, ctx.holder, nx=True, ex=int(interval)):
-            views = [services.projections.app(name) for name in services.store.apps()]
-            keep, now = kept_snapshots(views), services.clock.now()
-            collect_garbage(ctx.store, keep, now,
-                            manifests_only=spare_snapshots(services.config.data_dir / "releases"))
-            collect_layers(ctx.store, keep, now)
-            remove_stale_scratch(services.config.data_dir / "builds", views, now)
-            collect_caches(services.config.apps, services.config.data_dir, kept_revisions(views))
-    except OSError as exc:       # the deployment is live; cleaning up can wait for the next one
-        log.warning("%s: retention failed: %s", app, exc)
-
-
-def _empty_trash(ctx: WorkerContext, app: str) -> None:
-    """Delete the releases retention let go of and did not keep as the spare: off the app's
-    lease, so the next deployment does not wait for it."""
-    try:
-        empty_trash(ctx.services.config.data_dir / "releases" / app)
-    except OSError as exc:
-        log.warning("%s: emptying the releases' trash failed: %s", app, exc)
 
 
 def _hand_over(ctx: WorkerContext, app: str, finished: str) -> None:

@@ -87,6 +87,10 @@ def lease(app: str) -> str:
     return f"{PREFIX}lease:{app}"
 
 
+def cleaning(app: str) -> str:
+    return f"{PREFIX}cleaning:{app}"
+
+
 def lease_fence(app: str) -> str:
     return f"{PREFIX}lease:{app}:fence"
 

@@ -47,6 +47,7 @@ class DeploymentView:
     rollback: str | None = None         # why the switch is to be undone (a failed activation
                                         # or health check), until DeploymentRolledBack
     rolled_back: bool = False
+    resumed: int = 0                    # times a worker took it up again after its switch
 
     @property
     def terminal(self) -> bool:
@@ -176,6 +177,7 @@ def _fold_deployment(view: AppView, d: DeploymentView, e: ev.Event) -> None:
         d.message = "build " + ("cached" if e.cached else f"done in {e.seconds:.1f}s")
     elif isinstance(e, ev.DeploymentSwitched):
         d.status, d.switched, d.previous = DeploymentStatus.ACTIVATING, e.release, e.previous
+        d.resumed += e.again
         d.message = "switched; activating"
     elif isinstance(e, ev.ActivationFailed):
         d.message = f"activation failed: {e.reason}"

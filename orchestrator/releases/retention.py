@@ -28,7 +28,9 @@ def prune_releases(view: AppView, releases_dir: Path, keep: int) -> list[str]:
     kept = {live} | set([r for r in view.kept_releases() if r != live][:keep])
     names = sorted(os.listdir(releases_dir)) if releases_dir.is_dir() else []
     let_go = [releases_dir / n for n in names if is_release(n) and str(releases_dir / n) not in kept]
-    spare = next((p for p in reversed(let_go) if _snapshot_of(view, p)), None)
+    order = {d: n for n, d in enumerate(view.deployments)}     # ids of one second sort at random
+    whole = [p for p in let_go if _snapshot_of(view, p)]
+    spare = max(whole, key=lambda p: order[p.name], default=None)
     for path in let_go:
         if path == spare:
             make_spare(path, _snapshot_of(view, path) or "")

@@ -66,3 +66,31 @@ def test_a_worker_killed_after_the_switch_leaves_a_deployment_that_ends_verified
         answer = httpx.get(f"{host.url}/health")
         assert answer.headers["X-Release"] == live
         rig_worker.kill()
+
+
+@pytest.mark.timeout(120)
+def test_a_switched_deployment_taken_up_on_its_last_attempt_rolls_back_rather_than_try_again(
+        rig_factory, tmp_path):
+    rig = rig_factory(visibility_timeout=3.0)
+    repo = rig.repo()
+    repo.commit({"version": "v1"})
+    with ReleaseHost(rig.target(APP), tmp_path / "host") as host:
+        services = rig.configure({APP: git_app(
+            repo, rig.target(APP), layout="site", retry={"attempts": 2, "base": "100ms", "max": "1s"},
+            activate=[{"signal": {"pidfile": str(host.pidfile), "signal": "HUP"}}],
+            health={"url": f"{host.url}/health", "interval": 0.1, "deadline": 10, "stable_for": 3})},
+            lease_ttl="1s")
+        worker = rig.start_worker()
+        first = request_deployment(services, APP, repo.head(), "manual").deployment_id
+        assert wait_until_ended(services, APP, first, timeout=60).status == "success"
+        repo.commit({"version": "v2"})
+        second = request_deployment(services, APP, repo.head(), "manual").deployment_id
+
+        restarted = kill_at(rig, worker, services, second, "HealthCheckStarted", after=0.3)
+        d = wait_until_ended(services, APP, second, timeout=60)
+
+        assert d.status == "failed" and "not confirmed within 2 attempts" in d.message, d.message
+        assert services.projections.app(APP).active.id == first
+        assert wait_for(lambda: httpx.get(f"{host.url}/health").headers["X-Release"] == first,
+                        timeout=10, what="the host to serve the first release again")
+        restarted.kill()

@@ -22,11 +22,12 @@ def wait_until_ended(services: Services, app: str, deployment_id: str,
 
 
 def wait_until_let_go(services: Services, app: str, timeout: float = 30) -> None:
-    """Until no worker holds the app's lease. A worker records a deployment's end first and
-    only then prunes old releases (ReleasesPruned) and lets go of the app, so a deployment
-    that has ended may still have its worker busy with the app for a moment."""
-    wait_for(lambda: not services.redis.exists(keys.lease(app)), timeout,
-             what=f"the worker to let go of {app}")
+    """Until no worker holds the app's lease nor cleans up after it. A worker records a
+    deployment's end first and only then prunes old releases (ReleasesPruned), lets go of
+    the app and collects the store, so a deployment that has ended may still have its worker
+    busy with the app for a moment."""
+    wait_for(lambda: not services.redis.exists(keys.lease(app), keys.cleaning(app)), timeout,
+             what=f"the worker to let go of {app} and clean up after it")
 
 
 def wait_until_settled(services: Services, app: str, timeout: float = 30) -> AppView:

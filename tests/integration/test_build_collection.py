@@ -9,10 +9,10 @@ from pathlib import Path
 
 from orchestrator.building.layers import LayerCache
 from orchestrator.core import events as ev
+from orchestrator.deploying.housekeeping import clean_up, let_go_of_old_releases
 from orchestrator.releases.snapshots import SnapshotStore
 from tests.integration.flow import sync_and_wait
 from tests.wheelhouse import build_succeeded, python_function_app, write_wheel
-from workers.runner import _retain
 
 
 def age(root: Path, seconds: float = 3600) -> None:
@@ -45,7 +45,9 @@ def test_a_layer_no_kept_release_holds_is_collected_and_the_live_ones_stay(works
     (killed / "requirements.txt").write_text("alpha==1.0\n")
 
     age(workspace.data_dir / "store")
-    _retain(workspace.worker_context(services), "py", services.config.apps["py"])
+    ctx = workspace.worker_context(services)
+    let_go_of_old_releases(services, "py", services.config.apps["py"])
+    clean_up(services, ctx.store, ctx.holder, "py")
 
     assert len(LayerCache(store).keys()) == 1          # alpha's: its only release was pruned
     assert not killed.parent.exists()

@@ -303,7 +303,8 @@ def test_a_deployment_recycles_the_spare_release_patched_to_its_own_snapshot(wor
 
 def first_let_go(view) -> str:
     """The newest deployment whose release retention let go of."""
-    return max(os.path.basename(r) for r in view.pruned)
+    pruned = {os.path.basename(r) for r in view.pruned}
+    return [d for d in view.deployments if d in pruned][-1]
 
 
 def test_blobs_only_pruned_releases_used_are_collected_and_redeploy_then_refetches(workspace):

@@ -1,0 +1,65 @@
+"""What a deployment leaves to tidy: the releases retention lets go of, under the app's lease
+(a rename each: the newest kept as the app's spare, the rest to the trash), and, after the
+lease is let go, the trash emptied and, now and then, the store, its build layers, builds'
+leftover scratch folders and the sources' caches collected — off the deployment's path, so
+the next deployment of the app does not wait for them."""
+from __future__ import annotations
+
+import logging
+
+from orchestrator.building.collect import collect_layers, remove_stale_scratch
+from orchestrator.config.settings import AppConfig
+from orchestrator.core import events as ev
+from orchestrator.core import keys
+from orchestrator.core.event_log import ANY_VERSION
+from orchestrator.releases.retention import (
+    collect_garbage,
+    kept_revisions,
+    kept_snapshots,
+    prune_releases,
+)
+from orchestrator.releases.snapshots import SnapshotStore
+from orchestrator.releases.spares import empty_trash, spare_snapshots
+from orchestrator.runtime.services import Services
+from orchestrator.sources.cache_gc import collect_caches
+
+log = logging.getLogger("sluice.worker")
+CLEANING_TTL = 600      # seconds: a worker that dies while cleaning up leaves no key for long
+
+
+def let_go_of_old_releases(services: Services, app: str, config: AppConfig) -> None:
+    """Releases beyond keep_releases out of the way (hold the app's lease)."""
+    try:
+        removed = prune_releases(services.projections.app(app),
+                                 services.config.data_dir / "releases" / app, config.keep_releases)
+    except OSError as exc:       # the deployment is live; cleaning up can wait for the next one
+        log.warning("%s: retention failed: %s", app, exc)
+        return
+    if removed:
+        services.store.append(app, [ev.ReleasesPruned(app=app, at=services.clock.now(),
+                                                      releases=removed)], ANY_VERSION)
+
+
+def clean_up(services: Services, store: SnapshotStore, holder: str, app: str) -> None:
+    """The app's trash emptied and, at most once per gc_interval across workers, the store
+    collected (after the app's lease is let go; `sluice:cleaning:{app}` says it goes on)."""
+    services.redis.set(keys.cleaning(app), holder, ex=CLEANING_TTL)
+    try:
+        empty_trash(services.config.data_dir / "releases" / app)
+        interval = services.config.gc_interval
+        if interval <= 0 or services.redis.set(keys.GC, holder, nx=True, ex=int(interval)):
+            collect(services, store)
+    except OSError as exc:
+        log.warning("%s: cleaning up after the deployment failed: %s", app, exc)
+    finally:
+        services.redis.delete(keys.cleaning(app))
+
+
+def collect(services: Services, store: SnapshotStore) -> None:
+    views = [services.projections.app(name) for name in services.store.apps()]
+    keep, now = kept_snapshots(views), services.clock.now()
+    collect_garbage(store, keep, now,
+                    manifests_only=spare_snapshots(services.config.data_dir / "releases"))
+    collect_layers(store, keep, now)
+    remove_stale_scratch(services.config.data_dir / "builds", views, now)
+    collect_caches(services.config.apps, services.config.data_dir, kept_revisions(views))
