@@ -7,22 +7,28 @@ live yet, no earlier release, a manual app's sync) a 409; see create_app's handl
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from orchestrator.api.access import can_change, can_read
 from orchestrator.api.errors import Error
+from orchestrator.api.fleet_cache import FleetCache
+from orchestrator.api.threads import in_own_threads
 from orchestrator.core import deployment_ids, history_pages
 from orchestrator.core.errors import NotFound
 from orchestrator.core.projections import AppView
 from orchestrator.core.statuses import DeploymentStatus
+from orchestrator.observe.fleet_pages import API_MAX_PAGE, API_PAGE, fleet_page
 from orchestrator.observe.formatting import deployment_json, drift_json
 from orchestrator.observe.queue_view import inspect_queue
 from orchestrator.runtime.services import Services
 
 DETAIL_DEPLOYMENTS = 20
+FLEET_THREADS = 2       # a page of many apps is CPU work: more threads would only share the GIL
 
 
 class Deployment(BaseModel):
@@ -158,9 +164,27 @@ changing = [Depends(can_change)]
 
 
 @router.get("/apps", response_model=list[App], dependencies=reading)
-def list_apps(request: Request) -> list[dict]:
+async def list_apps(request: Request,
+                    limit: int = Query(API_PAGE, ge=1, le=API_MAX_PAGE, description="at most this many, "
+                                       "in the config's order; a Link header (rel=next) gives the next page"),
+                    after: str | None = Query(None, description="only apps after this one (the last "
+                                              "name of the previous page)")) -> Response:
+    """The configured apps, a page at a time."""
+    # Read in a few Redis round trips whatever their number (one while no event came since it
+    # was last read), in threads of their own so a burst of pages leaves the shared threads
+    # alone; the event loop only sends the bytes.
     services = _services(request)
-    return [app_json(services, name, services.projections.app(name)) for name in services.config.apps]
+    page = fleet_page(services.config.apps, limit, after)
+    body = await in_own_threads(request.app, "fleet", FLEET_THREADS, _fleet_cache(request).page,
+                                page.names, partial(apps_body, services))
+    headers = {"Link": f'<{request.url.include_query_params(after=page.next_after)}>; rel="next"'} \
+        if page.next_after else None
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def apps_body(services: Services, names: list[str]) -> bytes:
+    views = services.projections.apps(names)
+    return orjson.dumps([app_json(services, name, view) for name, view in zip(names, views)])
 
 
 @router.get("/apps/{app}", response_model=AppDetail, dependencies=reading, responses=NOT_FOUND)
@@ -263,3 +287,10 @@ def known_app(services: Services, app: str) -> str:
 
 def _services(request: Request) -> Services:
     return request.app.state.services
+
+
+def _fleet_cache(request: Request) -> FleetCache:
+    state = request.app.state
+    if getattr(state, "fleet_cache", None) is None:
+        state.fleet_cache = FleetCache(_services(request).store.feed_last_id)
+    return state.fleet_cache

@@ -88,7 +88,8 @@ def page_context(services: Services, readable: bool) -> dict:
     events = latest_events(services, FEED) if readable else []
     return {
         "readable": readable,
-        "apps": [app_row(services, name) for name in config.apps] if readable else [],
+        "apps": [app_row(services, name, view) for name, view in
+                 zip(config.apps, services.projections.apps(config.apps))] if readable else [],
         "queue": inspect_queue(services) if readable else None,
         "events": events,
         # the live feed goes on from the newest event shown, so none is missed in between
@@ -100,10 +101,9 @@ def page_context(services: Services, readable: bool) -> dict:
     }
 
 
-def app_row(services: Services, name: str) -> dict:
+def app_row(services: Services, name: str, view: AppView) -> dict:
     """One app as the page shows it; the deployments have the API's JSON shape."""
     app = services.config.apps[name]
-    view: AppView = services.projections.app(name)
     history = view.history()
     return {
         "name": name, "layout": app.layout, "source": app.source.describe(),

@@ -11,17 +11,24 @@ from orchestrator.cli.app import app_name, cli, out, services_of
 from orchestrator.core import history_pages
 from orchestrator.core.errors import SluiceError
 from orchestrator.observe import formatting
+from orchestrator.observe.fleet_pages import CLI_PAGE, fleet_page
 
 if TYPE_CHECKING:
     from orchestrator.observe.deployment_log import LogLine
 
 
 @cli.command()
-def apps(ctx: typer.Context):
-    """The configured apps and what is live."""
+def apps(ctx: typer.Context,
+         limit: int = typer.Option(CLI_PAGE, "--limit", "-n", min=1, help="show the first N"),
+         show_all: bool = typer.Option(False, "--all", help="show every configured app")):
+    """The configured apps and what is live (the first 100 unless told)."""
     services = services_of(ctx)
-    views = {name: services.projections.app(name) for name in services.config.apps}
-    out.print(formatting.apps_table(services.config, views))
+    page = fleet_page(services.config.apps, None if show_all else limit)
+    views = dict(zip(page.names, services.projections.apps(page.names)))
+    table = formatting.apps_table(services.config, views)
+    if page.next_after:
+        table.caption = f"the first {limit} of {page.total}: --limit N or --all for more"
+    out.print(table)
 
 
 @cli.command()

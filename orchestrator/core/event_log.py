@@ -6,8 +6,10 @@
   Returns the stream's new version: versions are 1-based positions in the app's stream.
 - `read(app, after_id)`: the app's events in order, after the entry `after_id` if given:
   the whole history, those archived (core/event_archive.py) when the store keeps only a
-  tail (core/stream_tail.py) included; `read_backwards(app)`: the same newest first, lazily.
-- `version(app)`: the app's last event's version (not the number of events the store holds).
+  tail (core/stream_tail.py) included; `read_backwards(app)`: the same newest first, lazily;
+  `read_many({app: after_id})`: `read` of many apps at once (fleet views: one round trip).
+- `version(app)`: the app's last event's version (not the number of events the store holds);
+  `versions(apps)`: each one's, in one round trip.
 - the feed mirrors every app's events in append order: `feed_last_id`, `follow`.
 """
 from __future__ import annotations
@@ -40,7 +42,15 @@ class EventLog(Protocol):
 
     def version(self, app: str) -> int: ...
 
+    def versions(self, apps: Sequence[str]) -> dict[str, int]:
+        """`version` of each app, in one round trip."""
+        ...
+
     def read(self, app: str, after_id: str | None = None) -> list[RecordedEvent]: ...
+
+    def read_many(self, after: Mapping[str, str | None]) -> dict[str, list[RecordedEvent]]:
+        """`read(app, after_id)` of each app in `after`, in as few round trips as the store can."""
+        ...
 
     def read_backwards(self, app: str) -> Iterator[RecordedEvent]: ...
 

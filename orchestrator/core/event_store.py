@@ -12,17 +12,18 @@ no longer starts at version 1, so they still give the whole history. The feed is
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import takewhile
 
 import redis
 
-from orchestrator.core import keys, replies, stream_tail
+from orchestrator.core import keys, replies, stream_reads, stream_tail
 from orchestrator.core.errors import ConcurrencyError, StoreError
 from orchestrator.core.event_archive import Entry, EventArchive, id_key
 from orchestrator.core.event_log import RecordedEvent, decode_entry
 from orchestrator.core.events import Event
 from orchestrator.core.projections import AppView
+from orchestrator.core.stream_reads import read_streams
 
 FEED_MAXLEN = 10_000
 BATCH = 500             # entries read at a time
@@ -83,6 +84,13 @@ class EventStore:
         last = replies.entries(self.redis.xrevrange(keys.app_events(app), "+", "-", count=1))
         return int(last[0][1][b"n"]) if last else 0
 
+    def versions(self, apps: Sequence[str]) -> dict[str, int]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for app in apps:
+                pipe.xrevrange(keys.app_events(app), "+", "-", count=1)
+            lasts = [replies.entries(r) for r in pipe.execute()]
+        return {app: int(last[0][1][b"n"]) if last else 0 for app, last in zip(apps, lasts)}
+
     def read(self, app: str, after_id: str | None = None) -> list[RecordedEvent]:
         return [decode_entry(i, f) for i, f in self.entries(app, after_id)]
 
@@ -112,6 +120,19 @@ class EventStore:
             if len(batch) < BATCH:
                 return
             last, last_n = batch[-1][0], int(batch[-1][1]["n"])
+
+    def read_many(self, after: Mapping[str, str | None]) -> dict[str, list[RecordedEvent]]:
+        """What `read(app, after_id)` gives for each app, in one round trip for the apps whose
+        events since their id are all in Redis and a few (core/stream_reads.py); the others
+        are read alone."""
+        apps = list(after)
+        found = {}
+        for app, got in zip(apps, read_streams(self.redis, [(keys.app_events(a), after[a]) for a in apps])):
+            if len(got.entries) == stream_reads.COUNT or _archived_since(got.head, after[app]):
+                found[app] = self.read(app, after[app])
+            else:
+                found[app] = [decode_entry(i, f) for i, f in got.entries]
+        return found
 
     def read_backwards(self, app: str) -> Iterator[RecordedEvent]:
         """The app's events newest first, read lazily (Redis, then the archive)."""
@@ -178,6 +199,12 @@ class EventStore:
                 last = replies.text(entry_id)
                 if app is None or fields.get(b"app") == app.encode():
                     yield decode_entry(entry_id, fields)
+
+
+def _archived_since(head: tuple[str, int] | None, after_id: str | None) -> bool:
+    """Whether some of the app's events after `after_id` are no longer in Redis (as `entries`
+    decides it: the stream starts after version 1, and after that id)."""
+    return head is not None and head[1] > 1 and (after_id is None or id_key(after_id) < id_key(head[0]))
 
 
 def _texts(reply: object) -> list[Entry]:

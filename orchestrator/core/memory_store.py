@@ -10,7 +10,7 @@ of each app's stream and archives the rest by the same rules (core/stream_tail.p
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from orchestrator.core import keys, stream_tail
 from orchestrator.core.errors import ConcurrencyError
@@ -52,6 +52,9 @@ class MemoryEventStore:
         with self._changed:
             return _version(self._streams.get(app, []))
 
+    def versions(self, apps: Sequence[str]) -> dict[str, int]:
+        return {app: self.version(app) for app in apps}
+
     def read(self, app: str, after_id: str | None = None) -> list[RecordedEvent]:
         after = _position(after_id) if after_id else 0
         with self._changed:
@@ -62,6 +65,9 @@ class MemoryEventStore:
                 archived = [e for e in self.archive.entries(app, after_id)
                             if id_key(e[0]) < id_key(head[0][0])]
         return [decode_entry(i, f) for i, f in archived] + [decode_entry(e[0], e[2]) for e in entries]
+
+    def read_many(self, after: Mapping[str, str | None]) -> dict[str, list[RecordedEvent]]:
+        return {app: self.read(app, after_id) for app, after_id in after.items()}
 
     def read_backwards(self, app: str) -> Iterator[RecordedEvent]:
         yield from reversed(self.read(app))
@@ -107,7 +113,7 @@ class MemoryEventStore:
 
 
 class MemoryViewCache:
-    """A dict with the three calls Projections makes of its cache."""
+    """A dict with the calls Projections makes of its cache."""
 
     def __init__(self) -> None:
         self._values: dict[str, bytes] = {}
@@ -120,6 +126,12 @@ class MemoryViewCache:
 
     def delete(self, name: str, /) -> None:
         self._values.pop(name, None)
+
+    def mget(self, names: list[str], /) -> list[bytes | None]:
+        return [self._values.get(name) for name in names]
+
+    def mset(self, values: Mapping[str, bytes], /) -> None:
+        self._values.update(values)
 
 
 def _position(entry_id: str) -> int:

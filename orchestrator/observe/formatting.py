@@ -81,8 +81,8 @@ def deployments_table(view: AppView) -> Table:
 def apps_table(config: SluiceConfig, views: dict[str, AppView]) -> Table:
     table = Table(_text("app"), _text("layout"), _text("source"), _text("target"), _id_and_more("active"),
                   _id_and_more("last deployment"), _text("automatic"))
-    for name, app in config.apps.items():
-        view = views[name]
+    for name, view in views.items():
+        app = config.apps[name]
         active = view.active
         last = next(iter(view.history()), None)
         drift = Text(f"\n{drift_text(view)}", style="bold red") if view.drift else ""

@@ -6,7 +6,8 @@ no counter lives in a process's memory:
 - deployment counters and histograms are folded from the apps' event streams, like the
   projections: a small per-app state (`sluice:metrics:app:{app}`, JSON, with the stream id
   it has seen) is caught up at each scrape and saved; it is a cache — deleting it and
-  replaying gives the same figures.
+  replaying gives the same figures. Only the configured apps are shown (an app taken out
+  of the config keeps its events, not its figures), all read in a few round trips.
 - head checks are timed by the poller, which adds each one to a hash
   (`sluice:metrics:polls`: `{source type}:le:{bound}`, `:sum`, `:count`, `:errors`).
 - queue depth is the length of the Celery `deploy` queue's lists, read at the scrape.
@@ -171,23 +172,35 @@ def _ended(figures: AppFigures, e, status: DeploymentStatus) -> None:
         figures.latency.observe(LATENCY_BUCKETS, max(0.0, e.at - figures.changes.pop(revision)))
 
 
-def app_figures(services: Services, app: str) -> AppFigures:
-    """The app's figures, caught up with its stream (and saved for the next scrape)."""
-    key = app_state_key(app)
-    figures = None
-    if raw := replies.value(services.redis.get(key)):
-        try:
-            figures = AppFigures.from_json(raw)
-        except (ValueError, TypeError, KeyError):
-            figures = None          # another version's: replay
-    if figures is None or figures.seen > services.store.version(app):   # stream recreated
-        figures = AppFigures()
-    new = services.store.read(app, after_id=figures.last_id)
-    for r in new:
-        fold(figures, r)
-    if new:
-        services.redis.set(key, figures.to_json())
+def apps_figures(services: Services, apps: list[str]) -> dict[str, AppFigures]:
+    """Each app's figures, caught up with its stream (and saved for the next scrape), in a
+    few round trips whatever the number of apps: the saved figures and the streams' versions
+    read at once, the streams caught up at once, those that moved saved at once."""
+    if not apps:
+        return {}
+    saved = services.redis.mget([app_state_key(app) for app in apps])
+    versions = services.store.versions(apps)
+    figures = {app: _saved(replies.value(raw), versions[app]) for app, raw in zip(apps, saved)}
+    new = services.store.read_many({app: f.last_id for app, f in figures.items()})
+    moved = {}
+    for app, f in figures.items():
+        for r in new[app]:
+            fold(f, r)
+        if new[app]:
+            moved[app_state_key(app)] = f.to_json()
+    if moved:
+        services.redis.mset(moved)
     return figures
+
+
+def _saved(raw: bytes | None, version: int) -> AppFigures:
+    """The saved figures to go on from, or new ones to replay into: when none were saved,
+    they are another version's or they saw more than the stream holds (it was recreated)."""
+    try:
+        figures = AppFigures.from_json(raw) if raw else None
+    except (ValueError, TypeError, KeyError):
+        figures = None
+    return figures if figures is not None and figures.seen <= version else AppFigures()
 
 
 # ---- the collector -------------------------------------------------------------------------
@@ -199,8 +212,8 @@ class SluiceCollector:
         self.services = services
 
     def collect(self) -> Iterator:
-        apps = self.services.store.apps()
-        yield from self._deployments(apps, {app: app_figures(self.services, app) for app in apps})
+        apps = list(self.services.config.apps)      # not every app the store ever saw
+        yield from self._deployments(apps, apps_figures(self.services, apps))
         yield from self._now(apps)
         yield from self._polls()
         yield from store_families(self.services.redis)
@@ -245,8 +258,7 @@ class SluiceCollector:
         rejected = GaugeMetricFamily("sluice_app_rejected_revisions",
                                      "Revisions that rolled back, which automatic triggers do not "
                                      "deploy again", labels=["app"])
-        for app in apps:
-            view = self.services.projections.app(app)
+        for app, view in zip(apps, self.services.projections.apps(apps)):
             statuses = [d.status for d in view.deployments.values()]
             for status in IN_PROGRESS:
                 in_progress.add_metric([app, status], statuses.count(status))

@@ -1,0 +1,163 @@
+"""Fleet views (`/api/apps`, `sluice apps`, `/metrics`) on the real redis-server: read in a few
+round trips whatever the number of apps, a page at a time, only the configured apps."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from orchestrator.api import create_app
+from orchestrator.config.settings import load_config
+from orchestrator.core import events as ev
+from orchestrator.core.event_log import ANY_VERSION
+from orchestrator.observe.metrics import exposition
+from orchestrator.runtime.services import Services
+from tests.helpers import write_config
+
+TOKEN = "t0ken-for-fleet-tests"
+LOCAL = "http://localhost"
+
+
+class Fleet:
+    def __init__(self, tmp_path, redis_url: str):
+        self.root, self.redis_url = tmp_path, redis_url
+        self.config_path = tmp_path / "sluice.yaml"
+
+    def configure(self, names: list[str]) -> Services:
+        apps = {name: {"target": str(self.root / "sites" / name)} for name in names}
+        write_config(self.config_path, self.root / "var", apps, self.redis_url,
+                     api={"reads": "loopback", "token": TOKEN})
+        return Services.build(load_config(self.config_path))
+
+    def client(self, services: Services) -> TestClient:
+        return TestClient(create_app(services), base_url=LOCAL,
+                          headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+@pytest.fixture
+def fleet(tmp_path, redis_url, clean_redis) -> Fleet:
+    return Fleet(tmp_path, redis_url)
+
+
+def deployed(services: Services, app: str, n: int = 1) -> None:
+    dep = f"{app}-d{n}"
+    services.store.append(app, [
+        ev.DeploymentQueued(app=app, at=n, deployment_id=dep, revision=f"r{n}", trigger="manual"),
+        ev.DeploymentStarted(app=app, at=n, deployment_id=dep, worker="w"),
+        ev.DeploymentSucceeded(app=app, at=n, deployment_id=dep, snapshot=f"s{n}", release=f"/r/{dep}"),
+    ], ANY_VERSION)
+
+
+class CountingConnection(redis.Connection):
+    """A connection that counts what it sends: one send is one round trip (a pipeline's
+    commands go in one)."""
+    sent = 0
+
+    def send_packed_command(self, command, check_health=True):
+        CountingConnection.sent += 1
+        return super().send_packed_command(command, check_health)
+
+
+def counting(services: Services) -> Services:
+    """The services, their Redis client counting round trips (before anything uses it)."""
+    pool = redis.ConnectionPool.from_url(services.redis_url, connection_class=CountingConnection)
+    services.__dict__["redis"] = redis.Redis(connection_pool=pool)
+    return services
+
+
+def round_trips_of_listing(fleet: Fleet, count: int) -> int:
+    names = [f"app{i:04}" for i in range(count)]
+    services = counting(fleet.configure(names))
+    for name in names[::3]:             # cached, then moved since
+        deployed(services, name)
+        services.projections.app(name)
+        deployed(services, name, 2)
+    for name in names[1::3]:            # never cached
+        deployed(services, name)
+    client = fleet.client(services)
+    client.get("/api/apps", params={"limit": 1})        # connections made, not counted
+    before = CountingConnection.sent
+
+    listed = client.get("/api/apps", params={"limit": count}).json()
+
+    assert [a["name"] for a in listed] == names
+    assert all(a["active"]["id"] == f"{a['name']}-d2" for a in listed[::3])
+    return CountingConnection.sent - before
+
+
+def test_listing_apps_takes_as_many_redis_round_trips_for_three_hundred_apps_as_for_three(fleet):
+    few = round_trips_of_listing(fleet, 3)
+    many = round_trips_of_listing(fleet, 300)
+
+    assert many == few <= 5
+
+
+def test_a_listing_shows_the_events_since_the_last_and_costs_one_round_trip_when_none_came(fleet):
+    services = counting(fleet.configure(["web", "api"]))
+    client = fleet.client(services)
+    assert client.get("/api/apps").json()[0]["active"] is None
+
+    deployed(services, "web")
+    moved = client.get("/api/apps").json()
+    before = CountingConnection.sent
+    again = client.get("/api/apps").json()
+
+    assert moved[0]["active"]["id"] == "web-d1" and again == moved
+    assert CountingConnection.sent - before == 1
+
+
+def test_apps_are_listed_a_page_at_a_time_in_the_configs_order(fleet):
+    names = ["web", "api", "docs", "blog", "shop", "admin", "mail"]
+    services = fleet.configure(names)
+    client = fleet.client(services)
+
+    pages, url = [], "/api/apps?limit=3"
+    while url:
+        response = client.get(url)
+        pages.append([a["name"] for a in response.json()])
+        url = response.links.get("next", {}).get("url")
+
+    assert pages == [names[:3], names[3:6], names[6:]]
+    assert [a["name"] for a in client.get("/api/apps").json()] == names, "a small fleet: one page"
+    assert "link" not in client.get("/api/apps").headers
+
+
+def test_a_page_after_an_app_not_configured_is_a_404_naming_it(fleet):
+    client = fleet.client(fleet.configure(["web"]))
+
+    response = client.get("/api/apps", params={"after": "gone"})
+
+    assert response.status_code == 404 and "'gone'" in response.json()["error"]
+
+
+def test_sluice_apps_shows_the_first_apps_and_says_how_to_see_more(fleet):
+    names = [f"app{i}" for i in range(5)]
+    fleet.configure(names)
+
+    def sluice_apps(*options: str) -> str:
+        return subprocess.run([sys.executable, "-m", "orchestrator.cli", "--config", str(fleet.config_path),
+                               "apps", *options], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "COLUMNS": "200"}, check=True).stdout
+
+    first = sluice_apps("--limit", "2")
+    whole = sluice_apps()
+
+    assert "app1" in first and "app2" not in first and "the first 2 of 5: --limit N or --all" in first
+    assert all(name in whole for name in names) and "--all" not in whole
+    assert all(name in sluice_apps("--limit", "2", "--all") for name in names)
+
+
+def test_metrics_show_the_configured_apps_only(fleet):
+    services = fleet.configure(["web"])
+    deployed(services, "web")
+    deployed(services, "retired")                   # events of an app no longer configured
+
+    text = exposition(services)[0].decode()
+
+    apps = {s.labels.get("app") for family in text_string_to_metric_families(text) for s in family.samples}
+    assert apps - {None} == {"web"}
