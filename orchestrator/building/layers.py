@@ -17,6 +17,7 @@ from orchestrator.building.plan import TARGET, WHOLE_TREE, BuildStep
 from orchestrator.building.scratch import collect_output, overlay, scratch_copy
 from orchestrator.config.steps import BuildConfig
 from orchestrator.core.files import write_whole
+from orchestrator.releases.integrity import Quarantine
 from orchestrator.releases.snapshots import Manifest, SnapshotStore
 
 _TREE = WHOLE_TREE[0]       # the input standing for every file of the source
@@ -27,6 +28,15 @@ __all__ = ["TARGET", "LayerCache", "collect_output", "layer_key", "overlay",
            "scratch_copy"]
 
 
+READ_LAYERS = 64        # layers a process keeps as read, by path: (file stamp, layer)
+_READ: dict[str, tuple[tuple[int, int, int], Manifest]] = {}
+
+
+def _stamp(path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
 class LayerCache:
     def __init__(self, store: SnapshotStore):
         self.store = store
@@ -35,13 +45,26 @@ class LayerCache:
 
     def get(self, key: str) -> Manifest | None:
         """The layer, or None: never stored, unreadable, or naming a blob the store no
-        longer holds (collected, quarantined), which the build must then make again."""
+        longer holds (collected, quarantined), which the build must then make again. A layer
+        read before by this process is not read nor checked again while its file is the same
+        and nothing is quarantined: the store collects a layer's blobs only with the layer."""
+        path = self._path(key)
         try:
-            layer = Manifest.parse(self._path(key).read_bytes())
+            stamp = _stamp(path)
+        except OSError:
+            return None
+        known = _READ.get(str(path))
+        if known is not None and known[0] == stamp and not Quarantine(self.store).entries():
+            return known[1]
+        try:
+            layer = Manifest.parse(path.read_bytes())
         except (OSError, ValueError, KeyError, TypeError):
             return None
         if not all(os.path.exists(self.store.blob_path(e.sha256)) for e in layer.files.values()):
             return None
+        _READ[str(path)] = (stamp, layer)
+        while len(_READ) > READ_LAYERS:
+            _READ.pop(next(iter(_READ)))
         return layer
 
     def put(self, key: str, layer: Manifest) -> None:

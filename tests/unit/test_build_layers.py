@@ -17,6 +17,7 @@ from orchestrator.building.layers import (
 from orchestrator.building.plan import BuildStep
 from orchestrator.config.steps import BuildConfig
 from orchestrator.core.errors import BuildFailed
+from orchestrator.releases.integrity import Quarantine
 from orchestrator.releases.snapshots import FileEntry, Manifest, SnapshotStore
 
 PIP = BuildStep("pip", ["python3", "-m", "pip", "install", "--target",
@@ -316,3 +317,28 @@ def test_a_step_copied_out_of_the_scratch_tree_survives_its_removal(store, built
     layer = collect_output(store, root, base, ".python_packages")
     shutil.rmtree(root)
     assert store.read_blob(layer.files[".python_packages/lib/site-packages/six.py"].sha256) == b"# six"
+
+
+def test_a_layer_read_once_is_not_read_again_until_its_file_changes(store, built, monkeypatch):
+    base, root = built
+    layer = collect_output(store, root, base, ".python_packages")
+    LayerCache(store).put(KEY, layer)
+    parsed = []
+    real = Manifest.parse
+    monkeypatch.setattr(Manifest, "parse", staticmethod(lambda data: parsed.append(1) or real(data)))
+
+    assert LayerCache(store).get(KEY) == layer and LayerCache(store).get(KEY) == layer
+    assert len(parsed) == 1
+    LayerCache(store).put(KEY, EMPTY)       # a new file: read again
+    assert LayerCache(store).get(KEY) == EMPTY and len(parsed) == 2
+
+
+def test_a_layer_read_before_whose_blob_is_then_quarantined_is_a_miss(store, built):
+    base, root = built
+    layer = collect_output(store, root, base, ".python_packages")
+    LayerCache(store).put(KEY, layer)
+    assert LayerCache(store).get(KEY) == layer
+
+    Quarantine(store).add_blob(layer.files[".python_packages/changed.txt"].sha256)
+
+    assert LayerCache(store).get(KEY) is None
