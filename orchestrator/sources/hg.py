@@ -1,6 +1,7 @@
 """Mercurial repositories: head checks over the HTTP wire protocol in-process (or `hg
-identify` for ssh:// and local paths), a cached clone, file node ids as aliases so files
-already in the store are neither read nor hashed again."""
+identify` for ssh:// and local paths), a cached clone read and pulled into through a command
+server kept per clone (hg_server.py), file node ids as aliases so files already in the store
+are neither read nor hashed again."""
 from __future__ import annotations
 
 import hashlib
@@ -10,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
@@ -24,6 +26,7 @@ from orchestrator.core.errors import (
 )
 from orchestrator.core.urls import sanitize_url
 from orchestrator.sources.base import Change, SnapshotWriter, strip_prefix
+from orchestrator.sources.hg_server import Client, servers
 from orchestrator.sources.lean_http import HttpError, Pool
 from orchestrator.sources.vcs_process import credentials, failure, locked_clone, run, ssh_command
 
@@ -162,29 +165,56 @@ class HgSource:
         asked about, so nothing from an event can be read as a revset expression."""
         nodes = sorted(r for r in revisions if NODE.match(r))
         args = [arg for node in nodes for arg in ("-r", f"present({node})")]
-        proc = self._run(["log", *args, "-T", "{node}\n"], cwd=self.clone) if nodes else None
-        return set(proc.stdout.split()) & set(nodes) if proc and proc.returncode == 0 else set()
+        status, out, _ = self._command(["log", *args, "-T", "{node}\n"]) if nodes else (1, "", "")
+        return set(out.split()) & set(nodes) if status == 0 else set()
 
     def _locked_clone(self):
-        return locked_clone(self.clone, self.clone / ".hg" / "requires", lambda into: self._hg(
-            ["clone", "-U", "--quiet", "--", self.config.url, str(into)], "clone", cwd=self.clone.parent))
+        return locked_clone(self.clone, self.clone / ".hg" / "requires", self._clone_into)
 
-    def _hg(self, args: list[str], command: str, cwd: Path | None = None) -> str:
-        proc = self._run(args, cwd=cwd or self.clone)
+    def _clone_into(self, into: Path) -> None:
+        proc = self._run(["clone", "-U", "--quiet", "--", self.config.url, str(into)], cwd=self.clone.parent)
         if proc.returncode != 0:
-            raise self._failure(command, proc.stderr)
-        return proc.stdout
+            raise self._failure("clone", proc.stderr)
+
+    def _hg(self, args: list[str], command: str) -> str:
+        status, out, err = self._command(args)
+        if status != 0:
+            raise self._failure(command, err)
+        return out
+
+    def _command(self, args: list[str]) -> tuple[int, str, str]:
+        """`hg ARGS` in the clone, by its command server: (exit status, stdout, stderr)."""
+        settings = self._hgrc()
+        # a clone made again (another inode) or other settings: another server
+        key = (str(self.clone), (self.clone / ".hg").stat().st_ino,
+               hashlib.sha256(settings.encode()).digest())
+        reply = servers.run(key, lambda: self._start_server(settings),
+                            [arg.encode("utf-8", "surrogateescape") for arg in args],
+                            label=f"hg {args[0]} {self.where}")
+        return reply.status, _text(reply.out), _text(reply.err)
+
+    def _start_server(self, settings: str) -> Client:
+        """A command server for the clone; it reads the settings file once, as it starts."""
+        with self._hgrc_file(settings) as hgrc:
+            client = Client(str(self.clone), hg_executable(), {"HGRCPATH": hgrc})
+            return client.open()
 
     def _run(self, args: list[str], cwd: Path | None = None,
              timeout: float | None = None) -> subprocess.CompletedProcess:
         """hg with no user or system config (HGRCPATH is only our own file, holding the
         credentials so they never appear on a command line) and plain, stable output."""
-        with tempfile.NamedTemporaryFile("w", suffix=".hgrc") as hgrc:  # created 0600
-            hgrc.write(self._hgrc())
-            hgrc.flush()
-            env = {**os.environ, "HGPLAIN": "1", "HGRCPATH": hgrc.name, "HGENCODING": "utf-8"}
+        with self._hgrc_file(self._hgrc()) as hgrc:
+            env = {**os.environ, "HGPLAIN": "1", "HGRCPATH": hgrc, "HGENCODING": "utf-8"}
             return run([hg_executable(), *args], cwd=cwd, env=env, timeout=timeout,
                        label=f"hg {args[0]} {self.where}")
+
+    @staticmethod
+    @contextmanager
+    def _hgrc_file(settings: str) -> Iterator[str]:
+        with tempfile.NamedTemporaryFile("w", suffix=".hgrc") as hgrc:  # created 0600
+            hgrc.write(settings)
+            hgrc.flush()
+            yield hgrc.name
 
     def _hgrc(self) -> str:
         lines = ["[ui]", "interactive = false"]
@@ -201,3 +231,7 @@ class HgSource:
 
     def _failure(self, command: str, stderr: str) -> SluiceError:
         return failure(f"hg {command} {self.where}", stderr, AUTH_REFUSED)
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")

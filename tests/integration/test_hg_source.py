@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from orchestrator.config.sources import HgSourceConfig
-from orchestrator.core.errors import AuthenticationFailed, RevisionNotFound
+from orchestrator.core.errors import AuthenticationFailed, RevisionNotFound, TransientError
+from orchestrator.releases.snapshots import Base, SnapshotStore
 from orchestrator.sources.hg import HgSource
-from tests.helpers import FIXTURES
+from orchestrator.sources.hg_server import servers
+from tests.helpers import FIXTURES, wait_for
 from tests.integration.flow import sync_and_wait, tree, wait_until_settled
+from tests.process_tree import alive
 from tests.servers.hg_serve import HgRepo, hg_serve, hg_serve_with_auth
 
 SITE = {"index.html": "<h1>v1</h1>", "css/site.css": "body {}", "deploy.sh": "#!/bin/sh\n"}
@@ -38,6 +46,36 @@ def hg_app(url: str, target, **source) -> dict:
 
 def snapshots_built(services, app: str) -> list:
     return [r.event for r in services.store.read(app) if r.event.type == "SnapshotBuilt"]
+
+
+# Every process this one starts, while a test records them (an audit hook stays for good).
+_started: list[list[str]] | None = None
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "subprocess.Popen" and _started is not None:
+        _started.append([os.fsdecode(arg) for arg in args[1]])
+
+
+sys.addaudithook(_audit)
+
+
+@contextmanager
+def hg_started() -> Iterator[list[str]]:
+    """The hg subcommands of the hg processes started within: `serve` for a command server."""
+    global _started
+    _started, found = [], []
+    try:
+        yield found
+    finally:
+        found += [argv[1] for argv in _started if Path(argv[0]).name == "hg"]
+        _started = None
+
+
+def snapshot(source: HgSource, store: SnapshotStore, revision: str, live: Base | None = None):
+    writer = store.builder(live)
+    source.fetch(revision, writer)
+    return writer.seal()
 
 
 def test_the_head_check_over_http_is_one_wire_protocol_lookup(repo, served, tmp_path):
@@ -219,3 +257,68 @@ def test_a_private_repository_is_reached_with_credentials_that_never_reach_event
     assert d.status == "success" and tree(workspace.target("site")) == SITE
     recorded = json.dumps([r.event.to_fields() for r in services.store.read("site")])
     assert node in recorded and "s3cret-tok3n" not in recorded
+
+
+def test_a_one_file_change_is_snapshotted_without_starting_an_hg_process(repo, served, tmp_path):
+    url, _ = served
+    first = repo.commit(SITE)
+    source = HgSource(HgSourceConfig(type="hg", url=url), tmp_path / "cache")
+    store = SnapshotStore(tmp_path / "store")
+    with hg_started() as cold:
+        live = Base(first, snapshot(source, store, first).manifest)
+    change = repo.commit({"index.html": "<h1>v2</h1>"})
+
+    with hg_started() as warm:
+        built = snapshot(source, store, change, live)
+
+    assert built.incremental and built.manifest == snapshot(source, SnapshotStore(tmp_path / "full"), change).manifest
+    assert cold == ["clone", "serve"]       # the clone, then its command server
+    assert warm == []                       # pull, log, status, manifest and cat: requests to it
+
+
+def test_a_killed_command_server_is_replaced_at_the_next_snapshot(repo, served, tmp_path):
+    url, _ = served
+    first = repo.commit(SITE)
+    source = HgSource(HgSourceConfig(type="hg", url=url), tmp_path / "cache")
+    store = SnapshotStore(tmp_path / "store")
+    before = set(servers.pids())
+    live = Base(first, snapshot(source, store, first).manifest)
+    [killed] = set(servers.pids()) - before
+    os.kill(killed, signal.SIGKILL)
+    wait_for(lambda: not alive(killed), what="the command server to die")
+    change = repo.commit({"index.html": "<h1>v2</h1>"})
+
+    with hg_started() as replaced:
+        built = snapshot(source, store, change, live)
+
+    assert built.incremental and built.manifest == snapshot(source, SnapshotStore(tmp_path / "full"), change).manifest
+    assert replaced == ["serve"] and killed not in servers.pids()
+
+
+def test_an_unknown_revision_and_a_repository_gone_keep_their_errors(repo, served, tmp_path):
+    url, _ = served
+    repo.commit(SITE)
+    source = HgSource(HgSourceConfig(type="hg", url=url), tmp_path / "cache")
+    store = SnapshotStore(tmp_path / "store")
+    with pytest.raises(RevisionNotFound, match=f"revision {'ab' * 20} not found in {url}"):
+        snapshot(source, store, "ab" * 20)
+    gone = HgSource(HgSourceConfig(type="hg", url=url + "nope"), tmp_path / "cache")
+
+    with pytest.raises(TransientError, match=f"hg clone {url}nope failed: abort: HTTP Error 404"):
+        snapshot(gone, store, "ab" * 20)
+
+
+def test_a_pull_with_credentials_changed_to_wrong_ones_is_an_authentication_failure(repo, tmp_path):
+    first = repo.commit(SITE)
+    with hg_serve_with_auth(repo.path, tmp_path / "hgweb.log", ("deployer", "s3cret-tok3n")) as url:
+        right = HgSource(HgSourceConfig(type="hg", url=url, username="deployer", password="s3cret-tok3n"),
+                         tmp_path / "cache")
+        snapshot(right, SnapshotStore(tmp_path / "store"), first)
+        change = repo.commit({"index.html": "<h1>v2</h1>"})
+        wrong = HgSource(HgSourceConfig(type="hg", url=url, username="deployer", password="wrong"),
+                         tmp_path / "cache")       # the same clone, another server
+
+        with pytest.raises(AuthenticationFailed, match="hg pull .* failed") as raised:
+            snapshot(wrong, SnapshotStore(tmp_path / "store"), change)
+        assert "wrong" not in str(raised.value)
+        assert snapshot(right, SnapshotStore(tmp_path / "store"), change).manifest
