@@ -170,21 +170,22 @@ async def list_apps(request: Request,
                     after: str | None = Query(None, description="only apps after this one (the last "
                                               "name of the previous page)")) -> Response:
     """The configured apps, a page at a time."""
-    # Read in a few Redis round trips whatever their number (one while no event came since it
-    # was last read), in threads of their own so a burst of pages leaves the shared threads
+    # Read in a few Redis round trips whatever their number, then only the apps that moved since
+    # (api/fleet_cache.py), in threads of their own so a burst of pages leaves the shared threads
     # alone; the event loop only sends the bytes.
     services = _services(request)
     page = fleet_page(services.config.apps, limit, after)
     body = await in_own_threads(request.app, "fleet", FLEET_THREADS, _fleet_cache(request).page,
-                                page.names, partial(apps_body, services))
+                                page.names, partial(apps_json, services))
     headers = {"Link": f'<{request.url.include_query_params(after=page.next_after)}>; rel="next"'} \
         if page.next_after else None
     return Response(body, media_type="application/json", headers=headers)
 
 
-def apps_body(services: Services, names: list[str]) -> bytes:
-    views = services.projections.apps(names)
-    return orjson.dumps([app_json(services, name, view) for name, view in zip(names, views)])
+def apps_json(services: Services, names: list[str]) -> list[bytes]:
+    """Each app's JSON, as a page splices it in."""
+    return [orjson.dumps(app_json(services, name, view))
+            for name, view in zip(names, services.projections.apps(names))]
 
 
 @router.get("/apps/{app}", response_model=AppDetail, dependencies=reading, responses=NOT_FOUND)
@@ -292,5 +293,5 @@ def _services(request: Request) -> Services:
 def _fleet_cache(request: Request) -> FleetCache:
     state = request.app.state
     if getattr(state, "fleet_cache", None) is None:
-        state.fleet_cache = FleetCache(_services(request).store.feed_last_id)
+        state.fleet_cache = FleetCache(_services(request).store.feed_moves)
     return state.fleet_cache

@@ -1,37 +1,56 @@
-"""The last few pages of `/api/apps` as sent, each with the feed's last entry id when it was
-read: a page's views change only by an event appended to an app's stream, and every append
-writes the feed too (one Lua script), so while the feed's last id is the same the page is
-too. A request then costs one Redis call, however many apps the page holds and however many
-clients ask at once; an event since, or another page, and the page is read again."""
+"""`/api/apps` as last sent: each app's JSON with the feed's last id when it was read, and the
+last few pages put together from them. Every append writes the app's stream and the feed in
+one script, so the feed's entries since that id name every app that moved (core/feed_moves.py):
+a request asks the feed which (one Redis call), reads again only those apps and splices their
+JSON into the pages; the feed's window no longer holding the id (or a flood since), every app
+is read again. Requests take turns, so those that come while one reads find what it read."""
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
+from orchestrator.core.feed_moves import FeedMoves
+
 PAGES = 16      # pages kept (a few clients paging through a fleet of thousands)
 
 
 class FleetCache:
-    def __init__(self, feed_last_id: Callable[[], str], pages: int = PAGES):
-        self._feed_last_id = feed_last_id
-        self._pages: OrderedDict[tuple[str, ...], tuple[str, bytes]] = OrderedDict()
+    def __init__(self, feed_moves: Callable[[str], FeedMoves], pages: int = PAGES):
+        self._feed_moves = feed_moves
+        self._seen = "0-0"                      # every app's JSON kept was read after it
+        self._apps: dict[str, bytes] = {}
+        self._pages: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
         self._size = pages
         self._lock = threading.Lock()
 
-    def page(self, names: list[str], read: Callable[[list[str]], bytes]) -> bytes:
-        """The page of these apps: kept, or `read(names)` (what is read is never older than
-        the feed when the request came)."""
-        key, seen = tuple(names), self._feed_last_id()
+    def page(self, names: list[str], read: Callable[[list[str]], list[bytes]]) -> bytes:
+        """The JSON array of these apps, none older than the feed when the request came;
+        `read(apps)` gives each app's JSON."""
+        key = tuple(names)
         with self._lock:
-            kept = self._pages.get(key)
-            if kept and kept[0] == seen:
-                self._pages.move_to_end(key)
-                return kept[1]
-        body = read(names)
-        with self._lock:
-            self._pages[key] = (seen, body)
+            self._forget_moved()
+            body = self._pages.get(key)
+            if body is None:
+                missing = [name for name in names if name not in self._apps]
+                if missing:
+                    self._apps.update(zip(missing, read(missing)))
+                body = self._pages[key] = b"[" + b",".join(self._apps[name] for name in names) + b"]"
             self._pages.move_to_end(key)
             while len(self._pages) > self._size:
                 self._pages.popitem(last=False)
-        return body
+            return body
+
+    def _forget_moved(self) -> None:
+        moves = self._feed_moves(self._seen)
+        if moves.last_id == self._seen:
+            return
+        if moves.apps is None:
+            self._apps.clear()
+            self._pages.clear()
+        else:
+            for app in moves.apps:
+                self._apps.pop(app, None)
+            for key in [k for k in self._pages if not moves.apps.isdisjoint(k)]:
+                del self._pages[key]
+        self._seen = moves.last_id

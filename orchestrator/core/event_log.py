@@ -10,7 +10,8 @@
   `read_many({app: after_id})`: `read` of many apps at once (fleet views: one round trip).
 - `version(app)`: the app's last event's version (not the number of events the store holds);
   `versions(apps)`: each one's, in one round trip.
-- the feed mirrors every app's events in append order: `feed_last_id`, `follow`.
+- the feed mirrors every app's events in append order: `feed_last_id`, `follow`;
+  `feed_moves(after_id)`: the apps appended to since (fleet views re-read only those).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Protocol
 
 from orchestrator.core import replies
 from orchestrator.core.events import Event
+from orchestrator.core.feed_moves import FeedMoves
 
 ANY_VERSION = -1
 
@@ -57,6 +59,11 @@ class EventLog(Protocol):
     def apps(self) -> list[str]: ...
 
     def feed_last_id(self) -> str: ...
+
+    def feed_moves(self, after_id: str, limit: int = ...) -> FeedMoves:
+        """The feed's last id now, and the apps appended to after `after_id` (one round
+        trip); None for the apps when the feed can no longer tell (core/feed_moves.py)."""
+        ...
 
     def follow(self, after_id: str = "$", block_ms: int = 1000,
                app: str | None = None) -> Iterator[RecordedEvent | None]:

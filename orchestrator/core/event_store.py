@@ -17,11 +17,12 @@ from itertools import takewhile
 
 import redis
 
-from orchestrator.core import keys, replies, stream_reads, stream_tail
+from orchestrator.core import feed_moves, keys, replies, stream_reads, stream_tail
 from orchestrator.core.errors import ConcurrencyError, StoreError
 from orchestrator.core.event_archive import Entry, EventArchive, id_key
 from orchestrator.core.event_log import RecordedEvent, decode_entry
 from orchestrator.core.events import Event
+from orchestrator.core.feed_moves import FeedMoves
 from orchestrator.core.projections import AppView
 from orchestrator.core.stream_reads import read_streams
 
@@ -59,6 +60,7 @@ class EventStore:
         self.archive = archive      # None: streams are never trimmed
         self.keep = keep
         self._append = client.register_script(_APPEND)
+        self._moves = client.register_script(feed_moves.SCRIPT)
 
     def append(self, app: str, events: Sequence[Event], expected_version: int) -> int:
         """Append events atomically; returns the stream's new version."""
@@ -185,6 +187,9 @@ class EventStore:
     def feed_last_id(self) -> str:
         entries = replies.entries(self.redis.xrevrange(keys.FEED, "+", "-", count=1))
         return replies.text(entries[0][0]) if entries else "0-0"
+
+    def feed_moves(self, after_id: str, limit: int = feed_moves.LIMIT) -> FeedMoves:
+        return feed_moves.decoded(self._moves(keys=[keys.FEED], args=[after_id, limit]))
 
     def follow(self, after_id: str = "$", block_ms: int = 1000,
                app: str | None = None) -> Iterator[RecordedEvent | None]:

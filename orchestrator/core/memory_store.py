@@ -12,11 +12,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 
-from orchestrator.core import keys, stream_tail
+from orchestrator.core import feed_moves, keys, stream_tail
 from orchestrator.core.errors import ConcurrencyError
 from orchestrator.core.event_archive import EventArchive, id_key
 from orchestrator.core.event_log import RecordedEvent, decode_entry
 from orchestrator.core.events import Event
+from orchestrator.core.feed_moves import FeedMoves
 from orchestrator.core.projections import AppView
 
 Entry = tuple[str, str, dict[str, str]]      # (entry id, app, fields)
@@ -95,6 +96,13 @@ class MemoryEventStore:
     def feed_last_id(self) -> str:
         with self._changed:
             return self._feed[-1][0] if self._feed else "0-0"
+
+    def feed_moves(self, after_id: str, limit: int = feed_moves.LIMIT) -> FeedMoves:
+        with self._changed:
+            last, since = self.feed_last_id(), self._feed[_position(after_id):]
+            if len(since) > limit or (since and since[-1][0] != last) or (not since and after_id != last):
+                return FeedMoves(last, None)
+            return FeedMoves(last, frozenset(app for _, app, _ in since))
 
     def follow(self, after_id: str = "$", block_ms: int = 1000,
                app: str | None = None) -> Iterator[RecordedEvent | None]:

@@ -95,3 +95,26 @@ def test_the_views_that_moved_are_saved_caught_up(backend):
     saved = backend.cache.mget([keys.app_projection(n) for n in names])
     assert [bool(s) for s in saved] == [True, True, True, True, True, False], "unknown: nothing saved"
     assert backend.projections().apps(names) == views
+
+
+def test_the_feed_names_the_apps_appended_to_since_an_id(backend):
+    deployed(backend.store, "web", 1)
+    seen = backend.store.feed_last_id()
+    deployed(backend.store, "api", 1)
+    deployed(backend.store, "docs", 1)
+    deployed(backend.store, "api", 2)
+
+    moves = backend.store.feed_moves(seen)
+
+    assert moves.last_id == backend.store.feed_last_id() and moves.apps == {"api", "docs"}
+    assert backend.store.feed_moves(moves.last_id).apps == frozenset(), "none since the last"
+
+
+def test_the_feed_cannot_tell_which_apps_moved_after_more_entries_than_asked_for(backend):
+    deployed(backend.store, "web", 1)
+    seen = backend.store.feed_last_id()
+    deployed(backend.store, "web", 2)
+    deployed(backend.store, "api", 2)
+
+    assert backend.store.feed_moves(seen, limit=4).apps is None
+    assert backend.store.feed_moves(seen, limit=8).apps == {"web", "api"}

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestrator.api import create_app
 from orchestrator.config.settings import load_config
 from orchestrator.core import events as ev
+from orchestrator.core import keys
 from orchestrator.core.event_log import ANY_VERSION
 from orchestrator.observe.metrics import exposition
 from orchestrator.runtime.services import Services
@@ -109,6 +110,57 @@ def test_a_listing_shows_the_events_since_the_last_and_costs_one_round_trip_when
 
     assert moved[0]["active"]["id"] == "web-d1" and again == moved
     assert CountingConnection.sent - before == 1
+
+
+def recording_reads(services: Services) -> list[list[str]]:
+    """The apps each read of many views asks for, as they are asked."""
+    asked: list[list[str]] = []
+    read = services.projections.apps
+
+    def apps(names):
+        asked.append(list(names))
+        return read(names)
+    services.projections.apps = apps        # type: ignore[method-assign]
+    return asked
+
+
+def a_fresh_listing(fleet: Fleet, services: Services) -> list[dict]:
+    return fleet.client(Services.build(services.config)).get("/api/apps").json()
+
+
+def test_a_listing_after_some_apps_moved_reads_only_those_and_is_what_a_fresh_read_gives(fleet):
+    names = [f"app{i:02}" for i in range(12)]
+    services = fleet.configure(names)
+    for name in names[::2]:
+        deployed(services, name)
+    client = fleet.client(services)
+    client.get("/api/apps")
+    asked = recording_reads(services)
+
+    deployed(services, "app01")
+    deployed(services, "app04", 2)
+    deployed(services, "app04", 3)
+    listed = client.get("/api/apps").json()
+
+    assert [sorted(names) for names in asked] == [["app01", "app04"]]
+    assert listed == a_fresh_listing(fleet, services)
+    assert listed[4]["active"]["id"] == "app04-d3" and listed[1]["active"]["id"] == "app01-d1"
+
+
+def test_a_listing_reads_every_app_again_when_the_feed_no_longer_holds_the_id_it_was_read_at(fleet):
+    names = ["web", "api", "docs"]
+    services = fleet.configure(names)
+    client = fleet.client(services)
+    client.get("/api/apps")
+    asked = recording_reads(services)
+
+    deployed(services, "web")
+    services.redis.xtrim(keys.FEED, maxlen=0)       # the window moved past what the page saw
+    deployed(services, "api")
+    listed = client.get("/api/apps").json()
+
+    assert asked == [names]
+    assert listed == a_fresh_listing(fleet, services) and listed[0]["active"]["id"] == "web-d1"
 
 
 def test_apps_are_listed_a_page_at_a_time_in_the_configs_order(fleet):
