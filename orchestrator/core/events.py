@@ -90,8 +90,18 @@ class Event:
         if cls is None:
             return UnknownEvent(app="", at=0.0, name=fields["type"], raw=fields.get("data", ""))
         data = upcast(cls, int(fields.get("schema") or 1), json.loads(fields["data"]))
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = _field_names(cls)
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _field_names(cls: type[Event]) -> frozenset[str]:
+    # asked for each event read: a fleet's first scrape reads tens of thousands
+    if (names := _FIELD_NAMES.get(cls)) is None:
+        names = _FIELD_NAMES[cls] = frozenset(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 def upcast(cls: type[Event], version: int, data: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ Caches and coordination (safe to delete; rebuilt or re-derived):
   sluice:auth:attempts:{app}:{addr}  hash: failed logins to an app from an address and the
                                  last one's turn (access/login_throttle.py; 15 min TTL)
   sluice:metrics:app:{app}       JSON: per-app metric aggregates and the stream id they reach
+  sluice:metrics:text:{fmt}:{app}  the app's samples as /metrics writes them, and its stream's version
   sluice:metrics:polls           hash: head-check counts, duration buckets and errors by source type
   sluice:gc                      held (with a TTL of gc_interval) by the worker that last
                                  collected the store's garbage
@@ -69,6 +70,10 @@ SCRUB = PREFIX + "scrub"
 
 def metrics_app(app: str) -> str:
     return f"{PREFIX}metrics:app:{app}"
+
+
+def metrics_text(fmt: str, app: str) -> str:
+    return f"{PREFIX}metrics:text:{fmt}:{app}"
 
 
 def credentials(app: str) -> str:

@@ -31,7 +31,7 @@ return out
 @dataclass(frozen=True)
 class StreamRead:
     head: tuple[str, int] | None                # the first entry's id and version; None: empty
-    entries: list[tuple[str, dict[str, str]]]   # after the id asked, oldest first
+    entries: list[tuple[str, dict[bytes, bytes]]]   # after the id asked, oldest first
 
 
 def read_streams(client: redis.Redis, streams: Sequence[tuple[str, str | None]],
@@ -47,6 +47,6 @@ def read_streams(client: redis.Redis, streams: Sequence[tuple[str, str | None]],
             for h, e in answers]
 
 
-def _entry(raw: list) -> tuple[str, dict[str, str]]:
-    entry_id, flat = raw        # a script's reply: the fields as a flat list
-    return replies.text(entry_id), replies.text_fields(dict(zip(flat[::2], flat[1::2])))
+def _entry(raw: list) -> tuple[str, dict[bytes, bytes]]:
+    entry_id, flat = raw        # a script's reply: the fields as a flat list, decoded once, when read
+    return replies.text(entry_id), dict(zip(flat[::2], flat[1::2]))

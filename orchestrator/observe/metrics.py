@@ -7,7 +7,8 @@ no counter lives in a process's memory:
   projections: a small per-app state (`sluice:metrics:app:{app}`, JSON, with the stream id
   it has seen) is caught up at each scrape and saved; it is a cache — deleting it and
   replaying gives the same figures. Only the configured apps are shown (an app taken out
-  of the config keeps its events, not its figures), all read in a few round trips.
+  of the config keeps its events, not its figures), all read in a few round trips; each
+  app's samples are kept as written (observe/metrics_text.py), formatted again when it moves.
 - head checks are timed by the poller, which adds each one to a hash
   (`sluice:metrics:polls`: `{source type}:le:{bound}`, `:sum`, `:count`, `:errors`).
 - queue depth is the length of the Celery `deploy` queue's lists, read at the scrape.
@@ -44,8 +45,10 @@ from prometheus_client.registry import CollectorRegistry
 from orchestrator.core import events as ev
 from orchestrator.core import keys, replies
 from orchestrator.core.event_log import RecordedEvent
+from orchestrator.core.projections import AppView
 from orchestrator.core.statuses import FINAL_STATUS, IN_PROGRESS, TERMINAL, DeploymentStatus
 from orchestrator.deploying.task_queue import DEPLOY_QUEUE, priority_lists
+from orchestrator.observe import metrics_text
 from orchestrator.observe.store_metrics import store_families
 from orchestrator.releases.drift import DriftKind
 from orchestrator.runtime.services import Services
@@ -206,87 +209,109 @@ def _saved(raw: bytes | None, version: int) -> AppFigures:
 # ---- the collector -------------------------------------------------------------------------
 
 class SluiceCollector:
-    """A prometheus_client collector reading Redis at each scrape."""
+    """A prometheus_client collector reading Redis: every family of every app at once, what
+    `exposition` puts together from each app's text."""
 
     def __init__(self, services: Services):
         self.services = services
 
     def collect(self) -> Iterator:
         apps = list(self.services.config.apps)      # not every app the store ever saw
-        yield from self._deployments(apps, apps_figures(self.services, apps))
-        yield from self._now(apps)
-        yield from self._polls()
-        yield from store_families(self.services.redis)
+        yield from app_families(apps, apps_figures(self.services, apps), self.services.projections.apps(apps))
+        yield from fleet_families(self.services)
 
-    def _deployments(self, apps: list[str], figures: dict[str, AppFigures]) -> Iterable:
-        ended = CounterMetricFamily("sluice_deployments", "Deployments ended, by app and status",
+
+class Families:
+    """A collector of families read already."""
+
+    def __init__(self, families: Iterable):
+        self.families = list(families)
+
+    def collect(self) -> Iterator:
+        return iter(self.families)
+
+
+def app_families(apps: list[str], figures: dict[str, AppFigures], views: Iterable[AppView]) -> list:
+    """The families with a sample per app, of these apps."""
+    return [*_deployments(apps, figures), *_now(apps, views)]
+
+
+def fleet_families(services: Services) -> list:
+    """The families of the whole fleet, in the order they follow the apps' families."""
+    depth = GaugeMetricFamily("sluice_queue_depth", "Messages waiting in the Celery queue",
+                              labels=["queue"])
+    depth.add_metric([DEPLOY_QUEUE], queue_depth(services.redis, DEPLOY_QUEUE))
+    return [depth, *_polls(services), *store_families(services.redis)]
+
+
+def _deployments(apps: list[str], figures: dict[str, AppFigures]) -> Iterable:
+    ended = CounterMetricFamily("sluice_deployments", "Deployments ended, by app and status",
+                                labels=["app", "status"])
+    retries = CounterMetricFamily("sluice_deployment_retries",
+                                  "Deployment attempts that failed and were retried", labels=["app"])
+    durations = HistogramMetricFamily(
+        "sluice_deployment_duration_seconds",
+        "Seconds from a deployment's first start to its end, by app and status",
+        labels=["app", "status"])
+    latency = HistogramMetricFamily(
+        "sluice_change_to_live_seconds",
+        "Seconds from a revision's ChangeDetected to its DeploymentSucceeded", labels=["app"])
+    repairs = CounterMetricFamily("sluice_drift_repairs",
+                                  "Drifts of the app's target seen repaired", labels=["app"])
+    rollbacks = CounterMetricFamily("sluice_rollbacks", "Deployments that failed after the "
+                                    "switch and rolled back by themselves", labels=["app"])
+    for app in apps:
+        f = figures[app]
+        for status in TERMINAL:
+            ended.add_metric([app, status], f.ended.get(status, 0))
+        retries.add_metric([app], f.retries)
+        for label, h in f.durations.items():
+            durations.add_metric([app, label], h.buckets(DURATION_BUCKETS), h.sum)
+        latency.add_metric([app], f.latency.buckets(LATENCY_BUCKETS), f.latency.sum)
+        repairs.add_metric([app], f.drift_repairs)
+        rollbacks.add_metric([app], f.rollbacks)
+    return [ended, retries, durations, latency, repairs, rollbacks]
+
+
+def _now(apps: list[str], views: Iterable[AppView]) -> Iterable:
+    in_progress = GaugeMetricFamily("sluice_deployments_in_progress",
+                                    "Deployments not ended, by app and status",
                                     labels=["app", "status"])
-        retries = CounterMetricFamily("sluice_deployment_retries",
-                                      "Deployment attempts that failed and were retried", labels=["app"])
-        durations = HistogramMetricFamily(
-            "sluice_deployment_duration_seconds",
-            "Seconds from a deployment's first start to its end, by app and status",
-            labels=["app", "status"])
-        latency = HistogramMetricFamily(
-            "sluice_change_to_live_seconds",
-            "Seconds from a revision's ChangeDetected to its DeploymentSucceeded", labels=["app"])
-        repairs = CounterMetricFamily("sluice_drift_repairs",
-                                      "Drifts of the app's target seen repaired", labels=["app"])
-        rollbacks = CounterMetricFamily("sluice_rollbacks", "Deployments that failed after the "
-                                        "switch and rolled back by themselves", labels=["app"])
-        for app in apps:
-            f = figures[app]
-            for status in TERMINAL:
-                ended.add_metric([app, status], f.ended.get(status, 0))
-            retries.add_metric([app], f.retries)
-            for label, h in f.durations.items():
-                durations.add_metric([app, label], h.buckets(DURATION_BUCKETS), h.sum)
-            latency.add_metric([app], f.latency.buckets(LATENCY_BUCKETS), f.latency.sum)
-            repairs.add_metric([app], f.drift_repairs)
-            rollbacks.add_metric([app], f.rollbacks)
-        return [ended, retries, durations, latency, repairs, rollbacks]
+    paused = GaugeMetricFamily("sluice_app_paused",
+                               "1 while the app's automatic deployments are paused", labels=["app"])
+    drift = GaugeMetricFamily("sluice_app_drift",
+                              "1 while the app's target is recorded in drift of this kind",
+                              labels=["app", "kind"])
+    rejected = GaugeMetricFamily("sluice_app_rejected_revisions",
+                                 "Revisions that rolled back, which automatic triggers do not "
+                                 "deploy again", labels=["app"])
+    for app, view in zip(apps, views):
+        statuses = [d.status for d in view.deployments.values()]
+        for status in IN_PROGRESS:
+            in_progress.add_metric([app, status], statuses.count(status))
+        paused.add_metric([app], 1 if view.paused else 0)
+        rejected.add_metric([app], len(view.rejected))
+        for kind in DriftKind:
+            drift.add_metric([app, kind], 1 if view.drift and view.drift.kind == kind else 0)
+    return [in_progress, paused, drift, rejected]
 
-    def _now(self, apps: list[str]) -> Iterable:
-        in_progress = GaugeMetricFamily("sluice_deployments_in_progress",
-                                        "Deployments not ended, by app and status",
-                                        labels=["app", "status"])
-        paused = GaugeMetricFamily("sluice_app_paused",
-                                   "1 while the app's automatic deployments are paused", labels=["app"])
-        drift = GaugeMetricFamily("sluice_app_drift",
-                                  "1 while the app's target is recorded in drift of this kind",
-                                  labels=["app", "kind"])
-        rejected = GaugeMetricFamily("sluice_app_rejected_revisions",
-                                     "Revisions that rolled back, which automatic triggers do not "
-                                     "deploy again", labels=["app"])
-        for app, view in zip(apps, self.services.projections.apps(apps)):
-            statuses = [d.status for d in view.deployments.values()]
-            for status in IN_PROGRESS:
-                in_progress.add_metric([app, status], statuses.count(status))
-            paused.add_metric([app], 1 if view.paused else 0)
-            rejected.add_metric([app], len(view.rejected))
-            for kind in DriftKind:
-                drift.add_metric([app, kind], 1 if view.drift and view.drift.kind == kind else 0)
-        depth = GaugeMetricFamily("sluice_queue_depth", "Messages waiting in the Celery queue",
-                                  labels=["queue"])
-        depth.add_metric([DEPLOY_QUEUE], queue_depth(self.services.redis, DEPLOY_QUEUE))
-        return [in_progress, paused, drift, rejected, depth]
 
-    def _polls(self) -> Iterable:
-        raw = replies.text_fields(replies.hash_fields(self.services.redis.hgetall(POLLS)))
-        checks = CounterMetricFamily("sluice_head_checks", "Head checks made by pollers",
-                                     labels=["source_type"])
-        errors = CounterMetricFamily("sluice_poll_errors", "Head checks that failed, by source type",
-                                     labels=["source_type"])
-        durations = HistogramMetricFamily("sluice_head_check_duration_seconds",
-                                          "Seconds a head check took, by source type",
-                                          labels=["source_type"])
-        for kind in sorted({k.partition(":")[0] for k in raw}):
-            counts = [int(raw.get(f"{kind}:le:{float(b)!r}", 0)) for b in HEAD_CHECK_BUCKETS]
-            h = Histogram(counts + [int(raw.get(f"{kind}:le:+Inf", 0))], float(raw.get(f"{kind}:sum", 0)))
-            checks.add_metric([kind], int(raw.get(f"{kind}:count", 0)))
-            errors.add_metric([kind], int(raw.get(f"{kind}:errors", 0)))
-            durations.add_metric([kind], h.buckets(HEAD_CHECK_BUCKETS), h.sum)
-        return [checks, errors, durations]
+def _polls(services: Services) -> Iterable:
+    raw = replies.text_fields(replies.hash_fields(services.redis.hgetall(POLLS)))
+    checks = CounterMetricFamily("sluice_head_checks", "Head checks made by pollers",
+                                 labels=["source_type"])
+    errors = CounterMetricFamily("sluice_poll_errors", "Head checks that failed, by source type",
+                                 labels=["source_type"])
+    durations = HistogramMetricFamily("sluice_head_check_duration_seconds",
+                                      "Seconds a head check took, by source type",
+                                      labels=["source_type"])
+    for kind in sorted({k.partition(":")[0] for k in raw}):
+        counts = [int(raw.get(f"{kind}:le:{float(b)!r}", 0)) for b in HEAD_CHECK_BUCKETS]
+        h = Histogram(counts + [int(raw.get(f"{kind}:le:+Inf", 0))], float(raw.get(f"{kind}:sum", 0)))
+        checks.add_metric([kind], int(raw.get(f"{kind}:count", 0)))
+        errors.add_metric([kind], int(raw.get(f"{kind}:errors", 0)))
+        durations.add_metric([kind], h.buckets(HEAD_CHECK_BUCKETS), h.sum)
+    return [checks, errors, durations]
 
 
 def queue_depth(client: redis.Redis, queue: str) -> int:
@@ -299,8 +324,32 @@ def queue_depth(client: redis.Redis, queue: str) -> int:
 
 def exposition(services: Services, accept: str | None = None) -> tuple[bytes, str]:
     """What a scrape receives and its content type: the Prometheus text format (0.0.4), or
-    OpenMetrics when the scraper's Accept header asks for it."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SluiceCollector(services))
+    OpenMetrics when the scraper's Accept header asks for it. What `SluiceCollector` gives at
+    once, put together from each app's text (observe/metrics_text.py): only the apps whose
+    stream moved since their text was kept are read and formatted."""
     encode, content_type = choose_encoder(accept or "")
-    return encode(registry), content_type
+    fmt = content_type.partition(";")[0]
+    apps = list(services.config.apps)       # not every app the store ever saw
+    texts = metrics_text.kept(services.redis, fmt, services.store.versions(apps))
+    if moved := [app for app in apps if app not in texts]:
+        fresh = _texts(services, moved, encode)
+        metrics_text.save(services.redis, fmt, fresh)
+        texts.update((app, samples) for app, (_, samples) in fresh.items())
+    headers, _ = metrics_text.split(encode(_registry(app_families([], {}, []))))
+    rest = encode(_registry(fleet_families(services)))
+    return metrics_text.joined(headers, [texts[app] for app in apps], rest), content_type
+
+
+def _texts(services: Services, apps: list[str], encode) -> dict[str, tuple[int, list[bytes]]]:
+    """Each app's samples per family and the stream's version they show (an event appended
+    while they were read shows in one and not the other: the older, to read them again)."""
+    figures = apps_figures(services, apps)
+    return {app: (min(figures[app].seen, view.version),
+                  metrics_text.split(encode(_registry(app_families([app], figures, [view]))))[1])
+            for app, view in zip(apps, services.projections.apps(apps))}
+
+
+def _registry(families: list) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Families(families))
+    return registry

@@ -9,14 +9,17 @@ import sys
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import CollectorRegistry
 
 from orchestrator.api import create_app
 from orchestrator.config.settings import load_config
 from orchestrator.core import events as ev
 from orchestrator.core import keys
 from orchestrator.core.event_log import ANY_VERSION
-from orchestrator.observe.metrics import exposition
+from orchestrator.observe import metrics
+from orchestrator.observe.metrics import SluiceCollector, exposition
 from orchestrator.runtime.services import Services
 from tests.helpers import write_config
 
@@ -213,3 +216,57 @@ def test_metrics_show_the_configured_apps_only(fleet):
 
     apps = {s.labels.get("app") for family in text_string_to_metric_families(text) for s in family.samples}
     assert apps - {None} == {"web"}
+
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+
+def scraped_at_once(services: Services, accept: str = "") -> bytes:
+    """What prometheus_client writes of every family of every app read at once."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SluiceCollector(services))
+    return choose_encoder(accept)[0](registry)
+
+
+def failed_then_retried(services: Services, app: str) -> None:
+    services.store.append(app, [
+        ev.ChangeDetected(app=app, at=10, revision="r9", trigger="poll"),
+        ev.DeploymentQueued(app=app, at=10, deployment_id=f"{app}-d9", revision="r9", trigger="poll"),
+        ev.DeploymentStarted(app=app, at=11, deployment_id=f"{app}-d9", worker="w"),
+        ev.DeploymentRetrying(app=app, at=12, deployment_id=f"{app}-d9", attempt=1, reason="boom",
+                                 retry_in=5),
+    ], ANY_VERSION)
+
+
+def test_metrics_put_together_from_each_apps_text_are_what_every_app_read_at_once_gives(fleet):
+    names = ["web", "api", "docs", "blog"]
+    services = fleet.configure(names)
+    deployed(services, "web")
+    deployed(services, "api")
+    first = {accept: exposition(services, accept)[0] for accept in ("", OPENMETRICS)}
+
+    deployed(services, "api", 2)
+    failed_then_retried(services, "docs")
+    restarted = fleet.configure(names)
+
+    for accept in ("", OPENMETRICS):
+        assert first[accept] != scraped_at_once(restarted, accept), "the apps moved since"
+        assert exposition(restarted, accept)[0] == scraped_at_once(restarted, accept)
+        assert exposition(restarted, accept)[0] == scraped_at_once(restarted, accept), "kept as it was"
+
+
+def test_a_scrape_reads_and_formats_again_only_the_apps_whose_stream_moved(fleet, monkeypatch):
+    services = fleet.configure(["web", "api", "docs"])
+    deployed(services, "web")
+    exposition(services)
+    asked: list[list[str]] = []
+    read = metrics.apps_figures
+    monkeypatch.setattr(metrics, "apps_figures", lambda s, apps: asked.append(list(apps)) or read(s, apps))
+
+    deployed(services, "api")
+    restarted = fleet.configure(["web", "api", "docs"])
+    text = exposition(restarted)[0]
+    exposition(restarted)
+
+    assert asked == [["api"]]
+    assert text == scraped_at_once(restarted)
