@@ -9,7 +9,6 @@ import typer
 from orchestrator.cli.app import app_name, cli, out, services_of
 from orchestrator.cli.reporting import report
 from orchestrator.core.errors import SluiceError
-from orchestrator.observe import formatting
 
 
 @cli.command("import")
@@ -54,6 +53,7 @@ def credentials_set(ctx: typer.Context, app: str, user: str):
 def credentials_show(ctx: typer.Context, app: str):
     """The app's deployment user and how to reach its files over Git, FTP and FTPS."""
     from orchestrator.access.credentials import credentials_of
+    from orchestrator.observe import formatting
     services = services_of(ctx)
     stored = credentials_of(services, app_name(services, app))
     if stored is None:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 
-from orchestrator.config.settings import config_file, load_config
 from orchestrator.core.errors import ConfigError
-from orchestrator.runtime.services import Services
+
+if TYPE_CHECKING:
+    from orchestrator.runtime.services import Services
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sluice: continuous deployment from Git (and more) to atomic releases.")
@@ -28,6 +29,7 @@ def _options(ctx: typer.Context,
                                            help="log level for services"),
              log_format: str = typer.Option("text", envvar="SLUICE_LOG_FORMAT",
                                             help="text, or json: one JSON object per log line")):
+    from orchestrator.config.settings import config_file
     from orchestrator.observe.logging_setup import FORMATS, configure
     path = config or config_file()
     ctx.obj = path.resolve()
@@ -40,6 +42,8 @@ def _options(ctx: typer.Context,
 
 
 def services_of(ctx: typer.Context) -> Services:
+    from orchestrator.config.settings import load_config
+    from orchestrator.runtime.services import Services
     return Services.build(load_config(ctx.obj))
 
 

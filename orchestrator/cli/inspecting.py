@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from orchestrator.cli.app import app_name, cli, out, services_of
-from orchestrator.core import history_pages
 from orchestrator.core.errors import SluiceError
-from orchestrator.observe import formatting
+from orchestrator.core.page_sizes import HISTORY_PAGE
 from orchestrator.observe.fleet_pages import CLI_PAGE, fleet_page
 
 if TYPE_CHECKING:
@@ -22,6 +21,7 @@ def apps(ctx: typer.Context,
          limit: int = typer.Option(CLI_PAGE, "--limit", "-n", min=1, help="show the first N"),
          show_all: bool = typer.Option(False, "--all", help="show every configured app")):
     """The configured apps and what is live (the first 100 unless told)."""
+    from orchestrator.observe import formatting
     services = services_of(ctx)
     page = fleet_page(services.config.apps, None if show_all else limit)
     views = dict(zip(page.names, services.projections.apps(page.names)))
@@ -34,10 +34,12 @@ def apps(ctx: typer.Context,
 @cli.command()
 def deployments(ctx: typer.Context, app: str,
                 as_json: bool = typer.Option(False, "--json", help="a JSON array, newest first"),
-                limit: int = typer.Option(history_pages.DEFAULT, "--limit", "-n", min=1,
+                limit: int = typer.Option(HISTORY_PAGE, "--limit", "-n", min=1,
                                           help="show the newest N"),
                 show_all: bool = typer.Option(False, "--all", help="show every deployment the app had")):
     """An app's deployment history, newest first (the newest 20 unless told)."""
+    from orchestrator.core import history_pages
+    from orchestrator.observe import formatting
     services = services_of(ctx)
     page = history_pages.newest(services.projections, app_name(services, app), None if show_all else limit)
     if as_json:
@@ -54,6 +56,7 @@ def events(ctx: typer.Context, app: Optional[str] = typer.Argument(None),
            follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new events"),
            as_json: bool = typer.Option(False, "--json", help="one JSON object per line")):
     """Print the event history (of one app, or of all), and follow it."""
+    from orchestrator.observe import formatting
     services = services_of(ctx)
     show = formatting.event_json if as_json else formatting.event_line
     feed_start = services.store.feed_last_id()
@@ -74,6 +77,7 @@ def queue(ctx: typer.Context,
     """What waits in each Celery queue, what runs, which retries and polls are due."""
     from rich.live import Live
 
+    from orchestrator.observe import formatting
     from orchestrator.observe.queue_view import inspect_queue
     services = services_of(ctx)
     if as_json:

@@ -5,17 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from itertools import chain
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from orchestrator.cli.app import out
-from orchestrator.core import events as ev
-from orchestrator.core import keys
 from orchestrator.core.errors import SluiceError
-from orchestrator.core.statuses import FINAL_STATUS, DeploymentStatus
-from orchestrator.observe.deployment_log import build_lines, follow_log
-from orchestrator.runtime.services import Services
+
+if TYPE_CHECKING:
+    from orchestrator.core import events as ev
+    from orchestrator.runtime.services import Services
 
 
 def report(services: Services, app: str, queued, wait: bool, timeout: float = 600) -> None:
@@ -30,6 +29,7 @@ def report(services: Services, app: str, queued, wait: bool, timeout: float = 60
     else:
         out.print(f"{app}: deployment {queued.deployment_id} of {queued.revision[:12]} queued")
     if wait and queued.deployment_id:
+        from orchestrator.core.statuses import DeploymentStatus
         d = wait_for_end(services, app, queued.deployment_id, timeout)
         out.print(f"{app}: deployment {d.id} {d.status}: {d.message}")
         raise typer.Exit(0 if d.status in (DeploymentStatus.SUCCESS, DeploymentStatus.SKIPPED) else 1)
@@ -39,6 +39,10 @@ def wait_for_end(services: Services, app: str, deployment_id: str, timeout: floa
     """Follow the deployment's events until it ends: its build's output printed (dim) as it
     comes, bounded as the log is; a progress bar while its snapshot downloads files (cloud
     sources report how many)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from orchestrator.core.statuses import FINAL_STATUS
+    from orchestrator.observe.deployment_log import follow_log
     deadline = time.monotonic() + timeout
     followed = follow_log(services, deployment_id, app)
     events = followed.new_events(block_ms=100) if followed else _ticks()
@@ -70,11 +74,14 @@ def _ticks() -> Iterator[None]:
 
 
 def _print_build_output(event: ev.Event) -> None:
+    from orchestrator.core import events as ev
+    from orchestrator.observe.deployment_log import build_lines
     if isinstance(event, ev.BuildOutput):
         for line in build_lines(event):
             out.print(f"{line.step}: {line.message}", style="dim", markup=False, highlight=False)
 
 
 def _progress(services: Services, deployment_id: str) -> tuple[int, int]:
+    from orchestrator.core import keys
     raw = services.redis.hgetall(keys.progress(deployment_id))
     return int(raw.get(b"done", 0)), int(raw.get(b"total", 0))

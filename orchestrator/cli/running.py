@@ -8,13 +8,13 @@ import threading
 import typer
 
 from orchestrator.cli.app import cli, out, services_of
-from orchestrator.config.settings import load_config
 from orchestrator.core.errors import ConfigError
 
 
 @cli.command("check-config")
 def check_config(ctx: typer.Context):
     """Validate the configuration without starting anything."""
+    from orchestrator.config.settings import load_config
     config = load_config(ctx.obj)
     out.print(f"{ctx.obj}: OK, {len(config.apps)} app(s), data_dir {config.data_dir}")
     for name, app in config.apps.items():
@@ -24,6 +24,7 @@ def check_config(ctx: typer.Context):
 @cli.command()
 def up(ctx: typer.Context):
     """Run everything: embedded Redis (unless redis_url is set), a worker and a poller."""
+    from orchestrator.config.settings import load_config
     from orchestrator.runtime.supervisor import Supervisor
     config = load_config(ctx.obj)
     for name, app in config.apps.items():

@@ -13,9 +13,10 @@ from dataclasses import dataclass, replace
 from orchestrator.core import events as ev
 from orchestrator.core.errors import NotFound
 from orchestrator.core.event_log import RecordedEvent
+from orchestrator.core.page_sizes import HISTORY_PAGE
 from orchestrator.core.projections import RECENT, AppView, DeploymentView, Projections, replay
 
-DEFAULT = 20
+DEFAULT = HISTORY_PAGE
 
 
 @dataclass(frozen=True)
