@@ -28,7 +28,7 @@ from orchestrator.deploying.after_switch import (
     switched_fields,
 )
 from orchestrator.deploying.before_switch import Candidate, check_before_switch
-from orchestrator.deploying.build import BuildContext, build
+from orchestrator.deploying.build import BuildContext, LiveBuild, build
 from orchestrator.deploying.dispatch import enqueue
 from orchestrator.deploying.housekeeping import clean_up, let_go_of_old_releases
 from orchestrator.deploying.retries import FailedAttempt, decide_after_failure
@@ -135,7 +135,7 @@ def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
             source=source, incremental=snapshot.incremental, seconds=steps.end(keep=False))
     if not d.preset_snapshot or d.rebuild:
         steps.begin("build")
-        snapshot = _build(ctx, app, config, d, snapshot) or snapshot
+        snapshot = _build(ctx, app, config, d, snapshot, live) or snapshot
         steps.end(keep=False)       # its timings are BuildSucceeded's
     if live and live.snapshot == snapshot.id:
         return _record_end(ctx, app, deployment_id, ev.DeploymentSkipped, snapshot=snapshot.id,
@@ -223,13 +223,15 @@ def _snapshot(ctx: WorkerContext, config: AppConfig, d: DeploymentView,
 
 
 def _build(ctx: WorkerContext, app: str, config: AppConfig, d: DeploymentView,
-           source: Snapshot) -> Snapshot | None:
+           source: Snapshot, live: DeploymentView | None) -> Snapshot | None:
     """The source's snapshot with its build's output on top; None when nothing is built."""
     def record(event_type, **fields) -> None:
         if not _record(ctx, app, d.id, event_type, **fields):
             raise TransientError("the deployment ended while it was building")
+    built = LiveBuild(live.snapshot, live.source_snapshot, live.layers) \
+        if live and live.snapshot and live.source_snapshot and live.layers else None
     return build(BuildContext(ctx.store, ctx.services.config.data_dir, app, d.id, config, record,
-                              ctx.services.config.worker.build_concurrency, d.rebuild), source)
+                              ctx.services.config.worker.build_concurrency, d.rebuild, built), source)
 
 
 def _preset(ctx: WorkerContext, d: DeploymentView) -> Snapshot | None:

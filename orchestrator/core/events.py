@@ -191,6 +191,7 @@ class BuildSucceeded(Event):
     files_added: int
     bytes_added: int
     steps: dict | None = None   # step -> "cached" or the seconds it ran
+    layers: list | None = None  # the keys of the layers put on the source, in order
 
 
 @dataclass(frozen=True)

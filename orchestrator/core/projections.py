@@ -49,6 +49,7 @@ class DeploymentView:
                                         # or health check), until DeploymentRolledBack
     rolled_back: bool = False
     resumed: int = 0                    # times a worker took it up again after its switch
+    layers: list[str] | None = None     # the build layers its snapshot put on its source's
 
     @property
     def terminal(self) -> bool:
@@ -174,7 +175,7 @@ def _fold_deployment(view: AppView, d: DeploymentView, e: ev.Event) -> None:
     elif isinstance(e, ev.BuildStarted):
         d.message = f"building: {', '.join(e.steps)}"
     elif isinstance(e, ev.BuildSucceeded):
-        d.snapshot = e.snapshot
+        d.snapshot, d.layers = e.snapshot, e.layers
         d.message = "build " + ("cached" if e.cached else f"done in {e.seconds:.1f}s")
     elif isinstance(e, ev.DeploymentSwitched):
         d.status, d.switched, d.previous = DeploymentStatus.ACTIVATING, e.release, e.previous

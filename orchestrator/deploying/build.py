@@ -51,6 +51,15 @@ class BuildContext:
     record: Record
     build_concurrency: int = 1
     rebuild: bool = False
+    live: LiveBuild | None = None
+
+
+@dataclass(frozen=True)
+class LiveBuild:
+    """The live deployment's build: its snapshot, the source's it was built on, its layers."""
+    snapshot: str
+    source_snapshot: str
+    layers: list[str]
 
 
 def build(ctx: BuildContext, source: Snapshot) -> Snapshot | None:
@@ -64,11 +73,12 @@ def build(ctx: BuildContext, source: Snapshot) -> Snapshot | None:
     require_tools(plan)
     ctx.record(ev.BuildStarted, steps=[s.name for s in plan.steps], why=plan.why)
     started, steps = time.monotonic(), dict[str, float | str]()
-    cache, scratch = LayerCache(ctx.store), Scratch(ctx)
+    cache, scratch, keys = LayerCache(ctx.store), Scratch(ctx), list[str]()
     try:
         for step in plan.steps:
             key = layer_key(step, settings, _inputs(ctx.store, manifest, step, source.id),
                             tool_version(step.tool), PLATFORM)
+            keys.append(key)
             layer = None if ctx.rebuild else cache.get(key)
             if layer is None:
                 ran = time.monotonic()
@@ -81,12 +91,27 @@ def build(ctx: BuildContext, source: Snapshot) -> Snapshot | None:
             manifest = overlay(manifest, layer, step.output)
     finally:
         scratch.remove()
+    manifest = _sharing(ctx, source, manifest, keys)
     built = Snapshot(ctx.store.save_manifest(manifest), manifest, 0, 0)
     added = {p: e for p, e in manifest.files.items() if source.manifest.files.get(p) != e}
     ctx.record(ev.BuildSucceeded, snapshot=built.id, cached=all(v == "cached" for v in steps.values()),
                seconds=round(time.monotonic() - started, 3), files_added=len(added),
-               bytes_added=sum(e.size for e in added.values()), steps=steps)
+               bytes_added=sum(e.size for e in added.values()), steps=steps, layers=keys)
     return built
+
+
+def _sharing(ctx: BuildContext, source: Snapshot, built: Manifest, keys: list[str]) -> Manifest:
+    """The built manifest, sharing the live build's buckets where it can: the same layers on a
+    source that changed at some paths give a tree that differs from the live build's only
+    there, so sealing it writes only those paths' buckets."""
+    live = ctx.live
+    if live is None or live.layers != keys:
+        return built
+    try:
+        live_built, live_source = ctx.store.manifest(live.snapshot), ctx.store.manifest(live.source_snapshot)
+    except (FileNotFoundError, ValueError):
+        return built
+    return live_built.derive(built.files, built.links, source.manifest.changed(live_source))
 
 
 def _inputs(store: SnapshotStore, manifest: Manifest, step: BuildStep, source_id: str) -> dict[str, bytes | str]:
