@@ -29,7 +29,7 @@ def _options(ctx: typer.Context,
                                            help="log level for services"),
              log_format: str = typer.Option("text", envvar="SLUICE_LOG_FORMAT",
                                             help="text, or json: one JSON object per log line")):
-    from orchestrator.config.settings import config_file
+    from orchestrator.config.location import config_file
     from orchestrator.observe.logging_setup import FORMATS, configure
     path = config or config_file()
     ctx.obj = path.resolve()

@@ -20,12 +20,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from orchestrator.config.location import DEFAULT_CONFIG as DEFAULT_CONFIG
+from orchestrator.config.location import config_file as config_file
 from orchestrator.config.sources import SOURCE_TYPES, Duration, ManualSourceConfig, Secret, SourceConfig, _Strict
 from orchestrator.config.steps import ActivateAction, BeforeSwitchConfig, BuildConfig, HealthConfig
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.masking import MIN_LENGTH, mask, says_secret
 
-DEFAULT_CONFIG = Path("config/sluice.yaml")
 APP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # An app's settings that run or send something: whatever ${NAME} gives them is a secret.
@@ -239,13 +240,6 @@ class SluiceConfig(_Strict):
     @property
     def secrets(self) -> MappingProxyType[str, str]:
         return MappingProxyType(self._secrets)
-
-
-def config_file(env: Mapping[str, str] | None = None) -> Path:
-    """The config file this process reads: $SLUICE_CONFIG (the CLI's --config sets it for
-    its children too), else the default."""
-    env = os.environ if env is None else env
-    return Path(env.get("SLUICE_CONFIG") or DEFAULT_CONFIG)
 
 
 def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> SluiceConfig:
