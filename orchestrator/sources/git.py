@@ -22,15 +22,17 @@ from orchestrator.sources.base import Change, SnapshotWriter, strip_prefix
 from orchestrator.sources.git_cache import (
     FULL_ID,
     KEEP,
+    PROMISED_FETCH,
     clear_stale_locks,
+    forget_promises,
     has_commit,
     held,
     pin,
     reachable,
 )
 from orchestrator.sources.git_http import remote_head
-from orchestrator.sources.local_refs import AskGit, local_head
-from orchestrator.sources.vcs_process import credentials, failure, locked_clone, ssh_command
+from orchestrator.sources.local_refs import AskGit, local_head, local_repository
+from orchestrator.sources.vcs_process import credentials, failure, locked_clone, run, ssh_command
 
 ALIAS_KIND = "git-blob"
 AUTH_REFUSED = ("Authentication failed", "could not read Username", "could not read Password",
@@ -104,21 +106,46 @@ class GitSource:
                 pin(repo, revision)
 
     def _fetch(self, repo: git.Repo, revision: str) -> None:
-        """The tracked branch's head without its history; a revision that is not its head (a
-        deployment queued before the branch moved on) by its id, as protocol v2 and the big
-        hosts serve any commit, or else with the branch's whole history."""
+        """The tracked branch's head without its history (a local branch that moved on from
+        the mirror's head: the commits since); a revision that is not its head (a deployment
+        queued before the branch moved on) by its id, as protocol v2 and the big hosts serve
+        any commit, or else with the branch's whole history."""
         branch = f"refs/heads/{self.config.branch}"
-        self._git(repo.git, "fetch", "--quiet", "--no-tags", "--depth=1", "origin", f"+{branch}:{branch}")
-        if reachable(repo, revision) or not FULL_ID.fullmatch(revision):
-            return
         try:
-            self._git(repo.git, "fetch", "--quiet", "--no-tags", "--depth=1", "origin",
-                      f"+{revision}:{KEEP}{revision}")
-        except SluiceError as exc:      # "not our ref": a server that serves only its refs
-            log.info("fetching %s by its id failed (%s): fetching the whole history of %s",
-                     revision[:12], exc, self.config.branch)
-            self._git(repo.git, "fetch", "--quiet", "--no-tags", f"--depth={WHOLE_HISTORY}",
-                      "origin", f"+{branch}:{branch}")
+            self._fetch_into(repo, f"+{branch}:{branch}", None if self._moved_on_locally() else 1)
+            if reachable(repo, revision) or not FULL_ID.fullmatch(revision):
+                return
+            try:
+                self._fetch_into(repo, f"+{revision}:{KEEP}{revision}", 1)
+            except SluiceError as exc:      # "not our ref": a server that serves only its refs
+                log.info("fetching %s by its id failed (%s): fetching the whole history of %s",
+                         revision[:12], exc, self.config.branch)
+                self._fetch_into(repo, f"+{branch}:{branch}", WHOLE_HISTORY)
+        finally:
+            forget_promises(self.mirror)
+
+    def _fetch_into(self, repo: git.Repo, refspec: str, depth: int | None) -> None:
+        """git fetch from origin, checking that the heads arrived, not walking their trees
+        (git_cache.PROMISED_FETCH): the cost of a fetch is the change's, not the tree's."""
+        deepen = [f"--depth={depth}"] if depth else []
+        self._git(repo.git(c=list(PROMISED_FETCH)), "fetch", "--quiet", "--no-tags",
+                  "--no-auto-maintenance", *deepen, "origin", refspec)
+
+    def _moved_on_locally(self) -> bool:
+        """Whether the source is a local repository, not shallow, whose branch descends from
+        the mirror's head of it: then a fetch without --depth sends just the commits since,
+        where a shallow one makes upload-pack walk the whole tree. Unsure, or after a force
+        push: no (--depth 1 costs the tree, never the history)."""
+        try:
+            source = local_repository(self.config.url)
+            ours = local_head(str(self.mirror), self.config.branch)
+        except AskGit:
+            return False
+        if ours is None or Path(source, "shallow").exists():
+            return False
+        proc = run(["git", "--git-dir", source, "merge-base", "--is-ancestor", ours,
+                    f"refs/heads/{self.config.branch}"], label="git merge-base")
+        return proc.returncode == 0
 
     def _write_tree(self, repo: git.Repo, revision: str, into: SnapshotWriter) -> None:
         changes = self._listing(repo, revision, into)

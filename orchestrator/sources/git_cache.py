@@ -19,6 +19,13 @@ FULL_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # what the last collection left (refs and shallow commits): the same again, in one pack,
 # leaves nothing to prune, and a large mirror is not repacked for nothing
 PRUNED_STATE = "sluice-pruned"
+# Given to every fetch into a mirror (`git -c`, never written to its config): the fetched pack
+# is marked a promisor pack (objects/pack/*.promisor), and git then checks only that the
+# heads it fetched arrived in such a pack (connected.c's check for partial clones) instead of
+# `rev-list --objects ... --not --all`, which walks the whole tree of the mirror's heads. The
+# filter leaves out no blob (2^64-1 bytes); a server that does not filter ignores it.
+PROMISED_FETCH = ("remote.origin.promisor=true",
+                  "remote.origin.partialclonefilter=blob:limit=18446744073709551615")
 log = logging.getLogger("sluice.git")
 
 
@@ -80,10 +87,19 @@ def prune(mirror: Path, branches: set[str], revisions: set[str]) -> bool:
             _cut_history(mirror, tips)
         if _state(mirror) == _last_state(mirror) and _one_pack(mirror):
             return False
+        forget_promises(mirror)
         _git(mirror, "reflog", "expire", "--expire=now", "--expire-unreachable=now", "--all")
         _git(mirror, "gc", "--quiet", "--prune=now")
         (mirror / PRUNED_STATE).write_text(_state(mirror))
         return True
+
+
+def forget_promises(mirror: Path) -> None:
+    """Make the promisor packs fetches left plain packs again: git's repack keeps every
+    object of a promisor pack, reachable or not, so a deleted big file would never leave;
+    and the next fetch's check then finds its heads only in the pack it brought."""
+    for mark in (mirror / "objects" / "pack").glob("*.promisor"):
+        mark.unlink(missing_ok=True)
 
 
 def _cut_history(mirror: Path, tips: list[str]) -> None:

@@ -78,6 +78,16 @@ def local_head(url: str, branch: str, now: Callable[[], float] = time.monotonic)
         raise AskGit(f"{exc.strerror or exc}: {exc.filename}") from None
 
 
+def local_repository(url: str) -> str:
+    """The common dir of the repository at `url` (a path or a file:/// URL), found as
+    upload-pack finds it and owned by this user; AskGit when it is not local or not one this
+    reader is sure of."""
+    try:
+        return _repository(_local_path(url))
+    except OSError as exc:
+        raise AskGit(f"{exc.strerror or exc}: {exc.filename}") from None
+
+
 def _local_path(url: str) -> str:
     """The path git's local transport opens for `url` (git's url_is_local_not_ssh)."""
     if url.startswith("file://"):

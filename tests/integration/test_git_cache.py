@@ -5,6 +5,7 @@ and clones of sources no app uses any more are removed. Real git and hg througho
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -20,6 +21,7 @@ from orchestrator.sources.git_cache import KEEP
 from tests.helpers import FUNCTION_APP, GitRepo, git, git_app, write_config
 from tests.integration.flow import sync_and_wait, tree, wait_until_let_go
 from tests.integration.test_hg_source import hg_app
+from tests.servers.git_http import GitHttpServer
 from tests.servers.hg_serve import HgRepo
 
 
@@ -173,3 +175,96 @@ def test_caches_of_sources_no_configured_app_uses_are_removed_unless_in_use(tmp_
     assert caches["kept"].exists() and caches["busy"].exists()
     removed, _ = collect_caches(remaining, tmp_path / "var", {})
     assert removed == [caches["busy"]] and not caches["busy"].exists()
+
+
+# --- a fetch costs the change, not the tree (issue 16) --------------------------------------
+
+def tree_walks(trace: Path) -> list[list[str]]:
+    """The `git rev-list --objects` runs git's trace recorded: its connectivity check, which
+    walks the whole tree of the mirror's heads."""
+    starts = [json.loads(line) for line in trace.read_text().splitlines() if '"child_start"' in line]
+    return [s["argv"] for s in starts if "rev-list" in s["argv"] and "--objects" in s["argv"]]
+
+
+@pytest.mark.parametrize("over", ["a local path", "http"])
+def test_a_fetch_checks_that_the_head_arrived_without_walking_the_whole_tree(
+        tmp_path, monkeypatch, over):
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit({f"d{i}/f.txt": str(i) for i in range(20)})
+    served = tmp_path / "served" / "app.git"
+    git(tmp_path, "clone", "--quiet", "--bare", str(repo.path), str(served))
+    with GitHttpServer(served.parent, v2=True) as server:
+        url = str(repo.path) if over == "a local path" else f"{server.url}/app.git"
+        apps = configured(tmp_path, {"hello": {**git_app(repo, tmp_path / "site", layout="site"),
+                                               "source": {"type": "git", "url": url}}})
+        build = Builds(apps["hello"], tmp_path)
+        first = build(repo.head())
+        head = repo.commit({"d3/f.txt": "changed"})
+        git(repo.path, "push", "--quiet", str(served), "HEAD:master")
+        trace = tmp_path / "trace.json"
+        monkeypatch.setenv("GIT_TRACE2_EVENT", str(trace))
+
+        snapshot = build(head, (git(repo.path, "rev-parse", "HEAD~1"), first))
+
+    assert tree_walks(trace) == []
+    assert build.store.read_blob(snapshot.manifest.files["d3/f.txt"].sha256) == b"changed"
+    assert snapshot.incremental
+
+
+def test_a_local_branch_that_moved_on_is_fetched_with_the_commits_since_not_as_a_new_shallow_head(
+        tmp_path):
+    repo = GitRepo(tmp_path / "repo")
+    first = repo.commit({"index.html": "v1", "a.txt": "a"})
+    apps = configured(tmp_path, {"hello": git_app(repo, tmp_path / "site", layout="site")})
+    build = Builds(apps["hello"], tmp_path)
+    assert isinstance(build.source, GitSource)
+    mirror = build.source.mirror
+    live = build(first)
+    collect_caches(apps, tmp_path / "var", {"hello": {first}})      # the mirror now shallow
+    repo.commit({"a.txt": "a2"})
+    head = repo.commit({"index.html": "v3"})
+
+    build(head, (first, live))
+
+    assert git(mirror, "rev-parse", f"{head}~2") == first
+    assert head not in (mirror / "shallow").read_text()
+
+
+def test_a_force_pushed_local_branch_is_fetched_without_the_history_behind_its_head(tmp_path):
+    repo = GitRepo(tmp_path / "repo")
+    root = repo.commit({"index.html": "v1"})
+    pushed = repo.commit({"index.html": "v2"})
+    apps = configured(tmp_path, {"hello": git_app(repo, tmp_path / "site", layout="site")})
+    build = Builds(apps["hello"], tmp_path)
+    assert isinstance(build.source, GitSource)
+    mirror = build.source.mirror
+    build(pushed)
+    collect_caches(apps, tmp_path / "var", {"hello": {pushed}})
+    git(repo.path, "reset", "--quiet", "--hard", root)
+    rewritten = repo.commit({"index.html": "v2 again"})
+
+    snapshot = build(rewritten)
+
+    assert rewritten in (mirror / "shallow").read_text() and not holds(mirror, root)
+    assert build.store.read_blob(snapshot.manifest.files["index.html"].sha256) == b"v2 again"
+
+
+def test_a_promisor_mark_a_killed_fetch_left_does_not_keep_a_deleted_big_file_in_the_mirror(tmp_path):
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit({"index.html": "v1"})
+    apps = configured(tmp_path, {"hello": git_app(repo, tmp_path / "site", layout="site")})
+    build = Builds(apps["hello"], tmp_path)
+    assert isinstance(build.source, GitSource)
+    mirror = build.source.mirror
+    build(repo.head())
+    with_big = repo.commit({"big.bin": os.urandom(1 << 20)})
+    blob = git(repo.path, "rev-parse", "HEAD:big.bin")
+    build(with_big)
+    head = repo.commit({"big.bin": None})
+    build(head)
+    for pack in (mirror / "objects" / "pack").glob("*.pack"):   # what a fetch killed before
+        pack.with_suffix(".promisor").touch()                    # Sluice unmarked it leaves
+
+    collect_caches(apps, tmp_path / "var", {"hello": {head}})
+
+    assert not holds(mirror, blob) and holds(mirror, head)
