@@ -5,7 +5,7 @@
 Cold starts, each the median of --runs fresh processes, every command once per round so
 that the machine's load falls on all of them alike, beside `python -c pass` measured in the
 same rounds:
-(a) `sluice --help`; target <= 4x.
+(a) `sluice --help`; target <= 4x; and `import orchestrator.cli` alone.
 (b) `sluice apps` against a real redis-server, with a config of 1 app and of --apps apps
     (git sources, a deployment each, their views cached as the workers leave them; the
     first 100 shown, 200 columns wide); target <= 4x.
@@ -63,6 +63,7 @@ def measure(args) -> list[tuple[str, str, str, str]]:
             one, many = seeded(root, url, 1), seeded(root, url, apps)
             commands = {
                 "pass": [sys.executable, "-c", "pass"],
+                "import": [sys.executable, "-c", "import orchestrator.cli"],
                 "help": [*sluice(), "--help"],
                 "apps 1": [*sluice(), "--config", str(one), "apps"],
                 "apps N": [*sluice(), "--config", str(many), "apps"],
@@ -82,6 +83,7 @@ def measure(args) -> list[tuple[str, str, str, str]]:
         goal = f"ratio {ratio:.1f} <= {TARGET} {verdict(ratio <= TARGET)}" if target else f"ratio {ratio:.1f}"
         return what, ms(cold[key]), f"python -c pass {ms(bare)}", goal
     return [
+        row("`import orchestrator.cli` (16x in issue 16)", "import", target=False),
         row("`sluice --help` cold", "help"),
         row("`sluice apps` cold, 1 app", "apps 1"),
         row(f"`sluice apps` cold, {apps:,} apps (the first 100 shown)", "apps N"),
