@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from orchestrator.building.layers import LayerCache
@@ -82,6 +82,19 @@ def remove_stale_scratch(builds: Path, views: Iterable[AppView], now: float,
                 continue
             remove_tree(folder)
             removed.append(folder)
+    return removed
+
+
+def remove_unused_build_homes(homes: Path, apps: Collection[str], now: float,
+                              grace: float = GRACE_SECONDS) -> list[Path]:
+    """Remove the build homes under `homes` ({data_dir}/build-home: a tool's caches, pip's
+    and npm's) of apps no longer configured, once untouched for `grace`: an app removed from
+    the configuration leaves nothing behind."""
+    removed = []
+    for home in _folders(homes):
+        if home.name not in apps and _age(home, now) >= grace:
+            remove_tree(home)
+            removed.append(home)
     return removed
 
 

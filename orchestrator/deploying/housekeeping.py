@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from orchestrator.building.collect import collect_layers, remove_stale_scratch
+from orchestrator.building.collect import collect_layers, remove_stale_scratch, remove_unused_build_homes
 from orchestrator.config.settings import AppConfig
 from orchestrator.core import events as ev
 from orchestrator.core import keys
@@ -62,4 +62,5 @@ def collect(services: Services, store: SnapshotStore) -> None:
                     manifests_only=spare_snapshots(services.config.data_dir / "releases"))
     collect_layers(store, keep, now)
     remove_stale_scratch(services.config.data_dir / "builds", views, now)
+    remove_unused_build_homes(services.config.data_dir / "build-home", services.config.apps.keys(), now)
     collect_caches(services.config.apps, services.config.data_dir, kept_revisions(views))

@@ -6,7 +6,12 @@ import time
 
 import pytest
 
-from orchestrator.building.collect import EMPTY_LAYER_SECONDS, collect_layers, remove_stale_scratch
+from orchestrator.building.collect import (
+    EMPTY_LAYER_SECONDS,
+    collect_layers,
+    remove_stale_scratch,
+    remove_unused_build_homes,
+)
 from orchestrator.building.layers import LayerCache, overlay
 from orchestrator.core.projections import AppView, DeploymentView
 from orchestrator.core.statuses import DeploymentStatus
@@ -150,3 +155,18 @@ def test_scratch_folders_of_ended_deployments_go_and_those_a_build_may_use_stay(
 
 def test_no_builds_folder_is_nothing_to_remove(tmp_path):
     assert remove_stale_scratch(tmp_path / "builds", [], time.time()) == []
+
+
+def test_the_build_home_of_an_app_no_longer_configured_goes_once_untouched_for_a_while(tmp_path):
+    homes = tmp_path / "build-home"
+    for app in ("kept", "gone", "just-gone"):
+        (homes / app / ".cache" / "pip").mkdir(parents=True)
+    old = time.time() - 3600
+    for app in ("kept", "gone"):
+        os.utime(homes / app, (old, old))
+
+    removed = remove_unused_build_homes(homes, {"kept"}, time.time())
+
+    assert removed == [homes / "gone"]
+    assert sorted(os.listdir(homes)) == ["just-gone", "kept"]
+    assert remove_unused_build_homes(tmp_path / "none", set(), time.time()) == []
