@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.flow import sync_and_wait, tree
+from tests.integration.flow import sync_and_wait, tree, wait_until_let_go
 
 GOOD = {"index.html": "good\n", "sub/page.html": "page\n"}
 FILE, EXEC, LINK, DIR = b"100644", b"100755", b"120000", b"40000"
@@ -174,6 +174,7 @@ def test_a_hostile_tree_fails_naming_the_entry_and_leaves_the_live_site_and_the_
         named = f"(git fsck {FSCK_REFUSES[case]})"
     good = sync_and_wait(services, "hello")
     if fetched == "before-checks":
+        wait_until_let_go(services, "hello")       # its collection cut the mirror down
         copy_unchecked(repo.path, workspace.data_dir)
         git_bytes(repo.path, "update-ref", "refs/heads/master", "refs/heads/parked")
     else:
