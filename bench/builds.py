@@ -35,18 +35,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-import yaml
-from common import GIT_ENV, ROOT, git, make_repo, results_table, start_worker, verdict
+from common import ROOT, git, make_repo, results_table, sluice_running, verdict
 from rich.console import Console
 
-from orchestrator.config.settings import load_config
 from orchestrator.core import events as ev
 from orchestrator.core import keys
 from orchestrator.core.projections import DeploymentView
 from orchestrator.deploying.sync import sync_now
-from orchestrator.runtime.embedded_redis import start_redis
-from orchestrator.runtime.processes import terminate
-from orchestrator.runtime.services import Services
 
 sys.path.insert(0, str(ROOT))
 from tests.wheelhouse import write_wheel  # noqa: E402
@@ -106,19 +101,9 @@ class Bench:
 
     @contextmanager
     def running(self) -> Iterator[Bench]:
-        redis_proc, redis_url = start_redis(self.base / "redis")
-        try:
-            cfg = self.base / "sluice.yaml"
-            cfg.write_text(yaml.safe_dump({"data_dir": str(self.base / "data"), "redis_url": redis_url,
-                                           "apps": self.apps}))
-            self.services = Services.build(load_config(cfg, {**os.environ, **GIT_ENV}))
-            worker = start_worker(cfg, redis_url, self.base / "worker.log")
-            try:
-                yield self
-            finally:
-                terminate(worker)
-        finally:
-            terminate(redis_proc)
+        with sluice_running(self.base, self.apps) as services:
+            self.services = services
+            yield self
 
     def change_code(self, app: str) -> None:
         """One file of the app changed and committed, as a push would."""

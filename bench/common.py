@@ -7,13 +7,19 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import yaml
 from rich.table import Table
 
 from orchestrator.runtime.processes import die_with_parent
+
+if TYPE_CHECKING:
+    from orchestrator.runtime.services import Services
 
 ROOT = Path(__file__).resolve().parent.parent
 GIT_ENV = {"GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
@@ -130,3 +136,35 @@ def results_table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> Ta
 
 def verdict(ok: bool) -> str:
     return "[green]PASS[/]" if ok else "[red]FAIL[/]"
+
+
+@contextmanager
+def sluice_running(base: Path, apps: dict) -> Iterator[Services]:
+    """A redis-server and a `sluice worker` for `apps` (base/sluice.yaml, data in base/data):
+    the Services a bench drives them with."""
+    from orchestrator.config.settings import load_config
+    from orchestrator.runtime.embedded_redis import start_redis
+    from orchestrator.runtime.processes import terminate
+    from orchestrator.runtime.services import Services
+    redis_proc, redis_url = start_redis(base / "redis")
+    try:
+        cfg = base / "sluice.yaml"
+        cfg.write_text(yaml.safe_dump({"data_dir": str(base / "data"), "redis_url": redis_url, "apps": apps}))
+        services = Services.build(load_config(cfg, {**os.environ, **GIT_ENV}))
+        worker = start_worker(cfg, redis_url, base / "worker.log")
+        try:
+            yield services
+        finally:
+            terminate(worker)
+    finally:
+        terminate(redis_proc)
+
+
+def best(work, runs: int = 3) -> float:
+    """The shortest of `runs` timings of `work()`, in seconds."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return min(times)

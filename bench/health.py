@@ -38,19 +38,14 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
-import yaml
-from common import GIT_ENV, ROOT, git, make_repo, ms, results_table, start_worker, verdict, wait
+from common import ROOT, git, make_repo, ms, results_table, sluice_running, verdict, wait
 from rich.console import Console
 
-from orchestrator.config.settings import load_config
 from orchestrator.core import events as ev
 from orchestrator.core import keys
 from orchestrator.core.projections import DeploymentView
 from orchestrator.deploying.sync import sync_now
 from orchestrator.releases.materialise import switch
-from orchestrator.runtime.embedded_redis import start_redis
-from orchestrator.runtime.processes import terminate
-from orchestrator.runtime.services import Services
 
 sys.path.insert(0, str(ROOT))
 from tests.servers.release_host import ReleaseHost  # noqa: E402
@@ -72,20 +67,9 @@ class Bench:
 
     @contextmanager
     def running(self) -> Iterator[Bench]:
-        redis_proc, redis_url = start_redis(self.base / "redis")
-        try:
-            with self.host:
-                cfg = self.base / "sluice.yaml"
-                cfg.write_text(yaml.safe_dump({"data_dir": str(self.base / "data"), "redis_url": redis_url,
-                                               "apps": {APP: self._app()}}))
-                self.services = Services.build(load_config(cfg, {**os.environ, **GIT_ENV}))
-                worker = start_worker(cfg, redis_url, self.base / "worker.log")
-                try:
-                    yield self
-                finally:
-                    terminate(worker)
-        finally:
-            terminate(redis_proc)
+        with self.host, sluice_running(self.base, {APP: self._app()}) as services:
+            self.services = services
+            yield self
 
     def _app(self) -> dict:
         return {"layout": "site", "target": str(self.target),

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import yaml
-from common import ROOT, ms, results_table, verdict
+from common import ROOT, best, ms, results_table, verdict
 from rich.console import Console
 
 from orchestrator.config.settings import load_config
@@ -134,15 +134,6 @@ def medians(commands: dict[str, list[str]], runs: int) -> dict[str, float]:
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=ROOT, env=env)
             times[key].append(time.perf_counter() - started)
     return {key: statistics.median(values) for key, values in times.items()}
-
-
-def best(work, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ from pathlib import Path
 import httpx
 import redis
 import yaml
-from common import ROOT, ms, pct, results_table, verdict, wait
+from common import ROOT, best, ms, pct, results_table, verdict, wait
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 from redis._parsers.resp3 import _RESP3Parser
@@ -211,23 +211,14 @@ def cli_rows(cfg: Path, url: str, services: Services, apps: int) -> list[tuple[s
     first = statistics.median(cold(*sluice) for _ in range(3))
     bare = statistics.median(cold(sys.executable, "-c", "pass") for _ in range(3))
     names = list(services.config.apps)
-    at_once = _best(lambda: services.projections.apps(names))
-    one_by_one = _best(lambda: [services.projections.app(n) for n in names])
+    at_once = best(lambda: services.projections.apps(names))
+    one_by_one = best(lambda: [services.projections.app(n) for n in names])
     return [
         (f"sluice apps --all, {apps} apps (cold process)", ms(every), f"python -c pass {ms(bare)}", ""),
         ("sluice apps (the first 100)", ms(first), f"python -c pass {ms(bare)}", ""),
         (f"views of {apps} apps: Projections.apps", ms(at_once), f"one by one {ms(one_by_one)}",
          f"{one_by_one / at_once:.1f}x faster"),
     ]
-
-
-def _best(work, runs: int = 3) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 # ---- (c) the first /metrics scrape ---------------------------------------------------------
@@ -273,7 +264,7 @@ def parser_rows(services: Services, url: str) -> list[tuple[str, str, str, str]]
 
     def read_with(**options) -> float:
         store = EventStore(redis.Redis.from_url(url, **options))
-        return _best(lambda: store.read_many(after))
+        return best(lambda: store.read_many(after))
     hiredis = read_with()
     python = read_with(parser_class=_RESP3Parser)
     return [(f"read_many of {len(after)} apps' events (parsing the replies)", f"hiredis {ms(hiredis)}",
