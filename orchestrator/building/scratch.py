@@ -12,14 +12,8 @@ from pathlib import Path
 
 from orchestrator.building.plan import TARGET
 from orchestrator.core.errors import BuildFailed, InvalidAppLayout
-from orchestrator.releases.snapshots import (
-    FileEntry,
-    Manifest,
-    SnapshotStore,
-    check_tree,
-    implied_dirs,
-    safe_path,
-)
+from orchestrator.releases.snapshots import FileEntry, Manifest, SnapshotStore
+from orchestrator.releases.tree_checks import check_tree, implied_dirs, safe_path
 
 
 def scratch_copy(store: SnapshotStore, manifest: Manifest, into: Path) -> None:

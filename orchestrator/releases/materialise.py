@@ -24,8 +24,9 @@ from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.files import write_whole
 from orchestrator.releases.integrity import check_blob
 from orchestrator.releases.removal import remove_tree
-from orchestrator.releases.snapshots import Manifest, SnapshotStore, implied_dirs
+from orchestrator.releases.snapshots import Manifest, SnapshotStore
 from orchestrator.releases.spares import take_spare, to_trash
+from orchestrator.releases.tree_checks import implied_dirs
 
 BUILDING_SUFFIX = ".building"
 

@@ -13,7 +13,8 @@ from orchestrator.releases.materialise import (
 )
 from orchestrator.releases.removal import remove_tree
 from orchestrator.releases.retention import collect_garbage
-from orchestrator.releases.snapshots import SnapshotStore, safe_path
+from orchestrator.releases.snapshots import SnapshotStore
+from orchestrator.releases.tree_checks import safe_path
 
 
 @pytest.fixture
