@@ -133,7 +133,7 @@ def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
             files=snapshot.files, bytes=snapshot.bytes,
             blobs_added=snapshot.blobs_added, blobs_reused=snapshot.blobs_reused,
             source=source, incremental=snapshot.incremental, seconds=steps.end(keep=False))
-    if not d.preset_snapshot or d.rebuild:
+    if not d.preset_snapshot or d.rebuild or d.trigger == "zipdeploy":     # a zip holds sources
         steps.begin("build")
         snapshot = _build(ctx, app, config, d, snapshot, live) or snapshot
         steps.end(keep=False)       # its timings are BuildSucceeded's

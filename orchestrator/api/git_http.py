@@ -2,11 +2,8 @@
 
 `git http-backend` runs as CGI; request bodies stream into it and its answer streams out, so
 a pack is never held in memory whole. Every request, clone and push alike, needs HTTP Basic
-auth with the app's deployment credentials (the repository holds the app's code). A wrong
-user, a wrong password, an app without credentials and an unknown app all get the same 401
-after the same hash work; an address that keeps failing waits longer and longer for its
-answers, and one trying more than its turns or hash slots allow gets 429 with Retry-After
-(see access/login_throttle.py).
+auth with the app's deployment credentials (the repository holds the app's code), checked
+as api/deployment_login.py says.
 """
 from __future__ import annotations
 
@@ -14,23 +11,19 @@ import asyncio
 import contextlib
 import os
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from orchestrator.access.builtin_git import ensure_repository
-from orchestrator.access.credentials import Verifier
-from orchestrator.access.login_throttle import HASHES_IN_ALL, TooManyLogins
-from orchestrator.api.threads import in_own_threads
+from orchestrator.api.deployment_login import client_address, logged_in
 from orchestrator.config.settings import DEFAULT_CONFIG, builtin_repository
-from orchestrator.core import basic_auth
 from orchestrator.runtime.services import Services
 
 router = APIRouter()
 RPC_SERVICES = ("git-upload-pack", "git-receive-pack")
 CHUNK = 64 * 1024
-REFUSED = 'Basic realm="sluice"'
 # request header -> CGI variable, passed only when the client sent it
 OPTIONAL_CGI = {"content-length": "CONTENT_LENGTH", "content-encoding": "HTTP_CONTENT_ENCODING",
                 "git-protocol": "GIT_PROTOCOL"}
@@ -48,43 +41,13 @@ async def rpc(app: str, service: str, request: Request) -> Response:
 
 async def _serve(app: str, path: str, request: Request) -> Response:
     services: Services = request.app.state.services
-    try:
-        user = await _authenticated_user(request, app)
-    except TooManyLogins as busy:
-        return PlainTextResponse(f"{busy}\n", 429, headers={"Retry-After": str(busy.retry_after)})
-    if user is None:
-        return PlainTextResponse("authentication required\n", 401,
-                                 headers={"WWW-Authenticate": REFUSED})
+    user = await logged_in(request, app)
+    if isinstance(user, Response):
+        return user
     if path not in RPC_SERVICES + ("info/refs",):
         return PlainTextResponse("not found\n", 404)
     await run_in_threadpool(ensure_repository, services.config, app)
     return await _run_backend(request, _cgi_environment(request, services, app, path, user))
-
-
-async def _authenticated_user(request: Request, app: str) -> str | None:
-    given = basic_auth.credentials(request.headers.get("authorization"))
-    if given is None:       # git asks without credentials first: not a failed attempt
-        return None
-    verifier, address = _verifier(request.app), _address(request)
-    # Counted as a failure and held before the check: a guesser cannot learn an answer early
-    # by hanging up, nor get further by guessing in parallel.
-    await asyncio.sleep(await _login_work(request.app, verifier.throttle.admit, address, app))
-    return given[0] if await _login_work(request.app, verifier.login, address, app, *given) else None
-
-
-async def _login_work(api: FastAPI, work, *args):
-    return await in_own_threads(api, "logins", HASHES_IN_ALL, work, *args)
-
-
-def _verifier(api: FastAPI) -> Verifier:
-    """One per API, so a clone's several requests share its cache of recent successes."""
-    if not hasattr(api.state, "git_verifier"):
-        api.state.git_verifier = Verifier(api.state.services)
-    return api.state.git_verifier
-
-
-def _address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 def _cgi_environment(request: Request, services: Services, app: str, path: str,
@@ -95,7 +58,7 @@ def _cgi_environment(request: Request, services: Services, app: str, path: str,
            "PATH_INFO": f"/{app}.git/{path}", "QUERY_STRING": request.url.query,
            "REQUEST_METHOD": request.method,
            "CONTENT_TYPE": request.headers.get("content-type", ""),
-           "REMOTE_USER": user, "REMOTE_ADDR": _address(request),
+           "REMOTE_USER": user, "REMOTE_ADDR": client_address(request),
            # For the post-receive hook, which runs inside the repository: relative paths
            # would resolve there, so everything it needs to find is passed absolute.
            "SLUICE_CONFIG": os.path.abspath(os.environ.get("SLUICE_CONFIG") or DEFAULT_CONFIG),

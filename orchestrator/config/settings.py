@@ -44,6 +44,11 @@ class ApiConfig(_Strict):
     reads: Literal["loopback", "open", "token"] = "loopback"
     hosts: list[str] = Field(default_factory=list)   # Host names answered besides loopback's and listen's
     behind_proxy: bool = False              # clients may arrive through a forwarder (TLS, TCP, HTTP)
+    # what a zip deploy (/scm/{app}/api/zipdeploy) takes: the body, and what it unzips to
+    max_zip_bytes: int = Field(default=2 * 1024 ** 3, ge=1)
+    max_unzipped_bytes: int = Field(default=8 * 1024 ** 3, ge=1)
+    max_zip_ratio: float = Field(default=200.0, gt=1)
+    max_zip_entries: int = Field(default=200_000, ge=1)
 
     @field_validator("listen")
     @classmethod

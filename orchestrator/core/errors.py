@@ -29,6 +29,16 @@ class InvalidAppLayout(PermanentError):
     pass
 
 
+class ZipRefused(InvalidAppLayout):
+    """A zip the zip deploy API does not take (a hostile, encrypted or oversized entry, or no
+    zip at all), naming the entry: nothing of it reached a release. `status`: 400, or 413
+    for a zip over a size limit."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
 class NotFound(PermanentError):
     """No such app or deployment (the API answers 404)."""
 

@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 
 from orchestrator.core.errors import EventSchemaTooNew
 
-TRIGGERS = ("poll", "webhook", "push", "manual", "redeploy", "rollback", "promote", "import")
+TRIGGERS = ("poll", "webhook", "push", "manual", "redeploy", "rollback", "promote", "import",
+            "zipdeploy")
 
 
 class EventType(StrEnum):
@@ -141,6 +142,11 @@ class DeploymentQueued(Event):
     origin: str | None = None       # the deployment (maybe of another app) it comes from
     source: str | None = None       # fingerprint of the source settings the snapshot was built under
     rebuild: bool = False           # build without the cache of build layers
+    # Who and what, as a zip deploy's client said (Kudu's deployer, author, message)
+    deployer: str | None = None
+    author: str | None = None
+    author_email: str | None = None
+    commit_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,10 @@ class SnapshotBuilt(Event):
     source: str = ""            # fingerprint of the source settings it was built under
     incremental: bool = False   # built from the live snapshot plus the source's changes
     seconds: float | None = None    # how long fetching and sealing took (for the log)
+    # The revision's commit, where the source has commits (git, hg): who and what
+    author: str | None = None
+    author_email: str | None = None
+    commit_message: str | None = None
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,10 @@ class DeploymentView:
     rolled_back: bool = False
     resumed: int = 0                    # times a worker took it up again after its switch
     layers: list[str] | None = None     # the build layers its snapshot put on its source's
+    deployer: str | None = None         # who and what: a zip deploy's client's words, or the
+    author: str | None = None           # revision's commit (SnapshotBuilt)
+    author_email: str | None = None
+    commit_message: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -133,7 +137,8 @@ def _apply(view: AppView, e: ev.Event) -> None:
         view.deployments[e.deployment_id] = DeploymentView(
             id=e.deployment_id, revision=e.revision, trigger=e.trigger, received_at=e.at,
             snapshot=e.snapshot, preset_snapshot=e.snapshot, origin=e.origin, source=e.source,
-            rebuild=e.rebuild)
+            rebuild=e.rebuild, deployer=e.deployer, author=e.author, author_email=e.author_email,
+            commit_message=e.commit_message)
     elif isinstance(e, ev.AppPaused):
         view.paused = e.reason
     elif isinstance(e, ev.AppResumed):
@@ -171,6 +176,8 @@ def _fold_deployment(view: AppView, d: DeploymentView, e: ev.Event) -> None:
     elif isinstance(e, ev.SnapshotBuilt):
         d.status, d.snapshot, d.source = DeploymentStatus.DEPLOYING, e.snapshot, e.source
         d.source_snapshot = e.snapshot
+        if e.author or e.commit_message:
+            d.author, d.author_email, d.commit_message = e.author, e.author_email, e.commit_message
         d.message = f"snapshot of {e.files} files ({e.blobs_added} new blobs)"
     elif isinstance(e, ev.BuildStarted):
         d.message = f"building: {', '.join(e.steps)}"

@@ -7,12 +7,13 @@ decided by `decide_deployment` (pure) on the app's current view in one optimisti
   arrive during a deployment collapse into one deployment of the newest revision;
 - while the app is paused, automatic changes are recorded but not deployed;
 - a revision that rolled back by itself (rejected) is deployed again only when an operator
-  asks for it: a redeploy, or a sync with `force`.
+  asks for it: a redeploy, or a sync with `force` (or hands the files over again: import,
+  zip deploy).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from orchestrator.core import events as ev
 from orchestrator.core.decisions import execute_with_outcome
@@ -24,6 +25,7 @@ from orchestrator.runtime.services import Services
 
 AUTOMATIC = ("poll", "webhook", "push")
 OPERATOR_CHOSEN = ("redeploy", "promote", "rollback")    # what is live is not the source's say
+CHOSEN_FILES = ("import", "zipdeploy")      # files someone hands over: deployed even if once rejected
 
 
 @dataclass(frozen=True)
@@ -48,13 +50,23 @@ class DeploymentRequest:
     source: str | None = None
     rebuild: bool = False       # build without the layer cache
     force: bool = False         # deploy the revision even if it was rejected
+    who: Who | None = None
+
+
+@dataclass(frozen=True)
+class Who:
+    """Who and what a client said it deploys (Kudu's zip deploy parameters)."""
+    deployer: str | None = None
+    author: str | None = None
+    author_email: str | None = None
+    commit_message: str | None = None
 
 
 def request_deployment(services: Services, app: str, revision: str | Callable[[], str],
                        trigger: str, snapshot: str | None = None, origin: str | None = None,
                        source: str | None = None,
                        wanted: Callable[[AppView, str], bool] | None = None,
-                       rebuild: bool = False, force: bool = False) -> Queued:
+                       rebuild: bool = False, force: bool = False, who: Who | None = None) -> Queued:
     """`revision`, or how to read it: a source's head is read after the app's view, inside
     the optimistic append, so of two concurrent requests the one appended last read the newer
     head (read first, a late trigger could queue an older head over a newer one). `wanted`
@@ -69,7 +81,7 @@ def request_deployment(services: Services, app: str, revision: str | Callable[[]
                               declined=True)
         return decide_deployment(view, DeploymentRequest(
             app, chosen, trigger, new_deployment_id(now), now, snapshot, origin, source, rebuild,
-            force))
+            force, who))
     _, _, result = execute_with_outcome(services.projections, app, decide)
     if result.deployment_id and (result.new or result.status == DeploymentStatus.PENDING):
         # Pending: its message may have been lost (Redis went away between the append and
@@ -102,11 +114,12 @@ def decide_deployment(view: AppView, request: DeploymentRequest) -> tuple[list[e
         return change, covered
     if view.paused and r.trigger in AUTOMATIC:
         return change, Queued(None, r.revision, False, f"app is paused ({view.paused})")
-    if r.revision in view.rejected and not r.force and r.trigger not in (*OPERATOR_CHOSEN, "import"):
+    if r.revision in view.rejected and not r.force and r.trigger not in (*OPERATOR_CHOSEN, *CHOSEN_FILES):
         return change, Queued(None, r.revision, False, rejected_reason(view, r.revision))
     queued = ev.DeploymentQueued(app=r.app, at=r.at, deployment_id=r.deployment_id,
                                  revision=r.revision, trigger=r.trigger, snapshot=r.snapshot,
-                                 origin=r.origin, source=r.source, rebuild=r.rebuild)
+                                 origin=r.origin, source=r.source, rebuild=r.rebuild,
+                                 **asdict(r.who or Who()))
     superseded = [ev.DeploymentSuperseded(app=r.app, at=r.at, deployment_id=d.id, by=r.deployment_id)
                   for d in view.waiting()]
     return [*change, queued, *superseded], Queued(r.deployment_id, r.revision, True)

@@ -27,7 +27,7 @@ def import_directory(services: Services, app: str, directory: Path) -> Queued:
     from orchestrator.access.builtin_git import commit_tree
     from orchestrator.releases.snapshots import SnapshotStore
     config = services.config.apps[app]
-    _refuse_if_continuous(app, config)
+    refuse_if_continuous(app, config, "Import")
     directory = Path(directory)
     if not directory.is_dir():
         raise PermanentError(f"{directory} is not a directory")
@@ -64,10 +64,11 @@ def export_release(services: Services, app: str, destination: Path) -> Path:
     return release
 
 
-def _refuse_if_continuous(app: str, config: AppConfig) -> None:
+def refuse_if_continuous(app: str, config: AppConfig, what: str) -> None:
+    """Files handed over (an import, a zip) would be overwritten by the source's next change."""
     if config.source.type != "manual":
         raise PermanentError(f"app {app!r} is on continuous deployment ({config.source.describe()}); "
-                             "its files come from its source. Import is for apps not on it yet "
+                             f"its files come from its source. {what} is for apps not on it "
                              "(source type manual, the default)")
 
 
