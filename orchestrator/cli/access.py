@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from orchestrator.cli.app import app_name, cli, out, services_of
+from orchestrator.cli.plain_help import WholeSummaries
 from orchestrator.cli.reporting import report
 from orchestrator.core.errors import SluiceError
 
@@ -31,7 +32,7 @@ def export(ctx: typer.Context, app: str, directory: Path):
 
 
 credentials_cli = typer.Typer(help="Deployment credentials for the built-in Git repository and FTP.",
-                              no_args_is_help=True)
+                              no_args_is_help=True, rich_markup_mode=None, cls=WholeSummaries)
 cli.add_typer(credentials_cli, name="credentials")
 
 

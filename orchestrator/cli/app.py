@@ -4,20 +4,47 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
-from rich.console import Console
 
+from orchestrator.cli.plain_help import WholeSummaries
 from orchestrator.core.errors import ConfigError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from orchestrator.runtime.services import Services
 
+# Help in Click's plain layout: Rich's panels cost more to import than the interpreter's
+# whole start, and `sluice --help` would pay it for boxes round the same text.
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, cls=WholeSummaries,
                   help="Sluice: continuous deployment from Git (and more) to atomic releases.")
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+
+
+class LazyConsole:
+    """A Rich console made at its first use, so that the commands that print nothing through
+    it (and every --help) do not import Rich; `.console` is the console itself, for the Rich
+    objects that draw on one (Live, Progress)."""
+
+    def __init__(self, **options: Any):
+        self._options = options
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.console, name)
+
+
+out = LazyConsole(soft_wrap=True)
+err = LazyConsole(stderr=True, soft_wrap=True)
 
 
 @cli.callback()

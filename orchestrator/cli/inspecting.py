@@ -1,7 +1,6 @@
 """The commands that show state: apps, deployments, events, queue, log; and verify."""
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Optional
 
@@ -38,6 +37,8 @@ def deployments(ctx: typer.Context, app: str,
                                           help="show the newest N"),
                 show_all: bool = typer.Option(False, "--all", help="show every deployment the app had")):
     """An app's deployment history, newest first (the newest 20 unless told)."""
+    import json
+
     from orchestrator.core import history_pages
     from orchestrator.observe import formatting
     services = services_of(ctx)
@@ -75,6 +76,8 @@ def queue(ctx: typer.Context,
           as_json: bool = typer.Option(False, "--json", help="a JSON object (with --watch: one per line)"),
           watch: bool = typer.Option(False, "--watch", "-w", help="refresh every second until Ctrl-C")):
     """What waits in each Celery queue, what runs, which retries and polls are due."""
+    import json
+
     from rich.live import Live
 
     from orchestrator.observe import formatting
@@ -92,7 +95,7 @@ def queue(ctx: typer.Context,
             if not watch:
                 return
             time.sleep(1)
-    with Live(formatting.queue_tables(inspect_queue(services)), console=out, auto_refresh=False) as live:
+    with Live(formatting.queue_tables(inspect_queue(services)), console=out.console, auto_refresh=False) as live:
         while True:
             time.sleep(1)
             live.update(formatting.queue_tables(inspect_queue(services)), refresh=True)
@@ -129,6 +132,7 @@ def _text_line(line: LogLine) -> None:
 
 
 def _json_line(line: LogLine) -> None:
+    import json
     print(json.dumps(line.to_json()), flush=True)
 
 

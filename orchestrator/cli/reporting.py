@@ -47,7 +47,7 @@ def wait_for_end(services: Services, app: str, deployment_id: str, timeout: floa
     followed = follow_log(services, deployment_id, app)
     events = followed.new_events(block_ms=100) if followed else _ticks()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=out, transient=True) as bar:
+                  TimeRemainingColumn(), console=out.console, transient=True) as bar:
         task = None
         for recorded in chain(followed.recorded if followed else (), events, _ticks()):
             if recorded is not None:

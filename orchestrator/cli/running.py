@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
-import threading
 
 import typer
 
@@ -43,7 +41,9 @@ def worker(ctx: typer.Context, concurrency: int = typer.Option(1, help="parallel
 @cli.command()
 def poller(ctx: typer.Context, concurrency: int = typer.Option(16, help="head checks at once")):
     """Run the poller: head checks of due sources, deployments on change."""
+    import logging
     import signal
+    import threading
 
     from orchestrator.triggers.poller import Poller
     services = services_of(ctx)

@@ -64,3 +64,23 @@ def test_importing_the_cli_and_building_its_commands_imports_nothing_heavy():
                             check=True)
 
     assert heavy_among(json.loads(result.stdout)) == []
+
+
+@pytest.mark.parametrize("command", [(), ("apps",), ("credentials",)])
+def test_help_is_plain_text_and_does_not_import_rich(command):
+    shown, modules = sluice_in_fresh_interpreter(*command, "--help")
+
+    assert "Usage: sluice" in shown and "╭" not in shown
+    assert heavy_among(modules, ("rich",)) == []
+
+
+def test_sluice_help_lists_every_commands_whole_summary_not_cut_to_one_line():
+    from typer.main import get_command
+
+    from orchestrator.cli import cli
+    from orchestrator.cli.plain_help import summary
+    shown, _ = sluice_in_fresh_interpreter("--help")
+
+    listed = " ".join(shown.split())
+    for name, command in get_command(cli).commands.items():
+        assert f"{name} {summary(command.help)}" in listed
