@@ -44,6 +44,11 @@ class Deployment(BaseModel):
     started_at: str | None
     ended_at: str | None
     attempts: int
+    author: str | None = Field(None, description="the commit's author, or a zip deploy's client's")
+    author_email: str | None = None
+    deployer: str | None = Field(None, description="the tool a zip deploy's client named")
+    commit_message: str | None = Field(None, description="the commit's message, or a zip deploy's")
+    change: str = Field("", description="the message's first line and who: what `sluice deployments` shows")
 
 
 class Drift(BaseModel):

@@ -36,7 +36,17 @@ def deployment_json(view: AppView, d: DeploymentView) -> dict:
             "snapshot": d.snapshot, "active": d.id == view.active_deployment,
             "trigger": d.trigger, "message": d.message, "attempts": d.attempts,
             "received_at": iso(d.received_at), "started_at": iso(d.started_at),
-            "ended_at": iso(d.ended_at)}
+            "ended_at": iso(d.ended_at), "author": d.author, "author_email": d.author_email,
+            "deployer": d.deployer, "commit_message": d.commit_message, "change": change_text(d)}
+
+
+def change_text(d: DeploymentView) -> str:
+    """Who changed what, in one short line: the commit's (or zip's) message's first line and
+    its author (or the deploying tool); "" when nothing said."""
+    lines = (d.commit_message or "").strip().splitlines()
+    subject = lines[0][:72] if lines else ""
+    who = d.author or d.deployer or ""
+    return f"{subject} ({who})" if subject and who else subject or who
 
 
 def drift_json(view: AppView) -> dict | None:
@@ -69,11 +79,11 @@ def status_text(status: str) -> Text:
 
 def deployments_table(view: AppView) -> Table:
     table = Table(_id("id", ID_WIDTH + len(" *")), _text("status"), _id("revision", REVISION_WIDTH),
-                  _text("trigger"), _text("received"), _text("took"), _text("message"),
-                  title=f"deployments of {view.name}")
+                  _text("trigger"), _text("change"), _text("received"), _text("took"),
+                  _text("message"), title=f"deployments of {view.name}")
     for d in view.history():
         mark = " *" if d.id == view.active_deployment else ""
-        table.add_row(d.id + mark, status_text(d.status), d.revision[:12], d.trigger,
+        table.add_row(d.id + mark, status_text(d.status), d.revision[:12], d.trigger, change_text(d),
                       _local(d.received_at), took(d.started_at, d.ended_at, TABLE), d.message)
     return table
 

@@ -27,7 +27,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 LOCAL = "http://localhost"        # a Host the API answers to (TestClient's own, testserver, is not)
 V2 = {"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n"}
 DEPLOYMENT_FIELDS = {"id", "app", "status", "revision", "snapshot", "active", "trigger", "message",
-                     "received_at", "started_at", "ended_at", "attempts"}
+                     "received_at", "started_at", "ended_at", "attempts", "author", "author_email",
+                     "deployer", "commit_message", "change"}
 
 
 def configure(workspace, repo, reads: str = "loopback", token: str | None = TOKEN, **apps) -> Services:

@@ -108,7 +108,8 @@
       el("td", {}, d.trigger),
       el("td", {}, el("time", { datetime: d.received_at }, stamp(d.received_at))),
       el("td", { class: "took" }, took(d)),
-      el("td", { class: "message" }, d.message || ""),
+      el("td", { class: "message" }, d.change ? [el("span", { class: "change" }, d.change), " · "] : "",
+        d.message || ""),
       actions);
   }
 
