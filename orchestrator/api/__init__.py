@@ -28,6 +28,8 @@ from orchestrator.api.hosts import HostCheck
 from orchestrator.api.observe import router as observe_router
 from orchestrator.api.scm_deploy import router as scm_deploy_router
 from orchestrator.api.scm_deployments import router as scm_deployments_router
+from orchestrator.api.scm_files import router as scm_files_router
+from orchestrator.api.scm_hooks import router as scm_hooks_router
 from orchestrator.core.errors import ConfigError, NotFound, SluiceError, TransientError
 from orchestrator.observe.queue_view import answering_workers
 from orchestrator.runtime.services import Services
@@ -53,6 +55,8 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(observe_router)
     app.include_router(scm_deploy_router)
     app.include_router(scm_deployments_router)
+    app.include_router(scm_files_router)
+    app.include_router(scm_hooks_router)
 
     @app.get("/healthz")
     async def healthz() -> dict:        # on the event loop: busy worker threads do not delay it
