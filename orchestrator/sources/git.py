@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,8 +28,10 @@ from orchestrator.sources.git_cache import (
     held,
     pin,
     reachable,
+    tip,
 )
 from orchestrator.sources.git_http import remote_head
+from orchestrator.sources.git_trees import Malformed, Unreadable, commit_tree, diff_trees, tree_reader
 from orchestrator.sources.local_refs import AskGit, local_head, local_repository
 from orchestrator.sources.vcs_process import credentials, failure, locked_clone, run, ssh_command
 
@@ -38,7 +39,6 @@ ALIAS_KIND = "git-blob"
 AUTH_REFUSED = ("Authentication failed", "could not read Username", "could not read Password",
                 "returned error: 403", "Permission denied (publickey")
 FILE_MODES = ("100644", "100755")
-TREE_MODE = "040000"
 MIRROR_SETTINGS = {
     # packs arrive whole (index last); loose objects of a killed fetch would not
     "fetch.unpackLimit": 1,
@@ -94,10 +94,10 @@ class GitSource:
 
     def fetch(self, revision: str, into: SnapshotWriter) -> None:
         with self._locked_mirror() as repo:
-            whole = held(repo, revision)
+            whole = held(repo, revision, self.config.branch)
             if not whole:
                 self._fetch(repo, revision)
-                whole = held(repo, revision)
+                whole = held(repo, revision, self.config.branch)
             if not whole and not has_commit(repo, revision):
                 raise RevisionNotFound(f"revision {revision} not found in "
                                        f"{sanitize_url(self.config.url)}")
@@ -113,7 +113,8 @@ class GitSource:
         branch = f"refs/heads/{self.config.branch}"
         try:
             self._fetch_into(repo, f"+{branch}:{branch}", None if self._moved_on_locally() else 1)
-            if reachable(repo, revision) or not FULL_ID.fullmatch(revision):
+            if not FULL_ID.fullmatch(revision) or tip(repo, revision, self.config.branch) \
+                    or reachable(repo, revision):
                 return
             try:
                 self._fetch_into(repo, f"+{revision}:{KEEP}{revision}", 1)
@@ -170,9 +171,9 @@ class GitSource:
                 return changes
             into.drop_base()
             entries = _ls_tree(repo, revision, self.config.path)
-        except git.GitCommandError as exc:      # the objects are here, so git cannot parse them
+        except (git.GitCommandError, Unreadable) as exc:    # the objects are here: git cannot parse them
             raise PermanentError(f"git cannot read the tree of {revision[:12]}: "
-                                 f"{_last_line(exc)}") from None
+                                 f"{_last_line(exc) if isinstance(exc, git.GitCommandError) else exc}") from None
         if not entries and self.config.path:
             raise RevisionNotFound(f"folder {self.config.path!r} does not exist at "
                                    f"revision {revision[:12]}")
@@ -182,21 +183,19 @@ class GitSource:
                             into: SnapshotWriter) -> list[tuple[str, str, str]] | None:
         """What changed between the writer's base revision and `revision`, or None when the
         whole tree must be listed (no base, base unknown here, the ignore rules changed, or
-        a tree the diff went through is malformed)."""
+        a tree the comparison went through is malformed)."""
         base = into.base_revision
-        if not base or not has_commit(repo, base):
+        trees = (commit_tree(repo, base), commit_tree(repo, revision)) if base else (None, None)
+        if trees[0] is None or trees[1] is None:
             return None
-        changes, trees = _diff_tree(repo, base, revision, self.config.path)
-        if any(path == ".funcignore" for _, path, _ in changes):
-            return None
-        malformed = _malformed(repo, {repo.commit(base).tree.hexsha,
-                                      repo.commit(revision).tree.hexsha, *trees})
-        if malformed:
-            # diff-tree walks two trees in step, trusting each to be sorted without
-            # duplicates: it can say `D index.html` of a file the new tree still holds
+        try:
+            changes = diff_trees(tree_reader(repo), trees[0], trees[1], self.config.path)
+        except Malformed as exc:
             log.warning("tree %s has duplicate or unsorted entries (git fsck: duplicateEntries,"
                         " treeNotSorted); listing every file of %s instead of the changes",
-                        malformed, revision[:12])
+                        exc.tree, revision[:12])
+            return None
+        if any(path == ".funcignore" for _, path, _ in changes):
             return None
         return changes
 
@@ -277,54 +276,6 @@ def _ls_tree(repo: git.Repo, revision: str, subfolder: str) -> list[tuple[str, s
         if kind == "blob" and relative:
             entries.append((mode, relative, blob_id))
     return entries
-
-
-def _diff_tree(repo: git.Repo, base: str, revision: str,
-               subfolder: str) -> tuple[list[tuple[str, str, str]], set[str]]:
-    """(new mode, path relative to the subfolder, new blob id) of each changed file, link or
-    submodule (a deletion has mode 000000), and the ids of the trees the diff went into on
-    either side."""
-    args = ["-r", "-t", "-z", "--no-renames", "--no-commit-id", base, revision]
-    if subfolder:
-        args += ["--", subfolder + "/"]
-    fields = repo.git.diff_tree(*args, strip_newline_in_stdout=False).split("\0")
-    changes: list[tuple[str, str, str]] = []
-    trees: set[str] = set()
-    for meta, path in zip(fields[0::2], fields[1::2]):
-        old_mode, new_mode, old_id, new_id, _ = meta.lstrip(":").split(" ")
-        if TREE_MODE in (old_mode, new_mode):
-            trees.update(oid for mode, oid in ((old_mode, old_id), (new_mode, new_id))
-                         if mode == TREE_MODE)
-            continue
-        relative = strip_prefix(path, subfolder)
-        if relative:
-            changes.append((new_mode, relative, new_id))
-    return changes, trees
-
-
-def _malformed(repo: git.Repo, trees: set[str]) -> str | None:
-    """The first of these trees whose entries are not in strictly ascending order (git's:
-    a subtree sorts as if its name ended in '/'), so with a name twice or out of place."""
-    for tree in sorted(trees):
-        data = repo.odb.stream(hex_to_bin(tree)).read()
-        previous = b""
-        for key in _sort_keys(data, len(tree) // 2):
-            if key <= previous:
-                return tree
-            previous = key
-    return None
-
-
-def _sort_keys(data: bytes, id_size: int) -> Iterator[bytes]:
-    """The names of a raw tree object's entries ("<mode> <name>\\0<binary id>"), in order,
-    a subtree's with '/' appended."""
-    start = 0
-    while start < len(data):
-        space = data.index(b" ", start)
-        end = data.index(b"\0", space)
-        name = data[space + 1:end]
-        yield name + b"/" if data[start:space] == b"40000" else name
-        start = end + 1 + id_size
 
 
 def _last_line(exc: git.GitCommandError) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import git
 
 from orchestrator.core.errors import TransientError
+from orchestrator.sources.git_trees import commit_tree, text
 from orchestrator.sources.vcs_process import run
 
 KEEP = "refs/sluice/keep/"
@@ -40,21 +41,35 @@ def reachable(repo: git.Repo, revision: str) -> bool:
 
 
 def has_commit(repo: git.Repo, revision: str) -> bool:
-    try:
-        repo.git.cat_file("-e", f"{revision}^{{commit}}")
-        return True
-    except git.GitCommandError:
+    return commit_tree(repo, revision) is not None
+
+
+def tip(repo: git.Repo, revision: str, branch: str) -> bool:
+    """reachable(), as a deployment mostly finds it: the revision is the branch's head in
+    the mirror, or pinned. Asked of the repository's persistent `git cat-file --batch` (the
+    one that reads blobs), so it starts no process."""
+    if not FULL_ID.fullmatch(revision):
         return False
+    return any(_resolve(repo, ref) == revision for ref in (f"refs/heads/{branch}", KEEP + revision))
 
 
-def held(repo: git.Repo, revision: str) -> bool:
+def _resolve(repo: git.Repo, ref: str) -> str | None:
+    try:
+        return text(repo.git.get_object_data(ref)[0])
+    except ValueError:      # cat-file answered "missing"
+        return None
+
+
+def held(repo: git.Repo, revision: str, branch: str) -> bool:
     """Whether the mirror holds the revision whole: on one of its refs, or its commit and
     every object of its tree here (a commit no ref reaches any more, or copied by a local
     clone), so no fetch is needed."""
-    if reachable(repo, revision):
+    if tip(repo, revision, branch):
         return True
     if not has_commit(repo, revision):
         return False
+    if reachable(repo, revision):
+        return True
     try:
         repo.git.rev_list("--objects", "--no-walk", "--quiet", revision)
         return True

@@ -268,3 +268,34 @@ def test_a_promisor_mark_a_killed_fetch_left_does_not_keep_a_deleted_big_file_in
     collect_caches(apps, tmp_path / "var", {"hello": {head}})
 
     assert not holds(mirror, blob) and holds(mirror, head)
+
+
+def git_commands(trace: Path) -> list[str]:
+    """The git commands Sluice itself started (not those git started for them: upload-pack,
+    index-pack...), as git's trace recorded them: the command, and its first option."""
+    events = [json.loads(line) for line in trace.read_text().splitlines()]
+    commands = []
+    for argv in (e["argv"][1:] for e in events if e["event"] == "start" and "/" not in e["sid"]):
+        while argv[0] in ("-c", "--git-dir"):
+            argv = argv[2:]
+        commands.append(" ".join(argv[:2]) if argv[1:2] and argv[1].startswith("-") else argv[0])
+    return commands
+
+
+def test_a_one_file_change_runs_git_to_fetch_it_read_its_objects_and_pin_it_and_for_nothing_else(
+        tmp_path, monkeypatch):
+    repo = GitRepo(tmp_path / "repo")
+    live_revision = repo.commit({f"d{i}/f.txt": str(i) for i in range(20)})
+    apps = configured(tmp_path, {"hello": git_app(repo, tmp_path / "site", layout="site")})
+    build = Builds(apps["hello"], tmp_path)
+    live = build(live_revision)
+    head = repo.commit({"d3/f.txt": "changed"})
+    trace = tmp_path / "trace.json"
+    monkeypatch.setenv("GIT_TRACE2_EVENT", str(trace))
+
+    snapshot = build(head, (live_revision, live))
+
+    assert sorted(git_commands(trace)) == ["cat-file --batch", "fetch --quiet", "merge-base --is-ancestor",
+                                           "update-ref"]
+    monkeypatch.delenv("GIT_TRACE2_EVENT")
+    assert snapshot.incremental and snapshot.manifest == build(head).manifest
