@@ -59,6 +59,15 @@ class Manifest:
     links: dict[str, str]
     _buckets: Buckets | None = field(default=None, compare=False, repr=False)
     _folders: dict[str, int] | None = field(default=None, compare=False, repr=False)
+    _size: int | None = field(default=None, compare=False, repr=False)
+
+    def size(self) -> int:
+        """The bytes of every file (summed the first time, unless derived from a manifest
+        that knew its own)."""
+        if self._size is None:
+            object.__setattr__(self, "_size", sum(e.size for e in self.files.values()))
+        assert self._size is not None
+        return self._size
 
     def folders(self) -> dict[str, int]:
         """Every folder the tree implies, with how many entries lie beneath it."""
@@ -113,6 +122,10 @@ class Manifest:
                 if was != now:
                     _count_folders(counts, path, 1 if now else -1)
             object.__setattr__(derived, "_folders", counts)
+        if self._size is not None:
+            object.__setattr__(derived, "_size", self._size + sum(
+                (files[p].size if p in files else 0) - (self.files[p].size if p in self.files else 0)
+                for p in set(touched)))
         return derived
 
     def bucket_bytes(self, b: int) -> bytes:

@@ -59,7 +59,7 @@ class Snapshot:
 
     @property
     def bytes(self) -> int:
-        return sum(e.size for e in self.manifest.files.values())
+        return self.manifest.size()
 
 
 class SnapshotStore:

@@ -68,6 +68,17 @@ def test_a_derived_snapshot_is_the_snapshot_of_the_same_tree_built_from_nothing(
     assert derived.manifest == store.manifest(derived.id)
 
 
+def test_a_derived_snapshot_counts_its_bytes_from_its_bases_and_the_change_as_a_full_one_does(store):
+    first = full(store, TREE)
+    assert first.bytes == sum(map(len, TREE.values()))
+    derived = change(store, first, put={"new/file.txt": b"new", "d001/f0060.txt": b"longer than before"},
+                     remove=("d002/f0100.txt",), links={"d003/f0150.txt": "../d001/f0060.txt"})
+    tree = {**TREE, "new/file.txt": b"new", "d001/f0060.txt": b"longer than before"}
+    del tree["d002/f0100.txt"], tree["d003/f0150.txt"]
+
+    assert derived.bytes == sum(map(len, tree.values())) == store.manifest(derived.id).size()
+
+
 def test_a_stored_manifest_loads_back_whole_from_a_fresh_store(store, tmp_path):
     first = full(store, TREE, links={"latest": "d001"})
     again = SnapshotStore(tmp_path / "store").manifest(first.id)
