@@ -1,8 +1,9 @@
 """What a deployment leaves to tidy: the releases retention lets go of, under the app's lease
 (a rename each: the newest kept as the app's spare, the rest to the trash), and, after the
-lease is let go, the trash emptied and, now and then, the store, its build layers, builds'
-leftover scratch folders and the sources' caches collected — off the deployment's path, so
-the next deployment of the app does not wait for them."""
+lease is let go, the trash emptied, the app's Git mirror kept small (sources/mirror_upkeep.py)
+and, now and then, the store, its build layers, builds' leftover scratch folders and the
+sources' caches collected — off the deployment's path, so the next deployment of the app
+does not wait for them."""
 from __future__ import annotations
 
 import logging
@@ -21,7 +22,10 @@ from orchestrator.releases.retention import (
 from orchestrator.releases.snapshots import SnapshotStore
 from orchestrator.releases.spares import empty_trash, spare_snapshots
 from orchestrator.runtime.services import Services
+from orchestrator.sources import source_for
 from orchestrator.sources.cache_gc import collect_caches
+from orchestrator.sources.git import GitSource
+from orchestrator.sources.mirror_upkeep import keep_up
 
 log = logging.getLogger("sluice.worker")
 CLEANING_TTL = 600      # seconds: a worker that dies while cleaning up leaves no key for long
@@ -46,6 +50,7 @@ def clean_up(services: Services, store: SnapshotStore, holder: str, app: str) ->
     services.redis.set(keys.cleaning(app), holder, ex=CLEANING_TTL)
     try:
         empty_trash(services.config.data_dir / "releases" / app)
+        _keep_up_mirror(services, app)
         interval = services.config.gc_interval
         if interval <= 0 or services.redis.set(keys.GC, holder, nx=True, ex=int(interval)):
             collect(services, store)
@@ -53,6 +58,22 @@ def clean_up(services: Services, store: SnapshotStore, holder: str, app: str) ->
         log.warning("%s: cleaning up after the deployment failed: %s", app, exc)
     finally:
         services.redis.delete(keys.cleaning(app))
+
+
+def _keep_up_mirror(services: Services, app: str) -> None:
+    """The app's Git mirror without the pins and packs its deployments piled up since the
+    last collection; the revisions kept are those of every app fetching from that mirror."""
+    config, data_dir = services.config.apps.get(app), services.config.data_dir
+    source = source_for(config, data_dir) if config is not None else None
+    if config is None or not isinstance(source, GitSource):
+        return
+    mirror = source.mirror
+
+    def kept() -> set[str]:
+        sharing = [name for name, other in services.config.apps.items()
+                   if isinstance(s := source_for(other, data_dir), GitSource) and s.mirror == mirror]
+        return set().union(*kept_revisions(services.projections.apps(sharing)).values())
+    keep_up(mirror, kept, config.keep_releases)
 
 
 def collect(services: Services, store: SnapshotStore) -> None:
