@@ -32,6 +32,7 @@ from orchestrator.deploying.build import BuildContext, LiveBuild, build
 from orchestrator.deploying.dispatch import enqueue
 from orchestrator.deploying.housekeeping import clean_up, let_go_of_old_releases
 from orchestrator.deploying.retries import FailedAttempt, decide_after_failure
+from orchestrator.observe.metrics import keep_current
 from orchestrator.observe.store_metrics import record_corrupt_blobs
 from orchestrator.releases.integrity import CorruptBlob, Quarantine
 from orchestrator.releases.materialise import (
@@ -76,6 +77,7 @@ def run(ctx: WorkerContext, app: str, deployment_id: str, attempt: int) -> str:
         outcome = _attempt(ctx, app, config, deployment_id, attempt, lease)
     _hand_over(ctx, app, deployment_id)     # after letting go, so the next one can start
     clean_up(ctx.services, ctx.store, ctx.holder, app)
+    keep_current(ctx.services, [app])       # a first scrape then folds no whole history
     return outcome
 
 

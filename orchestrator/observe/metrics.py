@@ -9,6 +9,8 @@ no counter lives in a process's memory:
   replaying gives the same figures. Only the configured apps are shown (an app taken out
   of the config keeps its events, not its figures), all read in a few round trips; each
   app's samples are kept as written (observe/metrics_text.py), formatted again when it moves.
+  The worker keeps an app's figures and texts current after each of its deployments
+  (`keep_current`), so even the first scrape of a fleet formats only what moved since.
 - head checks are timed by the poller, which adds each one to a hash
   (`sluice:metrics:polls`: `{source type}:le:{bound}`, `:sum`, `:count`, `:errors`).
 - queue depth is the length of the Celery `deploy` queue's lists, read at the scrape.
@@ -61,6 +63,9 @@ DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 LATENCY_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 HEAD_CHECK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 REMEMBERED_CHANGES = 100    # revisions detected and not yet live, kept for change-to-live
+# the formats scrapers ask for (Prometheus prefers OpenMetrics), by content type, each encoder
+SCRAPED_FORMATS = {content_type.partition(";")[0]: encode for encode, content_type in
+                   map(choose_encoder, ("", "application/openmetrics-text"))}
 
 
 def app_state_key(app: str) -> str:
@@ -332,7 +337,7 @@ def exposition(services: Services, accept: str | None = None) -> tuple[bytes, st
     apps = list(services.config.apps)       # not every app the store ever saw
     texts = metrics_text.kept(services.redis, fmt, services.store.versions(apps))
     if moved := [app for app in apps if app not in texts]:
-        fresh = _texts(services, moved, encode)
+        fresh = _texts(services, moved, {fmt: encode})[fmt]
         metrics_text.save(services.redis, fmt, fresh)
         texts.update((app, samples) for app, (_, samples) in fresh.items())
     headers, _ = metrics_text.split(encode(_registry(app_families([], {}, []))))
@@ -340,13 +345,27 @@ def exposition(services: Services, accept: str | None = None) -> tuple[bytes, st
     return metrics_text.joined(headers, [texts[app] for app in apps], rest), content_type
 
 
-def _texts(services: Services, apps: list[str], encode) -> dict[str, tuple[int, list[bytes]]]:
-    """Each app's samples per family and the stream's version they show (an event appended
-    while they were read shows in one and not the other: the older, to read them again)."""
+def keep_current(services: Services, apps: list[str]) -> None:
+    """The apps' figures caught up and their text kept in each format a scraper asks for
+    (what the worker does after each deployment; never fails the caller): a scrape, the
+    first of a fleet never scraped too, then puts kept texts together, folding and formatting
+    only the apps that moved since, not every app's whole history."""
+    try:
+        for fmt, samples in _texts(services, apps, SCRAPED_FORMATS).items():
+            metrics_text.save(services.redis, fmt, samples)
+    except redis.RedisError as exc:
+        log.warning("metrics of %s not kept (the next scrape folds them): %s", ", ".join(apps), exc)
+
+
+def _texts(services: Services, apps: list[str], encoders: dict) -> dict[str, dict[str, tuple[int, list[bytes]]]]:
+    """Per format, each app's samples per family and the stream's version they show (an event
+    appended while they were read shows in one and not the other: the older, to read them again)."""
     figures = apps_figures(services, apps)
-    return {app: (min(figures[app].seen, view.version),
-                  metrics_text.split(encode(_registry(app_families([app], figures, [view]))))[1])
-            for app, view in zip(apps, services.projections.apps(apps))}
+    views = services.projections.apps(apps)
+    return {fmt: {app: (min(figures[app].seen, view.version),
+                        metrics_text.split(encode(_registry(app_families([app], figures, [view]))))[1])
+                  for app, view in zip(apps, views)}
+            for fmt, encode in encoders.items()}
 
 
 def _registry(families: list) -> CollectorRegistry:

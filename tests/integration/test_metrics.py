@@ -9,9 +9,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.api import create_app
 from orchestrator.core import events as ev
+from orchestrator.core import keys
 from orchestrator.core.decisions import execute
 from orchestrator.core.lease import Lease
-from orchestrator.observe.metrics import app_state_key, exposition, queue_depth
+from orchestrator.observe import metrics_text
+from orchestrator.observe.metrics import SCRAPED_FORMATS, app_state_key, exposition, queue_depth
 from orchestrator.triggers.poller import Poller
 from tests.helpers import FUNCTION_APP, git_app
 from tests.integration.flow import sync_and_wait
@@ -75,6 +77,26 @@ def test_the_figures_are_not_counted_twice_and_survive_losing_their_cache(worksp
     assert sample(first, "sluice_deployments_total", app="hello", status="success") == 1
     assert sample(second, "sluice_deployments_total", app="hello", status="success") == 2
     assert scrape(services) == scrape(services) == second
+
+
+def test_the_worker_keeps_a_deployed_apps_text_in_each_scraped_format_so_a_first_scrape_folds_none_of_its_history(
+        workspace, clean_redis):
+    repo, services = workspace.app_with(FUNCTION_APP)
+    sync_and_wait(services, "hello")
+    repo.commit({"extra.txt": "x"})
+    sync_and_wait(services, "hello")
+    versions = services.store.versions(["hello"])
+
+    kept = {fmt: metrics_text.kept(clean_redis, fmt, versions) for fmt in SCRAPED_FORMATS}
+
+    assert set(SCRAPED_FORMATS) == {"text/plain", "application/openmetrics-text"}
+    assert all("hello" in texts for texts in kept.values()), "kept at the stream's version, before any scrape"
+    first = scrape(services)
+    for pattern in (app_state_key("*"), keys.metrics_text("*", "*")):     # figures and texts
+        for key in clean_redis.scan_iter(pattern):
+            clean_redis.delete(key)
+    assert scrape(services) == first            # the same figures as a scrape folding everything
+    assert sample(first, "sluice_deployments_total", app="hello", status="success") == 2
 
 
 def test_switched_deployments_show_as_activating_or_verifying_and_rollbacks_are_counted(workspace):
