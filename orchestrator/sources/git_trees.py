@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterator
 import git
 
 DELETED = "000000"
+# the modes git writes, already canonical: most entries need no arithmetic
+MODES = {b"100644": stat.S_IFREG | 0o644, b"100755": stat.S_IFREG | 0o755, b"40000": stat.S_IFDIR,
+         b"120000": stat.S_IFLNK, b"160000": 0o160000}
 # (sort key: the name, a tree's with "/" appended, as git orders them; mode; binary id)
 Entry = tuple[bytes, int, bytes]
 Reader = Callable[[str], bytes]
@@ -122,7 +125,7 @@ def _entries(read: Reader, tree: str) -> list[Entry]:
         while start < len(data):
             space = data.index(b" ", start)
             end = data.index(b"\0", space)
-            mode = _canonical(int(data[start:space], 8))
+            mode = MODES.get(data[start:space]) or _canonical(int(data[start:space], 8))
             name = data[space + 1:end]
             key = name + b"/" if mode == stat.S_IFDIR else name
             if key <= previous or end + 1 + size > len(data):
