@@ -6,7 +6,8 @@
     file; all queued at once) beside N deployments of one app (N commits, deployed one after
     another), each by a fresh `sluice worker` of concurrency 1 on one real redis-server.
     Figures: worker time per deployment (Celery's `succeeded in`, summed) and wall-clock.
-    Target: ratio <= 1.2.
+    Target: ratio <= 1.2; and one app's last 100 deployments beside its first 100 (its cost
+    must not grow with its history: ratio <= 1.2).
 (b) What a task pays for its config at 1, N and 5N apps: before, load_config and
     Services.build at every task; now, LiveConfig.current() and FollowedServices (a stat).
 (c) load_config itself at 1, N and 5N apps, beside the same read with the collector running
@@ -125,10 +126,22 @@ def deployment_rows(apps: int, fleet: dict, one: dict) -> list[tuple[str, str, s
          f"{ms(statistics.mean(one['times']))}; {ms(statistics.median(one['times']))} "
          f"({apps:,} deployments of one app)",
          f"ratio {ratio:.2f} <= {RATIO_TARGET}: {'met' if ratio <= RATIO_TARGET else 'NOT met'}"),
+        history_row(one["times"]),
         (f"{apps:,} apps' first deployments: wall-clock (deployments/min)",
          f"{fleet['wall']:.1f} s ({apps / fleet['wall'] * 60:.0f}/min)",
          f"{one['wall']:.1f} s ({apps / one['wall'] * 60:.0f}/min)", "(one after another: includes waiting)"),
     ]
+
+
+def history_row(times: list[float]) -> tuple[str, str, str, str]:
+    """Whether one app's deployment costs more as its history grows: its last deployments
+    beside its first ones, in the same run."""
+    n = min(100, len(times) // 2)
+    first, last = statistics.median(times[:n]), statistics.median(times[-n:])
+    ratio = last / first
+    return (f"one app: worker time per deployment, median of its last {n} vs its first {n}",
+            ms(last), ms(first) + f" (its first {n})",
+            f"ratio {ratio:.2f} <= {RATIO_TARGET}: {'met' if ratio <= RATIO_TARGET else 'NOT met'}")
 
 
 def config_rows(base: Path, url: str, apps: int) -> list[tuple[str, str, str, str]]:
