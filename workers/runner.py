@@ -134,7 +134,8 @@ def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
     _record(ctx, app, deployment_id, ev.SnapshotBuilt, snapshot=snapshot.id,
             files=snapshot.files, bytes=snapshot.bytes,
             blobs_added=snapshot.blobs_added, blobs_reused=snapshot.blobs_reused,
-            source=source, incremental=snapshot.incremental, seconds=steps.end(keep=False))
+            source=source, incremental=snapshot.incremental, seconds=steps.end(keep=False),
+            **_who(snapshot))
     if not d.preset_snapshot or d.rebuild or d.trigger == "zipdeploy":     # a zip holds sources
         steps.begin("build")
         snapshot = _build(ctx, app, config, d, snapshot, live) or snapshot
@@ -222,6 +223,12 @@ def _snapshot(ctx: WorkerContext, config: AppConfig, d: DeploymentView,
     writer.on_progress = _progress_reporter(ctx, d.id)
     source_for(config, ctx.services.config.data_dir).fetch(d.revision, writer)
     return writer.seal(), fingerprint(config)
+
+
+def _who(snapshot: Snapshot) -> dict[str, str]:
+    c = snapshot.commit
+    return {} if c is None else {"author": c.author, "author_email": c.author_email,
+                                 "commit_message": c.message}
 
 
 def _build(ctx: WorkerContext, app: str, config: AppConfig, d: DeploymentView,

@@ -35,6 +35,7 @@ CHUNK = 1 << 20
 RECENT_MANIFESTS = 16
 CACHED_BUCKETS = 8192       # parsed buckets kept in memory: a manifest sharing them loads fast
 FUNCIGNORE = ".funcignore"
+MAX_WHO, MAX_MESSAGE = 200, 2000        # characters of a commit's author and message kept
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,14 @@ class Base:
 
 
 @dataclass(frozen=True)
+class Commit:
+    """The source revision's commit: who made it and why (bounded: MAX_WHO, MAX_MESSAGE)."""
+    author: str
+    author_email: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Snapshot:
     id: str
     manifest: Manifest
@@ -52,6 +61,7 @@ class Snapshot:
     blobs_reused: int
     incremental: bool = False
     fresh: frozenset[str] = frozenset()     # blobs this build wrote, hashed as they were written
+    commit: Commit | None = None            # the source revision's commit, when it has one
 
     @property
     def files(self) -> int:
@@ -257,6 +267,7 @@ class SnapshotBuilder:
         self._written: set[str] = set()
         self.added = self.reused = 0
         self.on_progress: Callable[[int, int], None] | None = None
+        self.commit: Commit | None = None
 
     @property
     def base_revision(self) -> str | None:
@@ -308,6 +319,10 @@ class SnapshotBuilder:
         if self.on_progress:
             self.on_progress(done, total)
 
+    def describe_commit(self, author: str, author_email: str, message: str) -> None:
+        # bounded: it is recorded in an event, and a commit message can be any size
+        self.commit = Commit(author[:MAX_WHO], author_email[:MAX_WHO], message[:MAX_MESSAGE])
+
     def _put(self, path: str, entry: FileEntry) -> None:
         self._listed_once(path)
         self.remove(path)           # the base's entry there, a file or a link
@@ -346,7 +361,8 @@ class SnapshotBuilder:
             manifest = self.base.manifest.derive(files, links, changed)
             check_changes(self.base.manifest, manifest, changed)
         return Snapshot(self.store.save_manifest(manifest), manifest, self.added, self.reused,
-                        incremental=self.base is not None, fresh=frozenset(self._written))
+                        incremental=self.base is not None, fresh=frozenset(self._written),
+                        commit=self.commit)
 
     def _funcignore(self) -> str:
         entry = self._files.get(FUNCIGNORE)

@@ -57,6 +57,9 @@ class SnapshotWriter(Protocol[Entry]):
     def report_progress(self, done: int, total: int) -> None:
         """Downloads done of those needed (for progress bars); sources call it as they go."""
 
+    def describe_commit(self, author: str, author_email: str, message: str) -> None:
+        """The revision's commit, for the history (a source with commits: git, hg)."""
+
 
 class Source(Protocol):
     def latest(self, cursor: str | None) -> Change | None:

@@ -30,6 +30,7 @@ from orchestrator.sources.git_cache import (
     reachable,
     tip,
 )
+from orchestrator.sources.git_commits import commit_details, commit_object
 from orchestrator.sources.git_http import remote_head
 from orchestrator.sources.git_trees import Malformed, Unreadable, commit_tree, diff_trees, tree_reader
 from orchestrator.sources.local_refs import AskGit, local_head, local_repository
@@ -102,6 +103,9 @@ class GitSource:
                 raise RevisionNotFound(f"revision {revision} not found in "
                                        f"{sanitize_url(self.config.url)}")
             self._write_tree(repo, revision, into)
+            commit = commit_object(repo, revision)
+            if commit is not None:
+                into.describe_commit(*commit_details(commit))
             if whole:
                 pin(repo, revision)
 

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 
 import git
 
+from orchestrator.sources.git_commits import commit_object
+
 DELETED = "000000"
 # the modes git writes, already canonical: most entries need no arithmetic
 MODES = {b"100644": stat.S_IFREG | 0o644, b"100755": stat.S_IFREG | 0o755, b"40000": stat.S_IFDIR,
@@ -38,9 +40,8 @@ class Unreadable(Exception):
 
 def commit_tree(repo: git.Repo, revision: str) -> str | None:
     """The id of the revision's tree; None when the repository holds no such commit."""
-    try:
-        _, _, _, data = repo.git.get_object_data(f"{revision}^{{commit}}")
-    except ValueError:      # cat-file answered "missing" (or "ambiguous")
+    data = commit_object(repo, revision)
+    if data is None:
         return None
     first = data.split(b"\n", 1)[0]
     return first.removeprefix(b"tree ").decode()

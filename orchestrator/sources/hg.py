@@ -102,6 +102,7 @@ class HgSource:
                 raise RevisionNotFound(f"revision {revision} not found in {self.where}")
             base = into.base_revision if into.base_revision in present else None
             self._write_tree(revision, base, into)
+            into.describe_commit(*self._commit(revision))
 
     def _write_tree(self, revision: str, base: str | None, into: SnapshotWriter) -> None:
         entries = self._manifest(revision)
@@ -138,6 +139,13 @@ class HgSource:
             if relative:
                 entries[relative] = (meta[:40], meta[40:], full)
         return entries
+
+    def _commit(self, revision: str) -> tuple[str, str, str]:
+        """The changeset's author (name and email, as Mercurial splits its one field) and
+        description."""
+        out = self._hg(["log", "-r", revision, "-T", "{author|person}\\0{author|email}\\0{desc}"], "log")
+        person, email, message = (out.split("\0", 2) + ["", ""])[:3]
+        return person, email, message.strip()
 
     def _changes_since(self, base: str, revision: str) -> set[str] | None:
         """Paths (relative to the subfolder) added, modified or removed since the base

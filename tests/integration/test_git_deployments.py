@@ -5,6 +5,7 @@ import os
 import stat
 
 from orchestrator.deploying.dispatch import request_deployment
+from orchestrator.observe.formatting import change_text
 from orchestrator.triggers.poller import Poller
 from tests.helpers import FUNCTION_APP, git_app
 from tests.integration.flow import event_types, sync_and_wait, tree, wait_until_ended
@@ -243,3 +244,15 @@ def test_a_deployment_the_disk_refuses_fails_naming_the_step_and_the_path(worksp
 
     assert d.status == "failed" and "materialise" in d.message and str(blocked) in d.message
     assert "unexpected" not in d.message
+
+
+def test_the_history_records_who_made_the_deployed_commit_and_why(workspace):
+    repo = workspace.repo()
+    repo.commit(FUNCTION_APP, "Say hello\n\nThe first function of the app.")
+    services = workspace.configure({"hello": git_app(repo, workspace.target("hello"))})
+
+    d = sync_and_wait(services, "hello")
+
+    assert (d.author, d.author_email) == ("Test", "test@localhost")
+    assert d.commit_message == "Say hello\n\nThe first function of the app."
+    assert change_text(d) == "Say hello (Test)"

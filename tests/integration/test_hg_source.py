@@ -322,3 +322,13 @@ def test_a_pull_with_credentials_changed_to_wrong_ones_is_an_authentication_fail
             snapshot(wrong, SnapshotStore(tmp_path / "store"), change)
         assert "wrong" not in str(raised.value)
         assert snapshot(right, SnapshotStore(tmp_path / "store"), change).manifest
+
+
+def test_the_history_records_the_changesets_author_and_description(workspace, repo, served):
+    url, _ = served
+    repo.commit({"index.html": "v2"}, "Publish v2")
+    services = workspace.configure({"site": hg_app(url, workspace.target("site"))})
+
+    d = sync_and_wait(services, "site")
+
+    assert (d.author, d.commit_message) == ("test", "Publish v2")
