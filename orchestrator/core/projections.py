@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
+import redis
 
 from orchestrator.core import events as ev
 from orchestrator.core import keys
 from orchestrator.core.event_log import EventLog, RecordedEvent
 from orchestrator.core.statuses import FINAL_STATUS, DeploymentStatus
+from orchestrator.core.view_saves import save_views
 
 RECENT = 50
 REJECTED = 20       # rejected revisions remembered (a newer revision makes older ones moot)
@@ -250,8 +252,8 @@ class Projections:
         new = self.store.read(name, after_id=view.last_id)
         for r in new:
             fold(view, r)
-        if new and self.cache is not None:
-            self.cache.set(keys.app_projection(name), view.to_json())
+        if new:
+            self._save([view])
         return view
 
     def apps(self, names: Iterable[str]) -> list[AppView]:
@@ -263,15 +265,22 @@ class Projections:
             if self.cache is not None and names else [None] * len(names)
         views = [_decoded(raw) or AppView(name=name) for name, raw in zip(names, cached)]
         new = self.store.read_many({name: view.last_id for name, view in zip(names, views)})
-        moved = {}
         for name, view in zip(names, views):
             for r in new[name]:
                 fold(view, r)
-            if new[name]:
-                moved[keys.app_projection(name)] = view.to_json()
-        if moved and self.cache is not None:
-            self.cache.mset(moved)
+        self._save([view for view in views if new[view.name]])
         return views
+
+    def _save(self, views: list[AppView]) -> None:
+        """Keep the views that moved for the next reader; in Redis, only while their streams
+        still hold what they folded (core/view_saves.py)."""
+        if self.cache is None or not views:
+            return
+        if isinstance(self.cache, redis.Redis):
+            save_views(self.cache, [(keys.app_projection(v.name), keys.app_events(v.name),
+                                     v.last_id or "0-0", v.to_json()) for v in views])
+        else:
+            self.cache.mset({keys.app_projection(v.name): v.to_json() for v in views})
 
     def _cached(self, name: str) -> AppView | None:
         return _decoded(self.cache.get(keys.app_projection(name)) if self.cache is not None else None)
