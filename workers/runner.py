@@ -30,7 +30,7 @@ from orchestrator.deploying.after_switch import (
 from orchestrator.deploying.before_switch import Candidate, check_before_switch
 from orchestrator.deploying.build import BuildContext, LiveBuild, build
 from orchestrator.deploying.dispatch import enqueue
-from orchestrator.deploying.housekeeping import clean_up, let_go_of_old_releases
+from orchestrator.deploying.housekeeping import clean_up, cleaning_begins, let_go_of_old_releases
 from orchestrator.deploying.retries import FailedAttempt, decide_after_failure
 from orchestrator.observe.metrics import keep_current
 from orchestrator.observe.store_metrics import record_corrupt_blobs
@@ -75,6 +75,7 @@ def run(ctx: WorkerContext, app: str, deployment_id: str, attempt: int) -> str:
                            reason=f"app {app!r} is no longer in the configuration")
     with Lease(ctx.services.redis, app, ctx.holder, ctx.services.config.lease_ttl) as lease:
         outcome = _attempt(ctx, app, config, deployment_id, attempt, lease)
+        cleaning_begins(ctx.services, app, ctx.holder)      # never a moment with neither key
     _hand_over(ctx, app, deployment_id)     # after letting go, so the next one can start
     clean_up(ctx.services, ctx.store, ctx.holder, app)
     keep_current(ctx.services, [app])       # a first scrape then folds no whole history

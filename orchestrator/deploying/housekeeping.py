@@ -44,10 +44,16 @@ def let_go_of_old_releases(services: Services, app: str, config: AppConfig) -> N
                                                       releases=removed)], ANY_VERSION)
 
 
+def cleaning_begins(services: Services, app: str, holder: str) -> None:
+    """Say that a clean-up of the app goes on (`sluice:cleaning:{app}`), before the app's lease
+    is let go: whoever waits for the app to be left alone sees one key or the other."""
+    services.redis.set(keys.cleaning(app), holder, ex=CLEANING_TTL)
+
+
 def clean_up(services: Services, store: SnapshotStore, holder: str, app: str) -> None:
     """The app's trash emptied and, at most once per gc_interval across workers, the store
-    collected (after the app's lease is let go; `sluice:cleaning:{app}` says it goes on)."""
-    services.redis.set(keys.cleaning(app), holder, ex=CLEANING_TTL)
+    collected (after the app's lease is let go; `cleaning_begins` said it goes on)."""
+    cleaning_begins(services, app, holder)
     try:
         empty_trash(services.config.data_dir / "releases" / app)
         _keep_up_mirror(services, app)
