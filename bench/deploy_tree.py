@@ -4,7 +4,9 @@
 
 1. A git repo of N files of 1 KiB (100 per folder): first deploy, then --runs deployments
    that each follow a one-file commit, end to end (real redis-server and Celery worker) and
-   in-process, stage by stage. Baselines: `cp -al` and a fresh `rsync -a` of the same tree.
+   in-process, stage by stage. Baselines: `cp -al` and a fresh `rsync -a` of the same tree,
+   and an in-place `rsync -a` of a one-file change onto a copy of the tree. The worker's time
+   is shown to its deployment's end and to its letting go of the app (pruning included).
 2. Change-to-live latency of a 10-file site polled every 1 s (Poller in a thread).
 Everything lives in a temp dir (under --workdir if given), removed at the end.
 """
@@ -37,6 +39,7 @@ from rich.console import Console
 
 from orchestrator.config.settings import load_config
 from orchestrator.config.sources import GitSourceConfig
+from orchestrator.core import keys
 from orchestrator.deploying.sync import sync_now
 from orchestrator.releases.materialise import (
     Previous,
@@ -90,6 +93,20 @@ def baselines(tree: Path, dst: Path, runs: int) -> tuple[float, float | None]:
                                  for _ in range(runs))
 
 
+def rsync_change(tree: Path, dst: Path, runs: int) -> float:
+    """Median of an in-place `rsync -a SRC/ DST/` after one file of SRC changed, DST holding
+    SRC as it was: what updating a site in place costs."""
+    shutil.copytree(tree, dst)
+    files = sorted(p for p in tree.rglob("*") if p.is_file())
+    samples = []
+    for i in range(runs):
+        files[(i * 7919) % len(files)].write_bytes(os.urandom(1024))
+        os.sync()
+        samples.append(timed(subprocess.run, ["rsync", "-a", f"{tree}/", f"{dst}/"])[0])
+    shutil.rmtree(dst)
+    return statistics.median(samples)
+
+
 class InProcess:
     """The worker's building blocks called directly, each stage timed."""
 
@@ -121,15 +138,18 @@ def ended(services: Services, app: str, deployment_id: str):
     return d if d is not None and d.terminal else None
 
 
-def deploy_e2e(services: Services, app: str) -> tuple[float, float]:
-    """(worker seconds started->ended, wall seconds sync->ended) of one sync_now."""
+def deploy_e2e(services: Services, app: str) -> tuple[float, float, float]:
+    """(worker seconds started->ended, wall seconds sync->ended, worker seconds started->
+    the app let go: its old releases pruned, its lease and clean-up over) of one sync_now."""
     t0 = time.monotonic()
     q = sync_now(services, app)
-    d = wait(lambda: ended(services, app, q.deployment_id), 0.01, 300, q.deployment_id)
+    d = wait(lambda: ended(services, app, q.deployment_id), 0.002, 300, q.deployment_id)
     wall = time.monotonic() - t0
     if d.status != "success":
         raise RuntimeError(f"deployment {d.id}: {d.status}: {d.message}")
-    return d.ended_at - d.started_at, wall
+    wait(lambda: not services.redis.exists(keys.lease(app), keys.cleaning(app)), 0.002, 300,
+         f"{app} to be let go")
+    return d.ended_at - d.started_at, wall, time.time() - d.started_at
 
 
 def read_or_none(path: Path) -> bytes | None:
@@ -174,7 +194,8 @@ def one_file_changes(inproc: InProcess, services: Services, repo: Path, args) ->
                       f"in-process {ms(sum(stages.values()))}")
     return {"stages": {s: statistics.median(x[0][s] for x in samples) for s in STAGES},
             "worker": statistics.median(x[1] for x in samples),
-            "wall": statistics.median(x[2] for x in samples)}
+            "wall": statistics.median(x[2] for x in samples),
+            "let_go": statistics.median(x[3] for x in samples)}
 
 
 def bench(base: Path, args) -> dict:
@@ -194,6 +215,8 @@ def bench(base: Path, args) -> dict:
         r.update(one_file_changes(inproc, services, repo, args))
         shutil.copytree(repo, base / "tree", ignore=shutil.ignore_patterns(".git"))
         r["cp"], r["rsync"] = baselines(base / "tree", base / "dst", max(args.runs, 5))
+        r["rsync_change"] = rsync_change(base / "tree", base / "dst", max(args.runs, 5)) \
+            if r["rsync"] is not None else None
         console.print(f"change-to-live latency, {args.latency_runs} commits ...")
         r["latency"] = latency(services, small, base / "sites" / "latency" / "index.html",
                                args.latency_runs)
@@ -214,6 +237,12 @@ def report(n: int, r: dict) -> None:
             if rs is None else
             ("1-file change, worker", ms(w), f"rsync -a {ms(rs)}", f"{rs / w:.2f}x faster",
              ">= 20x faster", verdict(rs >= 20 * w)),
+            ("1-file change, worker to letting go (pruning included)", ms(r["let_go"]), cp_s,
+             f"{r['let_go'] / cp:.2f}x"),
+            *([] if r["rsync_change"] is None else
+              [("1-file change, worker to letting go", ms(r["let_go"]),
+                f"in-place rsync -a {ms(r['rsync_change'])}", f"{r['let_go'] / r['rsync_change']:.2f}x",
+                "<= 1x", verdict(r["let_go"] <= r["rsync_change"]))]),
             ("1-file change, wall (sync -> live)", ms(r["wall"]), cp_s, f"{r['wall'] / cp:.2f}x"),
             ("in-process first deploy", ms(sum(r["first_stages"].values()))),
             ("in-process 1-file change, total", ms(total), cp_s, f"{total / cp:.2f}x"),
