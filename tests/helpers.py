@@ -53,6 +53,14 @@ class GitRepo:
     def checkout(self, branch: str, create: bool = False) -> None:
         git(self.path, "checkout", "--quiet", *(["-b"] if create else []), branch)
 
+    def through_a_mirror(self) -> GitRepo:
+        """Have Sluice read this repository as a remote one, fetching it into a mirror:
+        marked a partial clone (every object is here nonetheless), which Sluice does not
+        read in place (sources/git_in_place.py)."""
+        git(self.path, "config", "core.repositoryformatversion", "1")
+        git(self.path, "config", "extensions.partialClone", "origin")
+        return self
+
 
 FUNCTION_APP = {
     "host.json": '{"version": "2.0"}',

@@ -1,7 +1,7 @@
 """The source caches' share of the garbage collection: the mirror or clone of a source no
-configured app uses any more is removed; a Git mirror is cut down to the tracked branches'
-heads and the revisions kept releases were built from (git_cache.py). A Mercurial clone
-keeps its whole history: hg has no shallow clones."""
+configured app uses any more is removed (a local Git source read in place uses none); a Git
+mirror is cut down to the tracked branches' heads and the revisions kept releases were built
+from (git_cache.py). A Mercurial clone keeps its whole history: hg has no shallow clones."""
 from __future__ import annotations
 
 import logging
@@ -39,7 +39,7 @@ def collect_caches(apps: Mapping[str, AppConfig], data_dir: Path,
     clones: set[Path] = set()
     for name, app in apps.items():
         source = source_for(app, data_dir)
-        if isinstance(source, GitSource):
+        if isinstance(source, GitSource) and not source.reads_in_place():   # else no mirror to keep
             needs = mirrors.setdefault(source.mirror, Needs())
             needs.branches.add(source.config.branch)
             needs.revisions |= kept.get(name, set())

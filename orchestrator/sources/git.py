@@ -9,6 +9,7 @@ import logging
 import re
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import git
 from gitdb.util import hex_to_bin
@@ -31,8 +32,10 @@ from orchestrator.sources.git_cache import (
     tip,
 )
 from orchestrator.sources.git_commits import commit_details, commit_object
+from orchestrator.sources.git_fsck import Refused, checked
 from orchestrator.sources.git_http import remote_head
-from orchestrator.sources.git_trees import Malformed, Unreadable, commit_tree, diff_trees, tree_reader
+from orchestrator.sources.git_in_place import opened, readable
+from orchestrator.sources.git_trees import Malformed, Reader, Unreadable, commit_tree, diff_trees, tree_reader
 from orchestrator.sources.local_refs import AskGit, local_head, local_repository
 from orchestrator.sources.vcs_process import credentials, failure, locked_clone, run, ssh_command
 
@@ -94,6 +97,10 @@ class GitSource:
         return None if sha == cursor else Change(revision=sha, cursor=sha)
 
     def fetch(self, revision: str, into: SnapshotWriter) -> None:
+        if (common := readable(self.config.url, revision)) is not None:
+            with opened(common) as repo:
+                self._read_in_place(repo, revision, into)
+            return
         with self._locked_mirror() as repo:
             whole = held(repo, revision, self.config.branch)
             if not whole:
@@ -108,6 +115,24 @@ class GitSource:
                 into.describe_commit(*commit_details(commit))
             if whole:
                 pin(repo, revision)
+
+    def reads_in_place(self) -> bool:
+        """Whether deployments read the source repository itself, needing no mirror."""
+        return readable(self.config.url, "0" * 40) is not None
+
+    def _read_in_place(self, repo: git.Repo, revision: str, into: SnapshotWriter) -> None:
+        """A local source's revision read from its own objects, each tree the snapshot
+        takes checked as git fsck checks what a mirror fetches."""
+        commit = commit_object(repo, revision)
+        if commit is None:
+            raise RevisionNotFound(f"revision {revision} not found in {sanitize_url(self.config.url)}")
+        try:
+            self._write_tree(repo, revision, into, checked(tree_reader(repo)))
+        except Refused as exc:
+            raise PermanentError(f"reading {revision[:12]} in {sanitize_url(self.config.url)}: the "
+                                 f"repository holds a malformed object, refused: {exc.tree}: {exc.detail} "
+                                 f"(git fsck {exc.check}); rewrite the history that holds it") from None
+        into.describe_commit(*commit_details(commit))
 
     def _fetch(self, repo: git.Repo, revision: str) -> None:
         """The tracked branch's head without its history (a local branch that moved on from
@@ -152,30 +177,41 @@ class GitSource:
                     f"refs/heads/{self.config.branch}"], label="git merge-base")
         return proc.returncode == 0
 
-    def _write_tree(self, repo: git.Repo, revision: str, into: SnapshotWriter) -> None:
-        changes = self._listing(repo, revision, into)
+    def _write_tree(self, repo: git.Repo, revision: str, into: SnapshotWriter,
+                    read_new: Reader | None = None) -> None:
+        """`read_new`: the new revision's trees are read in-process through it, the whole
+        tree too (a mirror's whole tree is listed by `git ls-tree`)."""
+        changes = self._listing(repo, revision, into, read_new)
         known = into.known(ALIAS_KIND, {e[2] for e in changes if e[0] in FILE_MODES})
-        for mode, path, blob_id in changes:
-            if mode == "120000":
-                into.add_symlink(path, repo.odb.stream(hex_to_bin(blob_id)).read().decode())
-            elif mode not in FILE_MODES:
-                into.remove(path)           # deleted, or now a submodule (not deployed)
-            elif blob_id in known:
-                into.add_known(path, known[blob_id], executable=mode == "100755")
-            else:
-                into.add_stream(path, repo.odb.stream(hex_to_bin(blob_id)),
-                                executable=mode == "100755", alias=(ALIAS_KIND, blob_id))
+        try:
+            for mode, path, blob_id in changes:
+                if mode == "120000":
+                    into.add_symlink(path, _blob(repo, blob_id).read().decode())
+                elif mode not in FILE_MODES:
+                    into.remove(path)           # deleted, or now a submodule (not deployed)
+                elif blob_id in known:
+                    into.add_known(path, known[blob_id], executable=mode == "100755")
+                else:
+                    into.add_stream(path, _blob(repo, blob_id),
+                                    executable=mode == "100755", alias=(ALIAS_KIND, blob_id))
+        except Unreadable as exc:
+            raise PermanentError(f"git cannot read {revision[:12]} in {sanitize_url(self.config.url)}: "
+                                 f"{exc}") from None
 
-    def _listing(self, repo: git.Repo, revision: str,
-                 into: SnapshotWriter) -> list[tuple[str, str, str]]:
+    def _listing(self, repo: git.Repo, revision: str, into: SnapshotWriter,
+                 read_new: Reader | None) -> list[tuple[str, str, str]]:
         """The entries to write: what changed since the writer's base, or all of them."""
         try:
-            changes = self._changes_since_base(repo, revision, into)
+            changes = self._changes_since_base(repo, revision, into, read_new)
             if changes is not None:
                 return changes
             into.drop_base()
-            entries = _ls_tree(repo, revision, self.config.path)
-        except (git.GitCommandError, Unreadable) as exc:    # the objects are here: git cannot parse them
+            if read_new is None:
+                entries = _ls_tree(repo, revision, self.config.path)
+            else:
+                entries = diff_trees(tree_reader(repo), None, commit_tree(repo, revision) or "",
+                                     self.config.path, read_new)
+        except (git.GitCommandError, Unreadable, Malformed) as exc:    # the objects are here: git cannot parse them
             raise PermanentError(f"git cannot read the tree of {revision[:12]}: "
                                  f"{_last_line(exc) if isinstance(exc, git.GitCommandError) else exc}") from None
         if not entries and self.config.path:
@@ -183,17 +219,19 @@ class GitSource:
                                    f"revision {revision[:12]}")
         return entries
 
-    def _changes_since_base(self, repo: git.Repo, revision: str,
-                            into: SnapshotWriter) -> list[tuple[str, str, str]] | None:
+    def _changes_since_base(self, repo: git.Repo, revision: str, into: SnapshotWriter,
+                            read_new: Reader | None) -> list[tuple[str, str, str]] | None:
         """What changed between the writer's base revision and `revision`, or None when the
-        whole tree must be listed (no base, base unknown here, the ignore rules changed, or
-        a tree the comparison went through is malformed)."""
+        whole tree must be listed (no base, base unknown here or some of its trees gone, the
+        ignore rules changed, or a tree the comparison went through is malformed)."""
         base = into.base_revision
         trees = (commit_tree(repo, base), commit_tree(repo, revision)) if base else (None, None)
         if trees[0] is None or trees[1] is None:
             return None
         try:
-            changes = diff_trees(tree_reader(repo), trees[0], trees[1], self.config.path)
+            changes = diff_trees(tree_reader(repo), trees[0], trees[1], self.config.path, read_new)
+        except Unreadable:
+            return None
         except Malformed as exc:
             log.warning("tree %s has duplicate or unsorted entries (git fsck: duplicateEntries,"
                         " treeNotSorted); listing every file of %s instead of the changes",
@@ -280,6 +318,13 @@ def _ls_tree(repo: git.Repo, revision: str, subfolder: str) -> list[tuple[str, s
         if kind == "blob" and relative:
             entries.append((mode, relative, blob_id))
     return entries
+
+
+def _blob(repo: git.Repo, blob_id: str) -> IO[bytes]:
+    try:
+        return repo.odb.stream(hex_to_bin(blob_id))
+    except ValueError:      # cat-file answered "missing"
+        raise Unreadable(f"blob {blob_id} is missing") from None
 
 
 def _last_line(exc: git.GitCommandError) -> str:

@@ -64,12 +64,16 @@ def text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def diff_trees(read: Reader, old: str, new: str, subfolder: str = "") -> list[tuple[str, str, str]]:
+def diff_trees(read: Reader, old: str | None, new: str, subfolder: str = "",
+               read_new: Reader | None = None) -> list[tuple[str, str, str]]:
     """(new mode, path relative to `subfolder`, new id) of every file, symlink or submodule
-    that differs between the two trees, in git's order; a deletion has mode 000000."""
+    that differs between the two trees, in git's order; a deletion has mode 000000. With no
+    `old` tree, every entry of `new`: a whole listing. `read_new` reads the new side's trees
+    when they need checks the old side's, already deployed, do not."""
+    read_new = read_new or read
     changes: list[tuple[str, str, str]] = []
     # a stack, not recursion: a tree thousands of folders deep is for the checks to refuse
-    stack = [(_folder(read, _descend(read, old, subfolder), _descend(read, new, subfolder)), "")]
+    stack = [(_folder(read, _descend(read, old, subfolder), _descend(read_new, new, subfolder), read_new), "")]
     while stack:
         pairs, prefix = stack[-1]
         pair = next(pairs, None)
@@ -79,9 +83,9 @@ def diff_trees(read: Reader, old: str, new: str, subfolder: str = "") -> list[tu
         key, before, after = pair
         path = prefix + os.fsdecode(key)
         if key.endswith(b"/"):
-            stack.append((_folder(read, before and before[2].hex(), after and after[2].hex()), path))
+            stack.append((_folder(read, before and before[2].hex(), after and after[2].hex(), read_new), path))
         elif after is None:
-            changes.append((DELETED, path, "0" * len(old)))
+            changes.append((DELETED, path, "0" * len(new)))
         else:
             changes.append((f"{after[1]:06o}", path, after[2].hex()))
     return changes
@@ -97,8 +101,9 @@ def _descend(read: Reader, tree: str | None, subfolder: str) -> str | None:
     return tree
 
 
-def _folder(read: Reader, old: str | None, new: str | None) -> Iterator[tuple[bytes, Entry | None, Entry | None]]:
-    return _pairs(_entries(read, old) if old else [], _entries(read, new) if new else [])
+def _folder(read: Reader, old: str | None, new: str | None,
+            read_new: Reader) -> Iterator[tuple[bytes, Entry | None, Entry | None]]:
+    return _pairs(_entries(read, old) if old else [], _entries(read_new, new) if new else [])
 
 
 def _pairs(a: list[Entry], b: list[Entry]) -> Iterator[tuple[bytes, Entry | None, Entry | None]]:

@@ -88,6 +88,17 @@ def local_repository(url: str) -> str:
         raise AskGit(f"{exc.strerror or exc}: {exc.filename}") from None
 
 
+def vouched_config(common: str) -> bytes:
+    """The repository's config, lower-cased, when its format and extensions are ones this
+    reader knows (AskGit otherwise)."""
+    try:
+        config = _files.read(f"{common}/config") or b""
+    except OSError as exc:
+        raise AskGit(f"{exc.strerror or exc}: {exc.filename}") from None
+    _hex_length(config)
+    return config.lower()
+
+
 def _local_path(url: str) -> str:
     """The path git's local transport opens for `url` (git's url_is_local_not_ssh)."""
     if url.startswith("file://"):

@@ -267,6 +267,7 @@ def test_a_worker_killed_at_any_instant_never_shows_a_partial_site_and_every_dep
 def test_a_fetch_killed_after_the_commit_object_arrived_does_not_wedge_that_revision(workspace):
     retry = {"attempts": 3, "base": "100ms", "max": "200ms"}
     repo, services = workspace.app_with({"index.html": "v1\n"}, layout="site", retry=retry)
+    repo.through_a_mirror()
     sync_and_wait(services, "hello")
     revision = repo.commit({"index.html": "v2\n"})
     # What `git fetch` leaves when killed during unpack-objects: the commit object only.

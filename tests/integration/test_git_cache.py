@@ -56,7 +56,7 @@ class Builds:
 
 def test_a_big_file_the_branch_deleted_leaves_the_mirror_once_no_kept_release_was_built_with_it(
         workspace):
-    repo = workspace.repo()
+    repo = workspace.repo().through_a_mirror()
     big = os.urandom(4 << 20)
     repo.commit({**FUNCTION_APP, "big.bin": big})
     blob = git(repo.path, "rev-parse", "HEAD:big.bin")
@@ -81,7 +81,7 @@ def test_a_big_file_the_branch_deleted_leaves_the_mirror_once_no_kept_release_wa
 
 
 def test_a_mirror_an_older_sluice_cloned_whole_is_cut_down_to_the_branch_and_still_deploys(tmp_path):
-    repo = GitRepo(tmp_path / "repo")
+    repo = GitRepo(tmp_path / "repo").through_a_mirror()
     repo.commit({"index.html": "v1", "big.bin": os.urandom(1 << 20)})
     old_blob = git(repo.path, "rev-parse", "HEAD:big.bin")
     repo.checkout("other", create=True)
@@ -110,7 +110,7 @@ def test_a_mirror_an_older_sluice_cloned_whole_is_cut_down_to_the_branch_and_sti
 @pytest.mark.parametrize("kept", ["the live revision", "nothing"])
 def test_a_snapshot_after_a_collection_equals_a_full_listing_diffed_from_the_live_revision_if_kept(
         tmp_path, kept):
-    repo = GitRepo(tmp_path / "repo")
+    repo = GitRepo(tmp_path / "repo").through_a_mirror()
     first = repo.commit({"index.html": "v1", "a.txt": "a", "b.txt": "b"})
     apps = configured(tmp_path, {"hello": git_app(repo, tmp_path / "site", layout="site")})
     build = Builds(apps["hello"], tmp_path)
@@ -129,7 +129,7 @@ def test_a_snapshot_after_a_collection_equals_a_full_listing_diffed_from_the_liv
 @pytest.mark.parametrize("server", ["protocol v2: by its id", "protocol v0: the branch's history"])
 def test_a_revision_behind_the_branch_head_is_fetched_into_a_mirror_that_holds_only_the_head(
         tmp_path, server):
-    repo = GitRepo(tmp_path / "repo")
+    repo = GitRepo(tmp_path / "repo").through_a_mirror()
     older = repo.commit({"index.html": "older"})
     repo.commit({"index.html": "head"})
     url = (tmp_path / "repo").as_uri()      # not a local path: git would copy every object
@@ -149,7 +149,7 @@ def test_a_revision_behind_the_branch_head_is_fetched_into_a_mirror_that_holds_o
 
 
 def test_caches_of_sources_no_configured_app_uses_are_removed_unless_in_use(tmp_path):
-    kept, dropped, busy = (GitRepo(tmp_path / name) for name in ("kept", "dropped", "busy"))
+    kept, dropped, busy = (GitRepo(tmp_path / name).through_a_mirror() for name in ("kept", "dropped", "busy"))
     for repo in (kept, dropped, busy):
         repo.commit({"index.html": repo.path.name})
     hg_repo = HgRepo(tmp_path / "hg")
@@ -189,7 +189,7 @@ def tree_walks(trace: Path) -> list[list[str]]:
 @pytest.mark.parametrize("over", ["a local path", "http"])
 def test_a_fetch_checks_that_the_head_arrived_without_walking_the_whole_tree(
         tmp_path, monkeypatch, over):
-    repo = GitRepo(tmp_path / "repo")
+    repo = GitRepo(tmp_path / "repo").through_a_mirror()
     repo.commit({f"d{i}/f.txt": str(i) for i in range(20)})
     served = tmp_path / "served" / "app.git"
     git(tmp_path, "clone", "--quiet", "--bare", str(repo.path), str(served))
@@ -213,7 +213,7 @@ def test_a_fetch_checks_that_the_head_arrived_without_walking_the_whole_tree(
 
 def test_a_local_branch_that_moved_on_is_fetched_with_the_commits_since_not_as_a_new_shallow_head(
         tmp_path):
-    repo = GitRepo(tmp_path / "repo")
+    repo = GitRepo(tmp_path / "repo").through_a_mirror()
     first = repo.commit({"index.html": "v1", "a.txt": "a"})
     apps = configured(tmp_path, {"hello": git_app(repo, tmp_path / "site", layout="site")})
     build = Builds(apps["hello"], tmp_path)
@@ -231,7 +231,7 @@ def test_a_local_branch_that_moved_on_is_fetched_with_the_commits_since_not_as_a
 
 
 def test_a_force_pushed_local_branch_is_fetched_without_the_history_behind_its_head(tmp_path):
-    repo = GitRepo(tmp_path / "repo")
+    repo = GitRepo(tmp_path / "repo").through_a_mirror()
     root = repo.commit({"index.html": "v1"})
     pushed = repo.commit({"index.html": "v2"})
     apps = configured(tmp_path, {"hello": git_app(repo, tmp_path / "site", layout="site")})
@@ -250,7 +250,7 @@ def test_a_force_pushed_local_branch_is_fetched_without_the_history_behind_its_h
 
 
 def test_a_promisor_mark_a_killed_fetch_left_does_not_keep_a_deleted_big_file_in_the_mirror(tmp_path):
-    repo = GitRepo(tmp_path / "repo")
+    repo = GitRepo(tmp_path / "repo").through_a_mirror()
     repo.commit({"index.html": "v1"})
     apps = configured(tmp_path, {"hello": git_app(repo, tmp_path / "site", layout="site")})
     build = Builds(apps["hello"], tmp_path)
@@ -282,9 +282,17 @@ def git_commands(trace: Path) -> list[str]:
     return commands
 
 
-def test_a_one_file_change_runs_git_to_fetch_it_read_its_objects_and_pin_it_and_for_nothing_else(
-        tmp_path, monkeypatch):
+# a local source is read in place: no fetch, no pin, no merge-base; only the open cat-file
+GIT_COMMANDS = {"read in place": ["cat-file --batch"],
+                "through a mirror": ["cat-file --batch", "fetch --quiet", "merge-base --is-ancestor", "update-ref"]}
+
+
+@pytest.mark.parametrize("read", list(GIT_COMMANDS))
+def test_a_one_file_change_runs_git_to_read_its_objects_and_only_through_a_mirror_to_fetch_and_pin_it(
+        tmp_path, monkeypatch, read):
     repo = GitRepo(tmp_path / "repo")
+    if read == "through a mirror":
+        repo.through_a_mirror()
     live_revision = repo.commit({f"d{i}/f.txt": str(i) for i in range(20)})
     apps = configured(tmp_path, {"hello": git_app(repo, tmp_path / "site", layout="site")})
     build = Builds(apps["hello"], tmp_path)
@@ -295,7 +303,6 @@ def test_a_one_file_change_runs_git_to_fetch_it_read_its_objects_and_pin_it_and_
 
     snapshot = build(head, (live_revision, live))
 
-    assert sorted(git_commands(trace)) == ["cat-file --batch", "fetch --quiet", "merge-base --is-ancestor",
-                                           "update-ref"]
+    assert sorted(git_commands(trace)) == GIT_COMMANDS[read]
     monkeypatch.delenv("GIT_TRACE2_EVENT")
     assert snapshot.incremental and snapshot.manifest == build(head).manifest

@@ -224,6 +224,7 @@ def test_an_unreachable_source_is_retried_then_fails_and_the_site_stays_as_it_wa
 
 def test_lock_files_left_in_the_mirror_by_a_killed_git_are_cleared_not_left_for_a_person(workspace):
     repo, services = workspace.app_with(FUNCTION_APP)
+    repo.through_a_mirror()
     sync_and_wait(services, "hello")
     mirror = next((workspace.data_dir / "cache" / "git").glob("*.git"))
     (mirror / "packed-refs.lock").write_text("")

@@ -23,7 +23,7 @@ def packs(mirror: Path) -> int:
 
 def test_a_mirror_deployed_from_dozens_of_times_between_collections_pins_a_bounded_few_kept_among_them_in_few_packs(
         workspace):
-    repo = workspace.repo()
+    repo = workspace.repo().through_a_mirror()
     repo.commit(FUNCTION_APP)
     services = workspace.configure({"hello": git_app(repo, workspace.target("hello"), keep_releases=1)},
                                    gc_interval="1h")
