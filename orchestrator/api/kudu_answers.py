@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api.errors import error_response
-from orchestrator.api.kudu_json import deployment_json
+from orchestrator.observe.kudu_json import deployment_json
 from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.deploying.dispatch import Queued
 from orchestrator.runtime.services import Services

@@ -1,7 +1,9 @@
-"""The commands that run Sluice's services: up, worker, poller, api, ftp; and check-config."""
+"""The commands that run Sluice's services: up, worker, poller, notifier, api, ftp; and
+check-config."""
 from __future__ import annotations
 
 import contextlib
+import os
 
 import typer
 
@@ -52,6 +54,21 @@ def poller(ctx: typer.Context, concurrency: int = typer.Option(16, help="head ch
         signal.signal(sig, lambda *_: stop.set())
     logging.getLogger("sluice.poller").info("polling %d app(s)", len(services.config.apps))
     Poller(services, concurrency=concurrency).run(stop)
+
+
+@cli.command()
+def notifier(ctx: typer.Context):
+    """Run the notifier: deliver the events the `notify:` channels want, at least once."""
+    import signal
+    import socket
+    import threading
+
+    from orchestrator.notifying.notifier import Notifier
+    services = services_of(ctx)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    Notifier(services, consumer=f"{socket.gethostname()}:{os.getpid()}").run(stop)
 
 
 @cli.command()

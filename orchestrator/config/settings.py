@@ -22,6 +22,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 from orchestrator.config.location import DEFAULT_CONFIG as DEFAULT_CONFIG
 from orchestrator.config.location import config_file as config_file
+from orchestrator.config.notify import Channel, NotifierConfig
 from orchestrator.config.sources import SOURCE_TYPES, Duration, ManualSourceConfig, Secret, SourceConfig, _Strict
 from orchestrator.config.steps import ActivateAction, BeforeSwitchConfig, BuildConfig, HealthConfig
 from orchestrator.core.errors import ConfigError
@@ -30,7 +31,7 @@ from orchestrator.core.masking import MIN_LENGTH, mask, says_secret
 APP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # An app's settings that run or send something: whatever ${NAME} gives them is a secret.
-_STEPS = ("activate", "health", "before_switch", "build")
+_STEPS = ("activate", "health", "before_switch", "build", "notify")
 _HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # libyaml's parser when present: ten times faster.
@@ -192,6 +193,7 @@ class AppConfig(_Strict):
     health: HealthConfig | None = None
     # when activating or the health probe fails; unset: rollback with a health probe, else keep
     on_failure: Literal["keep", "rollback"] = "keep"
+    notify: list[Channel] = Field(default_factory=list)     # besides the top-level notify:
 
     @model_validator(mode="before")
     @classmethod
@@ -238,6 +240,9 @@ class SluiceConfig(_Strict):
     ftp: FtpConfig = FtpConfig()
     worker: WorkerConfig = WorkerConfig()
     events: EventsConfig = EventsConfig()
+    notify: list[Channel] = Field(default_factory=list)     # every app's deployments, told there
+    notifier: NotifierConfig = NotifierConfig()
+    public_url: str | None = None       # where people reach the dashboard: links in notifications
     apps: dict[str, AppConfig] = Field(default_factory=dict)
     # ${NAME} -> the secret it gave (load_config): a private attribute, so no dump shows it
     _secrets: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -342,6 +347,7 @@ def _holds_secret(where: tuple, name: str) -> bool:
     own name says so (${GITHUB_TOKEN} in a URL)."""
     keys = [key for key in where if isinstance(key, str)]
     return (says_secret(name) or (len(keys) > 2 and keys[0] == "apps" and keys[2] in _STEPS)
+            or bool(keys) and keys[0] == "notify"
             or bool(keys) and (says_secret(keys[-1]) or keys[-2:] == ["header", "value"]))
 
 

@@ -51,6 +51,8 @@ class EventType(StrEnum):
     HEALTH_CHECK_PASSED = "HealthCheckPassed"
     HEALTH_CHECK_FAILED = "HealthCheckFailed"
     REVISION_REJECTED = "RevisionRejected"
+    NOTIFICATION_DELIVERED = "NotificationDelivered"
+    NOTIFICATION_FAILED = "NotificationFailed"
 
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -368,3 +370,25 @@ class DriftRepaired(Event):
     kind: str                       # the drift that ended
     release: str
     how: str                        # switched back, redeployed as ..., found right
+
+
+@dataclass(frozen=True)
+class NotificationDelivered(Event):
+    """A channel had an event: `delivery` (the X-Sluice-Delivery of its requests), the
+    `event` told, the `channel`'s type, after `attempts` tries, answered `status`."""
+    delivery: str
+    event: str
+    channel: str
+    attempts: int
+    status: int
+
+
+@dataclass(frozen=True)
+class NotificationFailed(Event):
+    """A channel never had an event: its receiver refused it (a 4xx other than 429) or kept
+    failing for all the tries; `reason` is its last answer or error."""
+    delivery: str
+    event: str
+    channel: str
+    attempts: int
+    reason: str

@@ -34,11 +34,16 @@ Caches and coordination (safe to delete; rebuilt or re-derived):
                                  app's stream (core/stream_tail.py)
   sluice:drift:due               unix time the next round of drift checks is due (the poller
                                  that moves it ahead runs the round)
+  sluice:notify:failing          hash: delivery -> JSON of a notification failing now (app,
+                                 channel, event, tries, last error, next try), until it ends
+The feed's consumer group `notifier` (notifying/outbox.py) holds the entries handed to
+notifiers and not yet acknowledged.
 """
 
 PREFIX = "sluice:"
 APPS = PREFIX + "apps"
 FEED = PREFIX + "feed"
+NOTIFY_FAILING = PREFIX + "notify:failing"
 POLL_DUE = PREFIX + "poll:due"
 POLL_CURSOR = PREFIX + "poll:cursor"
 POLL_FAILURES = PREFIX + "poll:failures"

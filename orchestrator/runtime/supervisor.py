@@ -74,7 +74,9 @@ class Supervisor:
             self._shutdown(children)
 
     def _services(self) -> list[str]:
-        return ["worker", "poller", "api"] + (["ftp"] if self.config.ftp.listen else [])
+        notifying = bool(self.config.notify) or any(a.notify for a in self.config.apps.values())
+        return ["worker", "poller", "api"] + (["notifier"] if notifying else []) \
+            + (["ftp"] if self.config.ftp.listen else [])
 
     def _child(self, name: str, env: dict) -> Child:
         argv = [sys.executable, "-m", "orchestrator.cli", name]
