@@ -148,11 +148,28 @@ class Polls(BaseModel):
     overdue: list[PollOverdue]
 
 
+class FailingDelivery(BaseModel):
+    delivery: str = Field(description="the X-Sluice-Delivery of its requests: feed entry id:channel")
+    app: str | None
+    channel: str | None = Field(description="the channel's type: webhook, slack, github...")
+    event: str | None = Field(description="the event being told")
+    attempts: int | None = Field(description="tries so far")
+    error: str = Field(description="the last try's error or the receiver's answer")
+    next_at: str | None
+    next_in: float | None = Field(description="seconds to the next try; 0 when due already")
+
+
+class Notifications(BaseModel):
+    pending: int = Field(description="feed entries a notifier took and has not acknowledged")
+    failing: list[FailingDelivery] = Field(description="deliveries failing now, between two tries")
+
+
 class QueueReport(BaseModel):
     queues: list[CeleryQueue]
     in_flight: list[InFlight]
     retries: list[Retry]
     polls: Polls
+    notifications: Notifications
     at: str
 
 

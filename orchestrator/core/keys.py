@@ -36,14 +36,15 @@ Caches and coordination (safe to delete; rebuilt or re-derived):
                                  that moves it ahead runs the round)
   sluice:notify:failing          hash: delivery -> JSON of a notification failing now (app,
                                  channel, event, tries, last error, next try), until it ends
-The feed's consumer group `notifier` (notifying/outbox.py) holds the entries handed to
-notifiers and not yet acknowledged.
+The feed's consumer group `notifier` (NOTIFIER_GROUP: notifying/outbox.py) holds the entries
+handed to notifiers and not yet acknowledged (`sluice queue` counts them).
 """
 
 PREFIX = "sluice:"
 APPS = PREFIX + "apps"
 FEED = PREFIX + "feed"
 NOTIFY_FAILING = PREFIX + "notify:failing"
+NOTIFIER_GROUP = "notifier"         # the feed's consumer group of notifiers
 POLL_DUE = PREFIX + "poll:due"
 POLL_CURSOR = PREFIX + "poll:cursor"
 POLL_FAILURES = PREFIX + "poll:failures"

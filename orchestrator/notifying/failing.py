@@ -9,7 +9,8 @@ import time
 
 import redis
 
-from orchestrator.core import keys, replies
+from orchestrator.core import keys
+from orchestrator.observe import notify_view
 
 
 class Failing:
@@ -26,5 +27,4 @@ class Failing:
         self.redis.hdel(keys.NOTIFY_FAILING, delivery)
 
     def all(self) -> dict[str, dict]:
-        return {replies.text(k): json.loads(v)
-                for k, v in replies.hash_fields(self.redis.hgetall(keys.NOTIFY_FAILING)).items()}
+        return notify_view.failing_entries(self.redis)

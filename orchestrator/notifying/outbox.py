@@ -17,8 +17,9 @@ import redis
 
 from orchestrator.core import keys, replies
 from orchestrator.core.events import Event
+from orchestrator.observe import notify_view
 
-GROUP = "notifier"
+GROUP = keys.NOTIFIER_GROUP
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Outbox:
 
     def pending(self) -> int:
         """Entries handed out and not yet acknowledged, in all."""
-        return int(self.redis.xpending(keys.FEED, GROUP)["pending"])
+        return notify_view.pending(self.redis)
 
     def _read(self, start: str, count: int, block_ms: int | None) -> list[FeedEntry]:
         reply: Any = self.redis.xreadgroup(GROUP, self.consumer, {keys.FEED: start}, count=count,

@@ -169,7 +169,20 @@ def queue_tables(report: dict) -> Group:
                       style="red")
     for p in report["polls"]["due_next_minute"]:
         polls.add_row(p["app"], f"due in {duration(p['due_in'], QUEUE)}")
-    return Group(*(t if t.row_count else f"{t.title}: none" for t in (queues, running, retries, polls)))
+    tables = [t if t.row_count else f"{t.title}: none" for t in (queues, running, retries, polls)]
+    return Group(*tables, *_notification_tables(report["notifications"]))
+
+
+def _notification_tables(notifications: dict) -> list:
+    failing = _table("notifications failing", "app", "channel", "event", "tries", "next try",
+                     _text("last error"))
+    for f in notifications["failing"]:
+        due = f"in {duration(f['next_in'], QUEUE)} ({_local_iso(f['next_at'])})" if f["next_at"] else "?"
+        failing.add_row(f["app"], f["channel"], f["event"], str(f["attempts"]), due, f["error"],
+                        style="red")
+    count = f"notifications: {notifications['pending']} pending (taken by a notifier, not yet " \
+            f"delivered), {len(notifications['failing'])} failing"
+    return [count, failing] if failing.row_count else [count]
 
 
 def _table(title: str, *columns: str | Column) -> Table:

@@ -15,6 +15,8 @@ Everything is read, nothing is changed:
   event's time plus its retry_in, and is attempt n+1 of the app's retry.attempts.
 - polls: `sluice:poll:due`: sources due within the next minute, and those overdue (due
   more than POLL_GRACE ago and not yet claimed by a poller: is a poller running?).
+- notifications: feed entries the notifiers hold unacknowledged, and the deliveries failing
+  now (app, channel, event, tries, last error, next try) — observe/notify_view.py.
 And `answering_workers` (for /readyz): how many workers answer a Celery ping.
 """
 from __future__ import annotations
@@ -37,6 +39,7 @@ from orchestrator.deploying.task_queue import (
     celery_for,
     priority_lists,
 )
+from orchestrator.observe import notify_view
 from orchestrator.observe.formatting import iso
 from orchestrator.runtime.services import Services
 
@@ -51,7 +54,8 @@ def inspect_queue(services: Services, now: float | None = None) -> dict:
     views = {name: services.projections.app(name) for name in services.config.apps}
     in_flight, retries = _deployments(services, views, now)
     return {"queues": celery_queues(services.redis, now), "in_flight": in_flight,
-            "retries": retries, "polls": polls(services.redis, now), "at": iso(now)}
+            "retries": retries, "polls": polls(services.redis, now),
+            "notifications": notify_view.notifications(services.redis, now), "at": iso(now)}
 
 
 def celery_queues(client: redis.Redis, now: float) -> list[dict]:

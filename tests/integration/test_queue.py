@@ -12,8 +12,10 @@ import time
 import uuid
 
 import pytest
+from fastapi.testclient import TestClient
 from rich.console import Console
 
+from orchestrator.api import create_app
 from orchestrator.core import events as ev
 from orchestrator.core.clock import FakeClock
 from orchestrator.core.decisions import execute
@@ -26,6 +28,8 @@ from orchestrator.runtime.services import Services
 from orchestrator.triggers.poller import Poller
 from tests.helpers import FUNCTION_APP, git_app, wait_for
 from tests.integration.flow import event_types, sync_and_wait
+from tests.integration.notifier_thread import notified_app, notifier_running
+from tests.servers.receiver import Answer, receiver
 
 V2 = {"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n"}
 
@@ -175,6 +179,41 @@ def test_sluice_queue_prints_tables_and_json_and_keeps_printing_with_watch(unser
 
     assert table.returncode == 0 and "deploy" in table.stdout and "in flight: none" in table.stdout
     assert queue_named(doc, "deploy")["waiting"] == 1
-    assert set(doc) == {"queues", "in_flight", "retries", "polls", "at"}
+    assert set(doc) == {"queues", "in_flight", "retries", "polls", "notifications", "at"}
     assert lines[0]["at"] < lines[1]["at"]
 
+
+
+def test_a_delivery_failing_shows_its_tries_error_and_next_try_and_its_entry_stays_pending(workspace):
+    with receiver() as hook:
+        hook.answers = [Answer(503, "down for maintenance")]
+        _, services = notified_app(workspace, hook.url, api={"reads": "open"})
+        with notifier_running(services):
+            deployment = sync_and_wait(services, "hello")
+            hook.wait_until(1)
+            report = wait_for(lambda: (r := inspect_queue(services))["notifications"]["failing"] and r,
+                              what="the failing delivery in the queue")
+            console = Console(width=200, record=True, file=io.StringIO())
+            console.print(queue_tables(report))
+            served = TestClient(create_app(services), base_url="http://localhost").get("/api/queue").json()
+
+    [failing] = report["notifications"]["failing"]
+    assert report["notifications"]["pending"] == 1
+    assert (failing["app"], failing["channel"], failing["event"], failing["attempts"]) == (
+        "hello", "webhook", "DeploymentSucceeded", 1)
+    assert failing["error"] == "HTTP 503: down for maintenance" and 50 < failing["next_in"] <= 60
+    assert failing["delivery"] == hook.received[0].delivery
+    assert served["notifications"]["pending"] == 1
+    [served_failing] = served["notifications"]["failing"]
+    assert {**served_failing, "next_in": failing["next_in"]} == failing
+    assert services.projections.app("hello").deployments[deployment.id].status == "success"
+    text = console.export_text()
+    assert "notifications: 1 pending" in text
+    assert re.search(r"│ hello +│ webhook +│ DeploymentSucceeded +│ 1 +│ in [\d.]+ ?s .*│ HTTP 503: down for "
+                     r"maintenance", text), text
+
+
+def test_with_no_notifier_ever_run_nothing_is_pending_or_failing(workspace):
+    _, services = workspace.app_with(FUNCTION_APP)
+
+    assert inspect_queue(services)["notifications"] == {"pending": 0, "failing": []}
