@@ -30,6 +30,10 @@ Metrics:
   sluice_head_checks_total{source_type}              head checks made by pollers
   sluice_poll_errors_total{source_type}              head checks that failed
   sluice_head_check_duration_seconds{source_type}    how long head checks took
+  sluice_notifications_total{app,channel,result}     deliveries ended: delivered or failed (the
+                                                     NotificationDelivered / NotificationFailed events)
+  sluice_notifications_pending                       feed entries notifiers took and have not acknowledged
+  sluice_notifications_failing                       deliveries failing now, between two tries
 """
 from __future__ import annotations
 
@@ -50,7 +54,7 @@ from orchestrator.core.event_log import RecordedEvent
 from orchestrator.core.projections import AppView
 from orchestrator.core.statuses import FINAL_STATUS, IN_PROGRESS, TERMINAL, DeploymentStatus
 from orchestrator.deploying.task_queue import DEPLOY_QUEUE, priority_lists
-from orchestrator.observe import metrics_text
+from orchestrator.observe import metrics_text, notify_view
 from orchestrator.observe.store_metrics import store_families
 from orchestrator.releases.drift import DriftKind
 from orchestrator.runtime.services import Services
@@ -58,7 +62,7 @@ from orchestrator.runtime.services import Services
 log = logging.getLogger("sluice.metrics")
 
 POLLS = keys.METRICS_POLLS
-STATE_VERSION = 2          # 2: rollbacks (a cache of version 1 is replayed)
+STATE_VERSION = 3          # 2: rollbacks, 3: notifications (an older cache is replayed)
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 LATENCY_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 HEAD_CHECK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -131,6 +135,7 @@ class AppFigures:
     changes: dict[str, float] = field(default_factory=dict)     # revision -> detected at
     drift_repairs: int = 0
     rollbacks: int = 0
+    notifications: dict[str, int] = field(default_factory=dict)     # "channel:result" -> count
     version: int = STATE_VERSION
 
     def to_json(self) -> bytes:
@@ -162,6 +167,9 @@ def fold(figures: AppFigures, recorded: RecordedEvent) -> AppFigures:
         figures.retries += 1
     elif isinstance(e, ev.DriftRepaired):
         figures.drift_repairs += 1
+    elif isinstance(e, ev.NotificationDelivered | ev.NotificationFailed):
+        told = f"{e.channel}:{'delivered' if isinstance(e, ev.NotificationDelivered) else 'failed'}"
+        figures.notifications[told] = figures.notifications.get(told, 0) + 1
     elif isinstance(e, ev.DeploymentRolledBack):
         figures.rollbacks += 1
     elif e.type in FINAL_STATUS:
@@ -246,7 +254,7 @@ def fleet_families(services: Services) -> list:
     depth = GaugeMetricFamily("sluice_queue_depth", "Messages waiting in the Celery queue",
                               labels=["queue"])
     depth.add_metric([DEPLOY_QUEUE], queue_depth(services.redis, DEPLOY_QUEUE))
-    return [depth, *_polls(services), *store_families(services.redis)]
+    return [depth, *_polls(services), *store_families(services.redis), *_notifying(services)]
 
 
 def _deployments(apps: list[str], figures: dict[str, AppFigures]) -> Iterable:
@@ -275,7 +283,13 @@ def _deployments(apps: list[str], figures: dict[str, AppFigures]) -> Iterable:
         latency.add_metric([app], f.latency.buckets(LATENCY_BUCKETS), f.latency.sum)
         repairs.add_metric([app], f.drift_repairs)
         rollbacks.add_metric([app], f.rollbacks)
-    return [ended, retries, durations, latency, repairs, rollbacks]
+    notifications = CounterMetricFamily("sluice_notifications", "Notifications ended, by app, "
+                                        "channel type and result (delivered, failed)",
+                                        labels=["app", "channel", "result"])
+    for app in apps:
+        for told, count in sorted(figures[app].notifications.items()):
+            notifications.add_metric([app, *told.split(":", 1)], count)
+    return [ended, retries, durations, latency, repairs, rollbacks, notifications]
 
 
 def _now(apps: list[str], views: Iterable[AppView]) -> Iterable:
@@ -317,6 +331,16 @@ def _polls(services: Services) -> Iterable:
         errors.add_metric([kind], int(raw.get(f"{kind}:errors", 0)))
         durations.add_metric([kind], h.buckets(HEAD_CHECK_BUCKETS), h.sum)
     return [checks, errors, durations]
+
+
+def _notifying(services: Services) -> Iterable:
+    pending = GaugeMetricFamily("sluice_notifications_pending", "Feed entries notifiers took "
+                                "and have not acknowledged (not yet told to every channel)")
+    pending.add_metric([], notify_view.pending(services.redis))
+    failing = GaugeMetricFamily("sluice_notifications_failing",
+                                "Deliveries failing now, between two tries")
+    failing.add_metric([], notify_view.failing_count(services.redis))
+    return [pending, failing]
 
 
 def queue_depth(client: redis.Redis, queue: str) -> int:

@@ -15,8 +15,10 @@ from orchestrator.core.lease import Lease
 from orchestrator.observe import metrics_text
 from orchestrator.observe.metrics import SCRAPED_FORMATS, app_state_key, exposition, queue_depth
 from orchestrator.triggers.poller import Poller
-from tests.helpers import FUNCTION_APP, git_app
-from tests.integration.flow import sync_and_wait
+from tests.helpers import FUNCTION_APP, git_app, wait_for
+from tests.integration.flow import event_types, sync_and_wait
+from tests.integration.notifier_thread import notified_app, notifier_running
+from tests.servers.receiver import Answer, receiver
 
 LOOPBACK = ("127.0.0.1", 50000)
 LOCAL = "http://localhost"        # a Host the API answers to (TestClient's own, testserver, is not)
@@ -176,3 +178,23 @@ def test_the_api_serves_the_figures_in_prometheus_text_format(workspace):
     assert {"sluice_deployments", "sluice_deployment_duration_seconds", "sluice_change_to_live_seconds",
             "sluice_queue_depth", "sluice_poll_errors", "sluice_head_check_duration_seconds"} <= names
     assert 'sluice_queue_depth{queue="deploy"}' in response.text
+
+
+def test_notifications_are_counted_by_channel_and_result_and_those_pending_and_failing_now_shown(workspace):
+    with receiver() as hook:
+        hook.answers = [Answer(200), Answer(401, "bad credentials"), Answer(503, "down")]
+        _, services = notified_app(workspace, hook.url, events=["DeploymentSucceeded", "DeploymentSkipped"])
+        with notifier_running(services):
+            sync_and_wait(services, "hello")
+            wait_for(lambda: "NotificationDelivered" in event_types(services, "hello"), what="delivered")
+            sync_and_wait(services, "hello")                  # the same tree: skipped
+            wait_for(lambda: "NotificationFailed" in event_types(services, "hello"), what="refused")
+            sync_and_wait(services, "hello")
+            wait_for(lambda: services.redis.hlen(keys.NOTIFY_FAILING), what="a delivery failing")
+
+            figures = scrape(services)
+
+    assert sample(figures, "sluice_notifications_total", app="hello", channel="webhook", result="delivered") == 1
+    assert sample(figures, "sluice_notifications_total", app="hello", channel="webhook", result="failed") == 1
+    assert sample(figures, "sluice_notifications_pending") == 1
+    assert sample(figures, "sluice_notifications_failing") == 1
