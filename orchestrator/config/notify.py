@@ -60,6 +60,21 @@ class _StatusChannel(_Channel):
     repository: str | None = None       # owner/name (github, bitbucket) or project/repository (azure-devops)
     context: str | None = None          # default sluice/{app}
 
+    @field_validator("token")
+    @classmethod
+    def _some_token(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty (an environment variable set but empty?)")
+        return value
+
+    @field_validator("repository")
+    @classmethod
+    def _two_names(cls, value: str | None) -> str | None:
+        if value is not None and (value.count("/") != 1 or "" in value.strip().split("/")):
+            raise ValueError(f"{value!r} is not two names joined by '/' (owner/name, or "
+                             "project/repository for azure-devops)")
+        return value
+
 
 class GitHubChannel(_StatusChannel):
     type: Literal["github"]

@@ -24,6 +24,7 @@ from orchestrator.config.location import DEFAULT_CONFIG as DEFAULT_CONFIG
 from orchestrator.config.location import config_file as config_file
 from orchestrator.config.notify import Channel, NotifierConfig
 from orchestrator.config.sources import SOURCE_TYPES, Duration, ManualSourceConfig, Secret, SourceConfig, _Strict
+from orchestrator.config.status_repositories import check_app_channels
 from orchestrator.config.steps import ActivateAction, BeforeSwitchConfig, BuildConfig, HealthConfig
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.masking import MIN_LENGTH, mask, says_secret
@@ -218,6 +219,11 @@ class AppConfig(_Strict):
                              f"python, sandbox; not {value!r}")
         return value
 
+    @model_validator(mode="after")
+    def _statuses_have_commits(self):
+        check_app_channels(self.notify, self.source)
+        return self
+
 
 class WorkerConfig(_Strict):
     build_concurrency: int = Field(default=1, ge=1)   # builds one worker runs at once
@@ -246,6 +252,17 @@ class SluiceConfig(_Strict):
     apps: dict[str, AppConfig] = Field(default_factory=dict)
     # ${NAME} -> the secret it gave (load_config): a private attribute, so no dump shows it
     _secrets: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _bitbucket_statuses_link(self):
+        # Bitbucket refuses a build status without a URL: the deployment's log is its link.
+        places = [f"notify.{n}" for n, c in enumerate(self.notify) if c.type == "bitbucket"] + [
+            f"apps.{name}.notify.{n}" for name, app in self.apps.items()
+            for n, c in enumerate(app.notify) if c.type == "bitbucket"]
+        if places and not self.public_url:
+            raise ValueError(f"public_url: required by the bitbucket channel at {places[0]} "
+                             "(Bitbucket's build statuses link to the deployment's log)")
+        return self
 
     @property
     def secrets(self) -> MappingProxyType[str, str]:

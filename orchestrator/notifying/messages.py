@@ -67,5 +67,6 @@ def notification(delivery: str, app: str, event: Event, view: AppView,
 
 def wanted(channel_type: str, events: list[str], event_type: str) -> bool:
     """Whether a channel is told of this event: those it lists, and for commit statuses the
-    pending state when a deployment starts."""
-    return event_type in events or (channel_type in STATUS_TYPES and event_type == STARTED)
+    pending state when a deployment starts and every end of it (skipped, superseded too): a
+    commit marked pending must not stay so."""
+    return event_type in events or (channel_type in STATUS_TYPES and event_type in STATES)

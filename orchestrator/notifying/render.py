@@ -9,7 +9,7 @@ from orchestrator.config.notify import (
 )
 from orchestrator.config.settings import SluiceConfig
 from orchestrator.core.projections import AppView
-from orchestrator.notifying import hooks
+from orchestrator.notifying import commit_statuses, hooks
 from orchestrator.notifying.delivery import Request
 from orchestrator.notifying.messages import Notification
 
@@ -24,4 +24,4 @@ def request_for(channel: Channel, note: Notification, delivery: str, view: AppVi
         return hooks.kudu(channel, note, delivery, view, root)
     if isinstance(channel, SlackChannel):
         return hooks.slack(channel, note, delivery)
-    return None         # commit statuses: not yet
+    return commit_statuses.status_request(channel, note, delivery, view, config)
