@@ -375,20 +375,24 @@ class DriftRepaired(Event):
 @dataclass(frozen=True)
 class NotificationDelivered(Event):
     """A channel had an event: `delivery` (the X-Sluice-Delivery of its requests), the
-    `event` told, the `channel`'s type, after `attempts` tries, answered `status`."""
+    `event` told, the `channel`'s type, after `attempts` tries, answered `status`; the
+    `deployment_id` the event is of, if any (a line of that deployment's log)."""
     delivery: str
     event: str
     channel: str
     attempts: int
     status: int
+    deployment_id: str | None = None
 
 
 @dataclass(frozen=True)
 class NotificationFailed(Event):
     """A channel never had an event: its receiver refused it (a 4xx other than 429) or kept
-    failing for all the tries; `reason` is its last answer or error."""
+    failing for all the tries; `reason` is its last answer or error; `deployment_id` as in
+    NotificationDelivered."""
     delivery: str
     event: str
     channel: str
     attempts: int
     reason: str
+    deployment_id: str | None = None

@@ -96,14 +96,15 @@ class Notifier:
                     attempts: int, outcome: Outcome) -> None:
         self.failing.done(delivery)
         now = self.services.clock.now()
+        deployment_id = getattr(note.event, "deployment_id", None)     # its log shows the end
         if outcome.delivered:
             event: ev.Event = ev.NotificationDelivered(
                 app=app, at=now, delivery=delivery, event=note.type, channel=channel.type,
-                attempts=attempts, status=outcome.status or 0)
+                attempts=attempts, status=outcome.status or 0, deployment_id=deployment_id)
         else:
             log.error("%s: %s delivery of %s failed for good: %s", app, channel.type, note.type,
                       outcome.detail)
             event = ev.NotificationFailed(app=app, at=now, delivery=delivery, event=note.type,
                                           channel=channel.type, attempts=attempts,
-                                          reason=outcome.detail)
+                                          reason=outcome.detail, deployment_id=deployment_id)
         self.services.store.append(app, [event], ANY_VERSION)

@@ -11,8 +11,10 @@ ActivationFailed, HealthCheckStarted (the URL) and HealthCheckPassed (its probes
 latency) or HealthCheckFailed (why, kept or rolling back), RevisionRejected and
 DeploymentRolledBack; DeploymentSucceeded / DeploymentFailed (how long validate,
 materialise, before_switch, switch, activate and verify took; a failure's reason, which
-names the file or setting at fault, is always the last line), DeploymentSkipped,
-DeploymentSuperseded, and the ReleasesPruned its worker appended after it went live.
+names the file or setting at fault, is the last line of its steps), DeploymentSkipped,
+DeploymentSuperseded, and the ReleasesPruned its worker appended after it went live; and
+each NotificationDelivered / NotificationFailed of its events (a channel told, or never told
+and why), those of its end found up to NOTIFIED_WITHIN after it.
 
 Finding a deployment: the apps' compact views know recent and live ones; an older one is
 found in its app's stream near the time its id names (ids start with the UTC time they
@@ -40,6 +42,12 @@ INFO, WARNING, ERROR = "info", "warning", "error"
 STEP_ORDER = ("validate", "materialise", "before_switch", "switch", "activate", "verify")
 MARGIN = 600.0          # seconds either side of an id's time searched (clocks disagree)
 AFTER_END = 50          # entries looked at after a success, for its worker's ReleasesPruned
+# After the end, its notifications are looked for this long (tries with backoff take minutes;
+# a notifier stopped for longer tells later, and that shows in the app's history, not here)
+# and over at most this many entries.
+NOTIFIED_WITHIN = 3600.0
+AFTER_NOTIFY = 2000
+NOTIFICATIONS = (EventType.NOTIFICATION_DELIVERED, EventType.NOTIFICATION_FAILED)
 
 
 @dataclass(frozen=True)
@@ -149,38 +157,48 @@ def _log(app: str, recorded: list[RecordedEvent], deployment_id: str) -> Deploym
 
 def _events_of(services: Services, app: str, deployment_id: str,
                around: float | None) -> list[RecordedEvent]:
-    """The deployment's events (from its DeploymentQueued on) and the ReleasesPruned its
-    worker appended after it went live; [] if its DeploymentQueued is not in the window."""
+    """The deployment's events (from its DeploymentQueued on), the ReleasesPruned its
+    worker appended after it went live and the notifications of its end; [] if its
+    DeploymentQueued is not in the window."""
     start = "-" if around is None else str(max(0, int((around - MARGIN) * 1000)))
     give_up = None if around is None else (around + MARGIN) * 1000
     found: list[RecordedEvent] = []
-    ended_at = None
+    ended: tuple[int, int] | None = None        # the end's entry number and stream time (ms)
+    pruning = False             # after a success: its worker's retention may follow
     for n, (entry_id, fields) in enumerate(_entries(services, app, start)):
         kind, data = fields.get(b"type", b"").decode(), fields.get(b"data", b"")
         if not found:
-            if give_up is not None and int(entry_id.split(b"-")[0]) > give_up:
+            if give_up is not None and _ms(entry_id) > give_up:
                 return []
             if kind == EventType.DEPLOYMENT_QUEUED and deployment_id.encode() in data \
                     and isinstance((r := decode_entry(entry_id, fields)).event, ev.DeploymentQueued) \
                     and r.event.deployment_id == deployment_id:
                 found.append(r)
             continue
-        if ended_at is not None:        # after a success: its worker's retention, if any
-            if kind == EventType.RELEASES_PRUNED:
+        if ended is not None:
+            if n - ended[0] > AFTER_NOTIFY or _ms(entry_id) > ended[1] + NOTIFIED_WITHIN * 1000:
+                break
+            if pruning and kind == EventType.RELEASES_PRUNED:
                 found.append(decode_entry(entry_id, fields))
             if kind in (EventType.DEPLOYMENT_STARTED, EventType.RELEASES_PRUNED) \
-                    or n - ended_at > AFTER_END:
-                break
-            continue
-        if deployment_id.encode() in data:
-            r = decode_entry(entry_id, fields)
-            if getattr(r.event, "deployment_id", None) == deployment_id:
+                    or n - ended[0] > AFTER_END:
+                pruning = False
+            if kind in NOTIFICATIONS and _of(r := decode_entry(entry_id, fields), deployment_id):
                 found.append(r)
-                if r.event.type in FINAL_STATUS:
-                    if not isinstance(r.event, ev.DeploymentSucceeded):
-                        break
-                    ended_at = n
+            continue
+        if deployment_id.encode() in data and _of(r := decode_entry(entry_id, fields), deployment_id):
+            found.append(r)
+            if r.event.type in FINAL_STATUS:
+                ended, pruning = (n, _ms(entry_id)), isinstance(r.event, ev.DeploymentSucceeded)
     return found
+
+
+def _of(r: RecordedEvent, deployment_id: str) -> bool:
+    return getattr(r.event, "deployment_id", None) == deployment_id
+
+
+def _ms(entry_id: bytes) -> int:
+    return int(entry_id.split(b"-")[0])
 
 
 def _entries(services: Services, app: str, start: str) -> Iterator[replies.StreamEntry]:
@@ -242,7 +260,21 @@ def _lines(e: ev.Event, queued: ev.DeploymentQueued | None) -> list[LogLine]:
     if isinstance(e, ev.ReleasesPruned):
         return [LogLine(e.at, INFO, "retention", f"removed {_count(len(e.releases), 'old release')}: "
                                                  + ", ".join(_name(r) for r in e.releases))]
+    if isinstance(e, ev.NotificationDelivered | ev.NotificationFailed):
+        return [_notified(e)]
     return []
+
+
+def _notified(e: ev.NotificationDelivered | ev.NotificationFailed) -> LogLine:
+    if isinstance(e, ev.NotificationDelivered):
+        tries = f" after {_tries(e.attempts)}" if e.attempts > 1 else ""
+        return LogLine(e.at, INFO, "notify", f"{e.channel}: {e.event} delivered{tries} (HTTP {e.status})")
+    return LogLine(e.at, WARNING, "notify", f"{e.channel}: {e.event} not delivered, after "
+                                            f"{_tries(e.attempts)}: {redact(e.reason)}")
+
+
+def _tries(n: int) -> str:
+    return "1 try" if n == 1 else f"{n} tries"
 
 
 def _switched_again(e: ev.DeploymentSwitched) -> LogLine:

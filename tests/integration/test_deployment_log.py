@@ -11,9 +11,11 @@ from orchestrator.core import keys
 from orchestrator.core.projections import AppView
 from orchestrator.deploying.dispatch import request_deployment
 from orchestrator.observe.deployment_log import find_log, log_lines
-from tests.helpers import FUNCTION_APP, git_app
-from tests.integration.flow import sync_and_wait, wait_until_ended
+from tests.helpers import FUNCTION_APP, git_app, wait_for
+from tests.integration.flow import event_types, sync_and_wait, wait_until_ended
+from tests.integration.notifier_thread import notified_app, notifier_running
 from tests.integration.recorded import record_deployments
+from tests.servers.receiver import Answer, receiver
 
 LOOPBACK = ("127.0.0.1", 50000)      # the API lets loopback clients read without a token
 LOCAL = "http://localhost"        # a Host the API answers to (TestClient's own, testserver, is not)
@@ -231,3 +233,49 @@ def test_a_resumed_switch_and_a_failed_health_check_say_so_and_the_revision_is_r
     assert (rejected.level, rejected.step) == ("warning", "reject")
     assert rejected.message.startswith(f"revision {'r' * 12} rejected: {reason}")
     assert [line.step for line in lines] == ["queue", "switch", "verify", "reject", "rollback"]
+
+
+def test_each_notification_of_a_deployment_is_a_line_of_its_log_and_of_no_other(workspace):
+    with receiver() as hook:
+        hook.answers = [Answer(200), Answer(401, "bad credentials")]     # then 401 for good
+        _, services = notified_app(workspace, hook.url, events=["DeploymentStarted", "DeploymentSucceeded"])
+        with notifier_running(services):
+            first = sync_and_wait(services, "hello")
+            wait_for(lambda: "NotificationFailed" in event_types(services, "hello"), what="a refusal")
+            second = sync_and_wait(services, "hello")           # the same tree: skipped
+            wait_for(lambda: event_types(services, "hello").count("NotificationFailed") == 2,
+                     what="the second deployment's start told")
+
+        first_log, second_log = find_log(services, first.id), find_log(services, second.id)
+        served = TestClient(create_app(services), base_url=LOCAL, client=LOOPBACK).get(
+            f"/api/deployments/{first.id}/log").json()
+
+    told = [(line.level, line.message) for line in first_log.lines if line.step == "notify"]
+    assert told == [("info", "webhook: DeploymentStarted delivered (HTTP 200)"),
+                    ("warning", "webhook: DeploymentSucceeded not delivered, after 1 try: "
+                                "HTTP 401: bad credentials")]
+    assert steps(first_log)[-3:] == ["switch", "live", "notify"]
+    assert [(line.level, line.message) for line in second_log.lines if line.step == "notify"] == [
+        ("warning", "webhook: DeploymentStarted not delivered, after 1 try: HTTP 401: bad credentials")]
+    assert [line["message"] for line in served["lines"] if line["step"] == "notify"] == [m for _, m in told]
+
+
+def test_a_notification_tried_more_than_once_says_how_many_tries_it_took():
+    from orchestrator.core import events as ev
+    recorded = [
+        ev.DeploymentQueued(app="a", at=1.0, deployment_id="d", revision="r" * 40, trigger="poll"),
+        ev.DeploymentSucceeded(app="a", at=2.0, deployment_id="d", snapshot="s" * 64, release="/r/d"),
+        ev.NotificationDelivered(app="a", at=9.0, delivery="1-0:0", event="DeploymentSucceeded",
+                                 channel="slack", attempts=3, status=204, deployment_id="d"),
+        ev.NotificationFailed(app="a", at=9.5, delivery="1-0:1", event="DeploymentSucceeded",
+                              channel="github", attempts=8, reason="HTTP 502: bad gateway",
+                              deployment_id="d"),
+        ev.NotificationDelivered(app="a", at=9.0, delivery="2-0:0", event="DeploymentSucceeded",
+                                 channel="slack", attempts=1, status=200, deployment_id="other"),
+    ]
+
+    lines = [line for line in log_lines("d", recorded) if line.step == "notify"]
+
+    assert [(line.at, line.level, line.message) for line in lines] == [
+        (9.0, "info", "slack: DeploymentSucceeded delivered after 3 tries (HTTP 204)"),
+        (9.5, "warning", "github: DeploymentSucceeded not delivered, after 8 tries: HTTP 502: bad gateway")]
