@@ -1,8 +1,10 @@
 """The dashboard at `/`: one page, server-rendered from the projections (Jinja2, autoescaped),
 so it shows the apps, their live deployments, a target in drift (worded as `sluice apps`
-words it), queue depths, each app's recent history and the latest events without JavaScript.
+words it), queue depths and the notifications pending and failing, each app's recent history
+and the latest events without JavaScript.
 `static/dashboard.js` makes it live: it follows `/api/events` (Server-Sent Events), refreshes
-an app's row from `/api/apps/{app}` when one of its events arrives, opens a deployment's log,
+an app's row from `/api/apps/{app}` when one of its events arrives (the queue panel then, and
+every 5 s: a delivery starts failing without an event), opens a deployment's log,
 and posts Sync, Redeploy and Rollback with the operator's API token (pasted once, kept in the
 browser's localStorage); Redeploy and Rollback replace what is live, so they ask to confirm
 first, and a Sync of a head that was rejected (it rolled back by itself) says why and asks

@@ -11,13 +11,16 @@ import httpx
 import pytest
 
 from orchestrator.core import events as ev
+from orchestrator.core import keys
 from orchestrator.core.decisions import execute
 from orchestrator.core.lease import Lease
 from orchestrator.deploying.drift import check_app
 from orchestrator.deploying.operator_actions import pause
-from tests.helpers import FUNCTION_APP
+from tests.helpers import FUNCTION_APP, wait_for
 from tests.integration.flow import sync_and_wait
+from tests.integration.notifier_thread import notified_app, notifier_running
 from tests.servers.api_server import serving
+from tests.servers.receiver import Answer, receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -354,3 +357,44 @@ def test_an_open_log_shows_a_builds_lines_as_they_come(page, deployed, tmp_path)
     _expect(page.locator("#log-lines")).to_contain_text("second build line")
     _expect(page.locator("#log-lines")).to_contain_text("[switch]")
     assert not page.locator('#feed li[data-type="BuildOutput"]').count()
+
+
+@pytest.fixture
+def notifying(workspace):
+    """App `hello` tells a webhook answering 503 of its deployments, a notifier running, the
+    API served with a token. Yields (services, base URL of the served API)."""
+    with receiver() as hook:
+        hook.answers = [Answer(503, "<b>down</b> for maintenance")]
+        _, services = notified_app(workspace, hook.url, api={"token": TOKEN})
+        with notifier_running(services), serving(services) as base:
+            yield services, base
+
+
+def test_the_queue_panel_shows_the_notifications_pending_and_each_delivery_failing(notifying):
+    services, base = notifying
+    sync_and_wait(services, "hello")
+    wait_for(lambda: services.redis.hlen(keys.NOTIFY_FAILING), what="a delivery failing")
+
+    panel = _between(httpx.get(base + "/").text, 'id="queue"', "</section>")
+
+    assert "<dt>notifications pending</dt><dd>1</dd>" in panel
+    assert "<dt>notifications failing</dt><dd>1</dd>" in panel
+    failing = _between(panel, 'id="notify-failing"', "</ul>")
+    assert '<b class="app">hello</b> webhook: DeploymentSucceeded, try 1 failed: ' in failing
+    assert "HTTP 503: &lt;b&gt;down&lt;/b&gt; for maintenance" in failing and "next try in " in failing
+
+
+def test_the_queue_panel_shows_a_delivery_failing_after_the_page_loaded(browser, notifying):
+    services, base = notifying
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(base + "/")
+    _expect(page.locator("#queue-depths")).to_contain_text("notifications failing0")
+
+    sync_and_wait(services, "hello")
+
+    _expect(page.locator("#notify-failing li")).to_contain_text(
+        "hello webhook: DeploymentSucceeded, try 1 failed: HTTP 503: <b>down</b> for maintenance; next try in ")
+    _expect(page.locator("#queue-depths")).to_contain_text("notifications failing1")
+    _expect(page.locator("#queue-depths")).to_contain_text("notifications pending1")
+    page.context.close()

@@ -157,6 +157,7 @@
 
   // ---- queue depths ----------------------------------------------------------------------
   let queueTimer = null;
+  const QUEUE_EVERY_MS = 5000;
   function refreshQueue() {
     if (queueTimer) return;
     queueTimer = setTimeout(async () => {
@@ -172,8 +173,15 @@
     items.push(["in flight", (queue.in_flight || []).length], ["retrying", (queue.retries || []).length],
       ["head checks due within a minute", (polls.due_next_minute || []).length],
       ["head checks overdue", (polls.overdue || []).length]);
+    const notifications = queue.notifications || { pending: 0, failing: [] };
+    items.push(["notifications pending", notifications.pending],
+      ["notifications failing", notifications.failing.length]);
     $("#queue-depths").replaceChildren(...items.map(([name, value]) =>
       el("div", {}, el("dt", {}, name), el("dd", {}, String(value)))));
+    $("#notify-failing").replaceChildren(...notifications.failing.map((f) => el("li", {},
+      el("b", { class: "app" }, f.app || ""), ` ${f.channel}: ${f.event}, try ${f.attempts} failed: `,
+      el("span", { class: "error" }, f.error || ""),
+      `; next try ${f.next_in === null ? "unknown" : `in ${Math.round(f.next_in)}s`}`)));
   }
 
   // ---- the live feed ---------------------------------------------------------------------
@@ -338,5 +346,7 @@
   showTokenState();
   follow();
   refreshQueue();
+  // Deliveries start failing and waits grow without an event to say so: looked at again.
+  setInterval(refreshQueue, QUEUE_EVERY_MS);
   if (document.body.dataset.readable === "no" && token()) loadAll().catch((e) => notice(e.message, "error"));
 })();
