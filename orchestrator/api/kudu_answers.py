@@ -13,9 +13,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api.errors import error_response
-from orchestrator.observe.kudu_json import deployment_json
 from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.deploying.dispatch import Queued
+from orchestrator.observe.kudu_json import deployment_json
 from orchestrator.runtime.services import Services
 
 SYNC_WAIT = 600.0           # seconds a synchronous request is held before its 202

@@ -17,11 +17,11 @@ from starlette.concurrency import run_in_threadpool
 from orchestrator.api.deployment_login import logged_in
 from orchestrator.api.errors import error_response
 from orchestrator.api.kudu_answers import answer_queued, kudu_root
-from orchestrator.observe.kudu_json import deployment_json, log_json
 from orchestrator.core import deployment_ids, history_pages
 from orchestrator.core.errors import NotFound
 from orchestrator.deploying.operator_actions import redeploy
 from orchestrator.observe.deployment_log import find_log
+from orchestrator.observe.kudu_json import deployment_json, log_json
 from orchestrator.runtime.services import Services
 
 router = APIRouter()
