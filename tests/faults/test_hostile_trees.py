@@ -157,8 +157,17 @@ def copy_unchecked(repo: Path, data_dir: Path) -> None:
     parked branch (copied after the good deployment, whose garbage collection drops what
     no ref the app needs holds)."""
     mirror = next((data_dir / "cache" / "git").glob("*.git"))
-    shutil.copytree(repo / ".git" / "objects", mirror / "objects", dirs_exist_ok=True)
+    shutil.copytree(repo / ".git" / "objects", mirror / "objects", dirs_exist_ok=True,
+                    copy_function=copy_unless_same)
     git_bytes(mirror, "update-ref", "refs/heads/parked", git_bytes(repo, "rev-parse", "parked"))
+
+
+def copy_unless_same(source: str, destination: str) -> str:
+    """A local clone hardlinks the objects it takes: those the mirror still shares with the
+    repository are already there (copying a file onto itself raises SameFileError)."""
+    if os.path.exists(destination) and os.path.samefile(source, destination):
+        return destination
+    return shutil.copy2(source, destination)
 
 
 @pytest.mark.parametrize("fetched", list(FETCHED))
