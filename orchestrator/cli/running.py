@@ -3,7 +3,6 @@ check-config."""
 from __future__ import annotations
 
 import contextlib
-import os
 
 import typer
 
@@ -57,7 +56,8 @@ def poller(ctx: typer.Context, concurrency: int = typer.Option(16, help="head ch
 
 
 @cli.command()
-def notifier(ctx: typer.Context):
+def notifier(ctx: typer.Context, name: str = typer.Option(
+        "", help="its consumer name in the feed's group (default: the host's name)")):
     """Run the notifier: deliver the events the `notify:` channels want, at least once."""
     import signal
     import socket
@@ -68,7 +68,9 @@ def notifier(ctx: typer.Context):
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    Notifier(services, consumer=f"{socket.gethostname()}:{os.getpid()}").run(stop)
+    # The same name after a restart (kill -9, a container started again): it takes back at
+    # once what it held when it died, instead of leaving it to another after claim_after.
+    Notifier(services, consumer=name or socket.gethostname()).run(stop)
 
 
 @cli.command()

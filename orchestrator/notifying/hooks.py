@@ -26,7 +26,8 @@ def headers(note: Notification, delivery: str) -> dict[str, str]:
 
 
 def webhook(channel: WebhookChannel, note: Notification, delivery: str) -> Request:
-    body = json.dumps(note.to_json(), sort_keys=True).encode()
+    # the body names the delivery as its X-Sluice-Delivery does: one id per channel and event
+    body = json.dumps({**note.to_json(), "delivery": delivery}, sort_keys=True).encode()
     extra = dict(channel.headers)
     if channel.secret:
         extra["X-Sluice-Signature-256"] = "sha256=" + hmac.new(

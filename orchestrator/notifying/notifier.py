@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import httpx
@@ -22,6 +23,7 @@ from orchestrator.notifying.delivery import Outcome, Request, send
 from orchestrator.notifying.failing import Failing
 from orchestrator.notifying.lanes import Lanes
 from orchestrator.notifying.messages import Notification, notification, wanted
+from orchestrator.notifying.moment import view_at
 from orchestrator.notifying.outbox import FeedEntry, Outbox
 from orchestrator.notifying.render import request_for
 from orchestrator.runtime.services import Services
@@ -40,29 +42,57 @@ class Notifier:
         self.failing = Failing(services.redis)
         self._stop = threading.Event()
         self._wait = wait or self._stop.wait        # True: stopped while waiting
+        self._held: set[str] = set()                # entries taken and not yet handled
+        self._held_lock = threading.Lock()
 
     def run(self, stop: threading.Event) -> None:
         self.outbox.ensure_group()
-        lanes: Lanes[FeedEntry] = Lanes(self.handle, self.config.notifier.concurrency)
+        lanes: Lanes[FeedEntry] = Lanes(self._handle_held, self.config.notifier.concurrency)
         claim_ms = int(self.config.notifier.claim_after * 1000)
+        # a turn lasts a third of claim_after at most: what is held is kept well in time
+        turn_ms, kept_at = max(10, min(1000, claim_ms // 3)), time.monotonic()
         try:
             while not stop.is_set():
                 if lanes.waiting() >= HELD_AT_MOST:
-                    stop.wait(0.1)
-                    continue
-                entries = self.outbox.take(BATCH, block_ms=1000) + self.outbox.claim(claim_ms, BATCH)
-                for entry in entries:
-                    lanes.put(entry.app, entry)
+                    stop.wait(turn_ms / 1000)
+                else:
+                    # what is claimed came before anything new: put in its lanes first
+                    entries = self.outbox.claim(claim_ms, BATCH) + self.outbox.take(BATCH, block_ms=turn_ms)
+                    for entry in self._newly_held(entries):
+                        lanes.put(entry.app, entry)
+                if time.monotonic() - kept_at >= claim_ms / 2000:
+                    with self._held_lock:
+                        held = list(self._held)
+                    self.outbox.keep(held)
+                    kept_at = time.monotonic()
         finally:
             self._stop.set()
             lanes.stop()
+
+    def _newly_held(self, entries: list[FeedEntry]) -> list[FeedEntry]:
+        """Those not in hand already: a claim may give back an entry this notifier holds, and
+        its own backlog, read at its start, holds what it has just claimed."""
+        new = []
+        with self._held_lock:
+            for entry in entries:
+                if entry.id not in self._held:
+                    self._held.add(entry.id)
+                    new.append(entry)
+        return new
+
+    def _handle_held(self, app: str, entry: FeedEntry) -> None:
+        try:
+            self.handle(app, entry)
+        finally:
+            with self._held_lock:
+                self._held.discard(entry.id)
 
     def handle(self, app: str, entry: FeedEntry) -> None:
         """Tell every channel that wants it; acknowledge unless stopped half way (then the
         entry stays pending, and is delivered again after the restart)."""
         channels = [c for c in self.channels(app) if wanted(c.type, c.events, str(entry.event.type))]
         if channels:
-            view = self.services.projections.app(app)
+            view = view_at(self.services.projections, app, entry.event, entry.version)
             note = notification(entry.id, app, entry.event, view, self.config.public_url)
             for n, channel in enumerate(channels):
                 request = request_for(channel, note, f"{entry.id}:{n}", view, self.config)

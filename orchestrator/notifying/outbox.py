@@ -27,12 +27,14 @@ class FeedEntry:
     id: str
     app: str
     event: Event
+    version: int = 0        # the event's place in the app's stream (its `n`)
 
 
 class Outbox:
     def __init__(self, client: redis.Redis, consumer: str):
         self.redis, self.consumer = client, consumer
-        self._own_backlog = True        # at start: what this consumer held before it died
+        # at start, what this consumer held before it died: read from here on (None: done)
+        self._backlog_from: str | None = "0"
 
     def ensure_group(self) -> None:
         try:
@@ -44,17 +46,19 @@ class Outbox:
     def take(self, count: int, block_ms: int) -> list[FeedEntry]:
         """The next entries for this consumer: its own unacknowledged ones first (after a
         restart), then new ones (blocking up to `block_ms`)."""
-        if self._own_backlog:
-            got = self._read("0", count, None)
-            if got:
-                return got
-            self._own_backlog = False
-        return self._read(">", count, block_ms)
+        return self._backlog(count) or self._read(">", count, block_ms)
 
     def claim(self, idle_ms: int, count: int) -> list[FeedEntry]:
         """Entries another consumer has held for `idle_ms` or more, now this one's."""
         reply = self.redis.xautoclaim(keys.FEED, GROUP, self.consumer, idle_ms, "0-0", count=count)
         return self._kept(reply[1])
+
+    def keep(self, entry_ids: list[str]) -> None:
+        """Say these entries are still being handled (their idle time starts again), so no
+        notifier claims a delivery that only takes long: slow receivers, tries, backoff."""
+        ids: list[Any] = list(entry_ids)
+        if ids:
+            self.redis.xclaim(keys.FEED, GROUP, self.consumer, 0, ids, justid=True)
 
     def ack(self, entry_id: str) -> None:
         self.redis.xack(keys.FEED, GROUP, entry_id)
@@ -62,6 +66,21 @@ class Outbox:
     def pending(self) -> int:
         """Entries handed out and not yet acknowledged, in all."""
         return notify_view.pending(self.redis)
+
+    def _backlog(self, count: int) -> list[FeedEntry]:
+        """This consumer's pending entries, each read once: on from the last one read (they
+        stay pending until handled, and reading from "0" again would hand them out twice)."""
+        while self._backlog_from is not None:
+            reply: Any = self.redis.xreadgroup(GROUP, self.consumer, {keys.FEED: self._backlog_from},
+                                               count=count)
+            entries = reply[0][1] if reply else []
+            if not entries:
+                self._backlog_from = None
+                break
+            self._backlog_from = replies.text(entries[-1][0])
+            if got := self._kept(entries):
+                return got
+        return []
 
     def _read(self, start: str, count: int, block_ms: int | None) -> list[FeedEntry]:
         reply: Any = self.redis.xreadgroup(GROUP, self.consumer, {keys.FEED: start}, count=count,
@@ -77,5 +96,6 @@ class Outbox:
                 self.ack(replies.text(entry_id))
                 continue
             text = replies.text_fields(fields)
-            out.append(FeedEntry(replies.text(entry_id), text["app"], Event.from_fields(text)))
+            out.append(FeedEntry(replies.text(entry_id), text["app"], Event.from_fields(text),
+                                 int(text.get("n") or 0)))
         return out

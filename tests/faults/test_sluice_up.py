@@ -17,6 +17,7 @@ from orchestrator.core import keys
 from orchestrator.runtime.embedded_redis import free_port
 from tests.helpers import CLOUD_SITE, FUNCTION_APP, GitRepo, git_app, wait_for, write_config
 from tests.process_tree import alive, children_of, descendants_of
+from tests.servers.receiver import receiver
 
 HANG_GUARD = 15.0       # the children get 10 s together: this only catches a stop that hangs
 
@@ -24,10 +25,10 @@ HANG_GUARD = 15.0       # the children get 10 s together: this only catches a st
 class Up:
     """A `sluice up` on its own embedded Redis, data dir and API port; output in up.log."""
 
-    def __init__(self, root: Path, apps: dict):
+    def __init__(self, root: Path, apps: dict, **settings):
         self.root, self.port = root, free_port()
         self.config = write_config(root / "sluice.yaml", root / "var", apps,
-                                   api={"listen": f"127.0.0.1:{self.port}"})
+                                   api={"listen": f"127.0.0.1:{self.port}"}, **settings)
         self.url_file = root / "var" / "redis" / "url"
         env = {k: v for k, v in os.environ.items() if k not in ("SLUICE_REDIS_URL", "SLUICE_CONFIG")}
         self._log = open(root / "up.log", "w")
@@ -141,6 +142,34 @@ def test_a_killed_worker_and_poller_are_started_again_and_deployments_go_on(git_
         goes_live(repo, target, n)
         assert f"{name} (pid {old}) killed by SIGKILL" in up.output()
     assert up.stop() == 0
+
+
+def test_sluice_up_runs_the_notifier_when_a_channel_is_configured_and_it_tells_the_receiver(tmp_path):
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit(FUNCTION_APP)
+    target = tmp_path / "sites" / "hello"
+    with receiver() as hook:
+        up = Up(tmp_path, {"hello": git_app(repo, target)}, notify=[{"type": "webhook", "url": hook.url}])
+        try:
+            wait_for(lambda: (target / "host.json").exists(), timeout=90, what="the first deployment")
+            client = redis.Redis.from_url(up.url_file.read_text().strip())
+            # the notifier starts at the feed's end: a change after its group exists
+            wait_for(lambda: client.exists(keys.FEED) and client.xinfo_groups(keys.FEED), what="its group")
+            goes_live(repo, target, 2)
+            told = wait_for(lambda: [r for r in hook.received
+                                     if r.json()["deployment"]["revision"] == repo.head()], what="the change told")
+            notifier = up.child("cli notifier")
+
+            assert notifier is not None
+            assert [r.event for r in told] == ["DeploymentSucceeded"] and told[0].json()["app"] == "hello"
+            assert up.stop() == 0 and not alive(notifier)
+        finally:
+            up.close()
+
+
+def test_sluice_up_runs_no_notifier_without_a_channel(git_up):
+    up, _, _ = git_up
+    assert up.child("cli worker") and up.child("cli notifier") is None
 
 
 def test_sigterm_stops_sluice_up_and_all_it_started_while_a_deployment_hangs(tmp_path, cloud_fakes):
