@@ -122,7 +122,9 @@ class GitSource:
 
     def _read_in_place(self, repo: git.Repo, revision: str, into: SnapshotWriter) -> None:
         """A local source's revision read from its own objects, each tree the snapshot
-        takes checked as git fsck checks what a mirror fetches."""
+        takes checked as git fsck checks what a mirror fetches. The tracked branch must be
+        there, as a fetch of it would need it (a ref file read, no process)."""
+        self.head()
         commit = commit_object(repo, revision)
         if commit is None:
             raise RevisionNotFound(f"revision {revision} not found in {sanitize_url(self.config.url)}")
