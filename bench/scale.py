@@ -7,6 +7,7 @@ measures in the same run), run here one after another so they do not share the m
   tree     one-file change at 1k / 20k / 50k files, beside cp -al and an in-place rsync -a
   apps     1,000 apps' first deployments vs as many deployments of one app
   fleet    /api/apps with 50 clients vs /healthz; sluice apps; the first /metrics scrape
+  metrics  the first /metrics scrape of 1,000 apps never scraped, texts kept by the workers
   history  sluice deployments at 5,000 deployments vs 10; Redis memory per app
   cli      sluice --help and sluice apps cold vs python -c pass
   heads    a local head check vs git ls-remote
@@ -25,6 +26,7 @@ PARTS = {
     "tree": ["scale_tree.py"],
     "apps": ["scale_apps.py"],
     "fleet": ["scale_fleet.py"],
+    "metrics": ["scale_metrics.py"],
     "history": ["scale_history.py"],
     "cli": ["scale_cli.py"],
     "heads": ["head_checks.py", "--local-only"],
