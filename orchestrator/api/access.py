@@ -19,7 +19,7 @@ from typing import NoReturn
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from orchestrator.config.settings import ApiConfig
+from orchestrator.config.api_settings import ApiConfig
 
 # Documents the scheme in /openapi.json; the decisions below read the header themselves.
 bearer = HTTPBearer(auto_error=False, description="api.token from the Sluice config")

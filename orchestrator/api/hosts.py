@@ -15,7 +15,7 @@ import logging
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestrator.api.errors import error_response
-from orchestrator.config.settings import plain_host
+from orchestrator.config.api_settings import plain_host
 
 log = logging.getLogger("sluice.api")
 ANY_HOST_PATHS = frozenset({"/healthz", "/readyz"})

@@ -12,7 +12,7 @@ from orchestrator.core.page_sizes import HISTORY_PAGE
 from orchestrator.observe.fleet_pages import CLI_PAGE, fleet_page
 
 if TYPE_CHECKING:
-    from orchestrator.observe.deployment_log import LogLine
+    from orchestrator.observe.log_lines import LogLine
 
 
 @cli.command()

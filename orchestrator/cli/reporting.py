@@ -75,7 +75,7 @@ def _ticks() -> Iterator[None]:
 
 def _print_build_output(event: ev.Event) -> None:
     from orchestrator.core import events as ev
-    from orchestrator.observe.deployment_log import build_lines
+    from orchestrator.observe.log_lines import build_lines
     if isinstance(event, ev.BuildOutput):
         for line in build_lines(event):
             out.print(f"{line.step}: {line.message}", style="dim", markup=False, highlight=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.config.settings import ApiConfig
+from orchestrator.config.api_settings import ApiConfig
 from orchestrator.core.errors import NotFound
 from orchestrator.deploying.dispatch import Queued, Who, request_deployment
 from orchestrator.deploying.import_export import refuse_if_continuous

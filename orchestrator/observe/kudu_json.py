@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from orchestrator.core.projections import AppView, DeploymentView
 from orchestrator.core.statuses import DeploymentStatus
-from orchestrator.observe.deployment_log import ERROR, WARNING, LogLine
+from orchestrator.observe.log_lines import ERROR, WARNING, LogLine
 
 PENDING, BUILDING, DEPLOYING, FAILED, SUCCESS = range(5)
 KUDU_STATUS = {

@@ -10,7 +10,8 @@ from orchestrator.api import create_app
 from orchestrator.core import keys
 from orchestrator.core.projections import AppView
 from orchestrator.deploying.dispatch import request_deployment
-from orchestrator.observe.deployment_log import find_log, log_lines
+from orchestrator.observe.deployment_log import find_log
+from orchestrator.observe.log_lines import log_lines
 from tests.helpers import FUNCTION_APP, git_app, wait_for
 from tests.integration.flow import event_types, sync_and_wait, wait_until_ended
 from tests.integration.notifier_thread import notified_app, notifier_running
