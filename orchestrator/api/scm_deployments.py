@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from orchestrator.api.apps import known_app
 from orchestrator.api.deployment_login import logged_in
 from orchestrator.api.errors import error_response
 from orchestrator.api.kudu_answers import answer_queued, kudu_root
@@ -85,7 +86,7 @@ def status_report(body: bytes) -> bool:
 
 
 def _listed(services: Services, app: str, root: str) -> list[dict]:
-    page = history_pages.newest(services.projections, _known(services, app), LISTED)
+    page = history_pages.newest(services.projections, known_app(services, app), LISTED)
     return [deployment_json(page.view, d, root) for d in page.deployments]
 
 
@@ -97,18 +98,12 @@ def _shown(services: Services, app: str, deployment_id: str, root: str) -> dict:
 
 def _deployment_id(services: Services, app: str, deployment_id: str) -> str:
     if deployment_id != LATEST:
-        _known(services, app)
+        known_app(services, app)
         return deployment_id
-    newest = history_pages.newest(services.projections, _known(services, app), 1).deployments
+    newest = history_pages.newest(services.projections, known_app(services, app), 1).deployments
     if not newest:
         raise NotFound(f"app {app!r} has no deployments yet")
     return newest[0].id
-
-
-def _known(services: Services, app: str) -> str:
-    if app not in services.config.apps:
-        raise NotFound(f"no app named {app!r}")
-    return app
 
 
 def _services(request: Request) -> Services:

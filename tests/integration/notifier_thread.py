@@ -1,10 +1,10 @@
-"""A real notifier for the visibility tests: app `hello` deploying a git repository with a
+"""A real notifier for the tests: app `hello` deploying a git repository with a
 webhook channel to a local receiver, and `Notifier.run` in a thread of the test, stopped (its
 entries left as a killed notifier leaves them) when the test is done with it."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from orchestrator.notifying.notifier import Notifier
@@ -26,15 +26,18 @@ def notified_app(workspace, url: str, events: list[str] | None = None, **setting
 
 
 @contextmanager
-def notifier_running(services: Services) -> Iterator[Notifier]:
+def notifier_running(services: Services, consumer: str = "test-notifier",
+                     wait: Callable[[float], bool] | None = None) -> Iterator[Notifier]:
+    """`Notifier.run` in a thread until the block ends; `wait` stands for its waits between
+    tries (True: stopped)."""
     # The group exists before the test's first event: a notifier starting later skips what
     # came before it.
-    Outbox(services.redis, "test-notifier").ensure_group()
-    notifier, stop = Notifier(services, "test-notifier"), threading.Event()
+    Outbox(services.redis, consumer).ensure_group()
+    notifier, stop = Notifier(services, consumer, wait=wait), threading.Event()
     thread = threading.Thread(target=notifier.run, args=(stop,), daemon=True)
     thread.start()
     try:
         yield notifier
     finally:
         stop.set()
-        thread.join(15)
+        thread.join(30)

@@ -3,17 +3,15 @@ local fakes of GitHub's, Bitbucket's and Azure DevOps' status APIs take the requ
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from orchestrator.core import events as ev
-from orchestrator.notifying.notifier import Notifier
 from orchestrator.runtime.services import Services
 from tests.helpers import FUNCTION_APP, git_app, wait_for
 from tests.integration.flow import sync_and_wait
+from tests.integration.notifier_thread import notifier_running
 from tests.servers.fake_statuses import FakeStatuses, fake_statuses
 
 PUBLIC_URL = "https://sluice.example.com"
@@ -35,20 +33,6 @@ def channels(fake: FakeStatuses) -> list[dict]:
              "api_url": fake.api_url("bitbucket")},
             {"type": "azure-devops", "token": TOKENS["azure-devops"], "repository": "web/hello",
              "organization": "contoso", "api_url": fake.api_url("azure-devops")}]
-
-
-@contextmanager
-def notifier_running(services: Services) -> Iterator[Notifier]:
-    notifier = Notifier(services, "test-notifier")
-    notifier.outbox.ensure_group()          # from now on: events before it are not its business
-    stop = threading.Event()
-    thread = threading.Thread(target=notifier.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield notifier
-    finally:
-        stop.set()
-        thread.join(15)
 
 
 def deploy(workspace, fake, files):

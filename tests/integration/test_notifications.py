@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,6 +16,7 @@ from orchestrator.notifying.notifier import Notifier
 from orchestrator.runtime.services import Services
 from tests.helpers import FUNCTION_APP, git_app, wait_for
 from tests.integration.flow import sync_and_wait, wait_until_let_go
+from tests.integration.notifier_thread import notifier_running
 from tests.servers.receiver import Answer, Receiver, receiver
 
 PUBLIC = "https://sluice.example.com"
@@ -28,16 +28,8 @@ QUICK = {"backoff": "0.5s", "max_backoff": "4s", "attempts": 4, "concurrency": 4
 def notifying(services: Services, consumer: str = "test") -> Iterator[list[float]]:
     """A notifier running until the block ends; yields the waits it asked for between tries."""
     waits: list[float] = []
-    notifier = Notifier(services, consumer, wait=lambda seconds: waits.append(seconds) or False)
-    notifier.outbox.ensure_group()          # before the first event, or it is not told
-    stop = threading.Event()
-    thread = threading.Thread(target=notifier.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with notifier_running(services, consumer, wait=lambda seconds: waits.append(seconds) or False):
         yield waits
-    finally:
-        stop.set()
-        thread.join(30)
 
 
 def configure(workspace, channels: list[dict], name: str = "hello", **settings) -> tuple:
