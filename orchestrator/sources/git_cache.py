@@ -96,15 +96,15 @@ def prune(mirror: Path, branches: set[str], revisions: set[str]) -> bool:
         changes = [f"create {KEEP}{r} {r}" for r in sorted(pins) if KEEP + r not in refs]
         changes += [f"delete {ref}" for ref in sorted(refs) if ref not in kept]
         if changes:
-            _git(mirror, "update-ref", "--stdin", text_in="".join(c + "\n" for c in changes))
+            mirror_git(mirror, "update-ref", "--stdin", text_in="".join(c + "\n" for c in changes))
         tips = sorted(kept & {*refs, *(KEEP + r for r in pins)})
         if tips:
             _cut_history(mirror, tips)
         if _state(mirror) == _last_state(mirror) and _one_pack(mirror):
             return False
         forget_promises(mirror)
-        _git(mirror, "reflog", "expire", "--expire=now", "--expire-unreachable=now", "--all")
-        _git(mirror, "gc", "--quiet", "--prune=now")
+        mirror_git(mirror, "reflog", "expire", "--expire=now", "--expire-unreachable=now", "--all")
+        mirror_git(mirror, "gc", "--quiet", "--prune=now")
         (mirror / PRUNED_STATE).write_text(_state(mirror))
         return True
 
@@ -121,18 +121,18 @@ def _cut_history(mirror: Path, tips: list[str]) -> None:
     """Each tip made a shallow commit: a fetch from the mirror itself with --depth 1
     shortens the history it holds (git's documented way; no object is sent, all are
     here), so older commits and what only they hold are unreachable for gc to prune."""
-    _git(mirror, "fetch", "--quiet", "--no-tags", "--depth=1", mirror.resolve().as_uri(),
+    mirror_git(mirror, "fetch", "--quiet", "--no-tags", "--depth=1", mirror.resolve().as_uri(),
          *(f"+{ref}:{ref}" for ref in tips))
 
 
 def _refs(mirror: Path) -> dict[str, str]:
-    out = _git(mirror, "for-each-ref", "--format=%(refname) %(objectname)")
+    out = mirror_git(mirror, "for-each-ref", "--format=%(refname) %(objectname)")
     return dict(line.split(" ") for line in out.splitlines() if line)
 
 
 def _state(mirror: Path) -> str:
     shallow = mirror / "shallow"
-    return _git(mirror, "for-each-ref") + (shallow.read_text() if shallow.exists() else "")
+    return mirror_git(mirror, "for-each-ref") + (shallow.read_text() if shallow.exists() else "")
 
 
 def _last_state(mirror: Path) -> str | None:
@@ -141,15 +141,17 @@ def _last_state(mirror: Path) -> str | None:
 
 
 def _one_pack(mirror: Path) -> bool:
-    counts = dict(line.split(": ") for line in _git(mirror, "count-objects", "-v").splitlines())
+    counts = dict(line.split(": ") for line in mirror_git(mirror, "count-objects", "-v").splitlines())
     return counts["count"] == "0" and int(counts["packs"]) <= 1
 
 
-def _git(mirror: Path, *args: str, text_in: str | None = None) -> str:
+def mirror_git(mirror: Path, *args: str, text_in: str | None = None,
+               failure: type[Exception] = TransientError) -> str:
+    """git ARGS in the mirror: its output, or `failure` naming the command and git's last line."""
     proc = run(["git", *args], cwd=mirror, text_in=text_in, label=f"git {args[0]} in {mirror}")
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
-        raise TransientError(f"git {args[0]} in {mirror} failed: {lines[-1]}")
+        raise failure(f"git {args[0]} in {mirror} failed: {lines[-1]}")
     return proc.stdout
 
 

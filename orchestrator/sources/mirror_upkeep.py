@@ -11,8 +11,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator.sources.git_cache import KEEP, forget_promises
-from orchestrator.sources.vcs_process import idle_clone, run
+from orchestrator.sources.git_cache import KEEP, forget_promises, mirror_git
+from orchestrator.sources.vcs_process import idle_clone
 
 PINS = 32       # loose pins beyond the kept revisions before they are let go
 PACKS = 16      # packs before the small ones are rolled up
@@ -55,8 +55,5 @@ def _count(folder: Path, suffix: str = "") -> int:
 
 
 def _git(mirror: Path, *args: str, text_in: str | None = None) -> str:
-    proc = run(["git", *args], cwd=mirror, text_in=text_in, label=f"git {args[0]} in {mirror}")
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
-        raise OSError(f"git {args[0]} in {mirror} failed: {lines[-1]}")
-    return proc.stdout
+    # OSError: the clean-up after a deployment logs it and goes on
+    return mirror_git(mirror, *args, text_in=text_in, failure=OSError)
