@@ -75,14 +75,17 @@ def test_an_http_call_gets_the_placeholders_filled(workspace, reload_endpoint):
 
 
 def test_a_signal_reaches_the_process_its_pidfile_names(workspace, tmp_path):
-    got = tmp_path / "got-hup"
+    got, ready = tmp_path / "got-hup", tmp_path / "ready"
     host = subprocess.Popen([sys.executable, "-c", (
         "import signal, time, pathlib\n"
         f"signal.signal(signal.SIGHUP, lambda *a: pathlib.Path({str(got)!r}).write_text('hup'))\n"
+        f"pathlib.Path({str(ready)!r}).write_text('ready')\n"
         "time.sleep(120)\n")])
     pidfile = tmp_path / "host.pid"
     pidfile.write_text(f"{host.pid}\n")
     try:
+        # a SIGHUP before the host's handler is in place ends it (CI: a loaded machine)
+        wait_for(ready.exists, timeout=30, what="the host to handle SIGHUP")
         repo, services = workspace.app_with({"index.html": "v1"}, name="sig", layout="site",
                                             activate=[{"signal": {"pidfile": str(pidfile), "signal": "HUP"}}])
         d = sync_and_wait(services, "sig")
