@@ -308,7 +308,11 @@ def test_a_page_whose_reads_need_the_token_shows_the_apps_once_it_is_given(page,
 
 
 def _expect(locator):
+    """Playwright's expect, waiting as long as the page's own timeout: the page refreshes its
+    queue panel every 5 s (a failing try is no feed event), which expect's default 5 s misses
+    on a loaded machine."""
     from playwright.sync_api import expect
+    expect.set_options(timeout=WAIT_MS)
     return expect(locator)
 
 
