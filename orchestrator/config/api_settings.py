@@ -1,5 +1,6 @@
-"""The API's settings (`api:`): where it listens, its token, who reads without it, the Host
-names it answers to, and what a zip deploy takes; and how host names are compared."""
+"""The API's settings (`api:`): where it listens, its tokens (the operators', the host
+workers'), who reads without them, the Host names it answers to, and what a zip deploy takes;
+and how host names are compared."""
 from __future__ import annotations
 
 import ipaddress
@@ -17,6 +18,7 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 class ApiConfig(_Strict):
     listen: str = "127.0.0.1:8080"          # where the API (webhooks, ...) listens
     token: Secret | None = None             # bearer token for mutating endpoints (and reads, per `reads`)
+    worker_token: Secret | None = None      # bearer token of host workers fetching from /store (only)
     # who may read without the token; unset: loopback if listen is loopback and no proxy, else token
     reads: Literal["loopback", "open", "token"] = "loopback"
     hosts: list[str] = Field(default_factory=list)   # Host names answered besides loopback's and listen's
@@ -54,6 +56,13 @@ class ApiConfig(_Strict):
         if self.reads == "loopback" and self.behind_proxy:
             raise ValueError("reads: loopback cannot hold with behind_proxy: true (every client of a "
                              "forwarder on this host arrives from loopback): use reads: token, or open")
+        return self
+
+    @model_validator(mode="after")
+    def _tokens_apart(self):
+        if self.worker_token is not None and self.worker_token == self.token:
+            raise ValueError("worker_token must differ from token: a host worker's token opens the "
+                             "store only, the operators' changes what is live")
         return self
 
     @property

@@ -98,6 +98,7 @@ def test_cloud_folder_sources_say_which_credentials_or_path_are_wrong(tmp_path, 
 
 @pytest.mark.parametrize("settings, key", [
     ("api: {token: \"${TOKEN}\"}\n", "api.token"),
+    ("api: {worker_token: \"${TOKEN}\"}\n", "api.worker_token"),
     ("apps:\n  a:\n    target: ./t\n    source: {type: github, url: ./r, secret: \"${TOKEN}\"}\n",
      "apps.a.source.secret"),
     ("apps:\n  a:\n    target: ./t\n    source: {type: azure-devops, url: ./r,"
@@ -113,6 +114,22 @@ def test_an_empty_or_short_token_or_secret_is_refused_naming_the_key(tmp_path, s
 def test_a_token_of_sixteen_characters_or_more_is_accepted(tmp_path):
     config = load_config(write(tmp_path, "api: {token: \"${TOKEN}\"}\n"), env={"TOKEN": "0123456789abcdef"})
     assert config.api.token == "0123456789abcdef"
+
+
+def test_a_worker_token_from_the_environment_is_a_secret_apart_from_the_operators_token(tmp_path):
+    config = load_config(write(tmp_path, "api: {worker_token: \"${WORKER}\"}\n"),
+                         env={"WORKER": "worker-0123456789"})
+
+    assert config.api.worker_token == "worker-0123456789" and config.api.token is None
+    assert config.secrets == {"WORKER": "worker-0123456789"}
+
+
+def test_a_worker_token_equal_to_the_operators_token_is_refused_without_showing_it(tmp_path):
+    settings = "api: {token: \"${TOKEN}\", worker_token: \"${TOKEN}\"}\n"
+
+    with pytest.raises(ConfigError, match=r"api: worker_token must differ from token") as caught:
+        load_config(write(tmp_path, settings), env={"TOKEN": "same-0123456789ab"})
+    assert "same-0123456789ab" not in str(caught.value)
 
 
 @pytest.mark.parametrize("api, reads", [

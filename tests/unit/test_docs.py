@@ -143,12 +143,13 @@ def validate_example(example: dict, page: str) -> None:
 
 def with_variables_set(value):
     """The example as the loader sees it once each `${NAME}` is expanded, to a value long
-    enough for a secret."""
+    enough for a secret (each name its own: two secrets that must differ do)."""
     if isinstance(value, dict):
         return {k: with_variables_set(v) for k, v in value.items()}
     if isinstance(value, list):
         return [with_variables_set(v) for v in value]
-    return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", "x" * 32, value) if isinstance(value, str) else value
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: m.group(1).ljust(32, "x"), value) \
+        if isinstance(value, str) else value
 
 
 # --- commands ------------------------------------------------------------------------------
