@@ -29,6 +29,13 @@ os.environ.update(SLUICE_TEST_PYTHON=sys.executable, PATH=os.pathsep.join(
 os.environ.setdefault("TEST_TOKEN", "tk-7f3a9c41e2b8d605")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_folder(tmp_path_factory):
+    """`sluice apps` keeps a summary of each config it read under $XDG_CACHE_HOME/sluice
+    (cli/fleet_summary.py): the session's, not the user's."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     proc, url = start_redis(tmp_path_factory.mktemp("redis"))

@@ -31,7 +31,8 @@ from orchestrator.core.events import Event, EventType
 from orchestrator.core.projections import AppView
 from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.observe.durations import PAGE, took
-from orchestrator.observe.formatting import deployment_json, drift_text, event_fields, iso, rejected_lines
+from orchestrator.observe.fleet_table import drift_text, rejected_lines
+from orchestrator.observe.formatting import deployment_json, event_fields, iso
 from orchestrator.observe.queue_view import inspect_queue
 from orchestrator.runtime.services import Services
 

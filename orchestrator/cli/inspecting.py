@@ -20,14 +20,13 @@ def apps(ctx: typer.Context,
          limit: int = typer.Option(CLI_PAGE, "--limit", "-n", min=1, help="show the first N"),
          show_all: bool = typer.Option(False, "--all", help="show every configured app")):
     """The configured apps and what is live (the first 100 unless told)."""
-    from orchestrator.observe import formatting
-    services = services_of(ctx)
-    page = fleet_page(services.config.apps, None if show_all else limit)
-    views = dict(zip(page.names, services.projections.apps(page.names)))
-    table = formatting.apps_table(services.config, views)
-    if page.next_after:
-        table.caption = f"the first {limit} of {page.total}: --limit N or --all for more"
-    out.print(table)
+    from orchestrator.cli.fleet_summary import load_keeping
+    from orchestrator.cli.quick_apps import apps_text
+    from orchestrator.runtime.services import Services
+    config, summary = load_keeping(ctx.obj)
+    page = fleet_page(config.apps, None if show_all else limit)
+    views = dict(zip(page.names, Services.build(config).projections.apps(page.names)))
+    print(apps_text(summary, page, views, None if show_all else limit))
 
 
 @cli.command()

@@ -20,6 +20,7 @@ import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from orchestrator.config.api_settings import ApiConfig as ApiConfig
+from orchestrator.config.env_refs import ENV_REF
 from orchestrator.config.location import DEFAULT_CONFIG as DEFAULT_CONFIG
 from orchestrator.config.location import config_file as config_file
 from orchestrator.config.notify import Channel, NotifierConfig
@@ -30,7 +31,6 @@ from orchestrator.core.errors import ConfigError
 from orchestrator.core.masking import MIN_LENGTH, mask, says_secret
 
 APP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # An app's settings that run or send something: whatever ${NAME} gives them is a secret.
 _STEPS = ("activate", "health", "before_switch", "build", "notify")
 # libyaml's parser when present: ten times faster.
@@ -155,6 +155,7 @@ class SluiceConfig(_Strict):
     apps: dict[str, AppConfig] = Field(default_factory=dict)
     # ${NAME} -> the secret it gave (load_config): a private attribute, so no dump shows it
     _secrets: dict[str, str] = PrivateAttr(default_factory=dict)
+    _redis_url_written: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _bitbucket_statuses_link(self):
@@ -170,6 +171,12 @@ class SluiceConfig(_Strict):
     @property
     def secrets(self) -> MappingProxyType[str, str]:
         return MappingProxyType(self._secrets)
+
+    @property
+    def redis_url_as_written(self) -> str | None:
+        """redis_url as the file (or SLUICE_REDIS_URL) gave it, each ${NAME} in it not put in:
+        what may be kept on disk (config/env_refs.py puts them in)."""
+        return self._redis_url_written
 
 
 def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> SluiceConfig:
@@ -196,6 +203,7 @@ def _load(path: str | os.PathLike | None, env: Mapping[str, str] | None) -> Slui
     env = os.environ if env is None else env
     path = Path(path) if path else config_file(env)
     raw = _read_yaml(path)
+    redis_url_written = "${SLUICE_REDIS_URL}" if env.get("SLUICE_REDIS_URL") else raw.get("redis_url")
     secrets: dict[str, str] = {}
     raw = _expand(raw, env, path, (), secrets)
     _check_app_names(raw, path)
@@ -214,6 +222,7 @@ def _load(path: str | os.PathLike | None, env: Mapping[str, str] | None) -> Slui
     except ConfigError as exc:
         raise ConfigError(mask(str(exc), secrets)) from None
     config._secrets = secrets
+    config._redis_url_written = redis_url_written if isinstance(redis_url_written, str) else None
     return config
 
 
@@ -256,7 +265,7 @@ def _expand(value: Any, env, path: Path, where: tuple, secrets: dict[str, str]) 
             if len(env[name]) >= MIN_LENGTH and _holds_secret(where, name):
                 secrets[name] = env[name]
             return env[name]
-        return _ENV_REF.sub(sub, value)
+        return ENV_REF.sub(sub, value)
     return value
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from orchestrator.core.events import EventType
+from orchestrator.core.event_types import EventType
 
 
 class DeploymentStatus(StrEnum):

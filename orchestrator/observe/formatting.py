@@ -10,11 +10,11 @@ from rich.console import Group
 from rich.table import Column, Table
 from rich.text import Text
 
-from orchestrator.config.settings import SluiceConfig
 from orchestrator.core.event_log import RecordedEvent
 from orchestrator.core.projections import AppView, DeploymentView
 from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.observe.durations import QUEUE, TABLE, duration, took
+from orchestrator.observe.fleet_table import drift_text
 
 # One colour per kind of status; the switched ones (activating, verifying) apart from the
 # rest of what runs: the target shows them already, unconfirmed.
@@ -58,21 +58,6 @@ def drift_json(view: AppView) -> dict | None:
                                    "text": drift_text(view)}
 
 
-def drift_text(view: AppView) -> str:
-    """The drift as `sluice apps` and the dashboard show it (one wording for both); "" if none."""
-    d = view.drift
-    if d is None:
-        return ""
-    repair = {"switch": "switching back", "redeploy": f"redeploying as {d.deployment_id}",
-              "wait": f"waiting for {d.deployment_id}"}.get(d.repair, "not repaired")
-    return f"DRIFT ({repair}): {d.detail}"
-
-
-def rejected_lines(view: AppView) -> list[str]:
-    """The app's rejected revisions as `sluice apps` and the dashboard show them."""
-    return [f"rejected {revision[:12]}: {reason}" for revision, reason in view.rejected.items()]
-
-
 def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLES.get(DeploymentStatus(status), ""))
 
@@ -85,23 +70,6 @@ def deployments_table(view: AppView) -> Table:
         mark = " *" if d.id == view.active_deployment else ""
         table.add_row(d.id + mark, status_text(d.status), d.revision[:12], d.trigger, change_text(d),
                       _local(d.received_at), took(d.started_at, d.ended_at, TABLE), d.message)
-    return table
-
-
-def apps_table(config: SluiceConfig, views: dict[str, AppView]) -> Table:
-    table = Table(_text("app"), _text("layout"), _text("source"), _text("target"), _id_and_more("active"),
-                  _id_and_more("last deployment"), _text("automatic"))
-    for name, view in views.items():
-        app = config.apps[name]
-        active = view.active
-        last = next(iter(view.history()), None)
-        drift = Text(f"\n{drift_text(view)}", style="bold red") if view.drift else ""
-        automatic = Text(f"paused: {view.paused}" if view.paused else "on")
-        for line in rejected_lines(view):
-            automatic.append(f"\n{line}", style="red")
-        table.add_row(name, app.layout, app.source.describe(), Text(str(app.target)) + drift,
-                      f"{active.id} ({active.revision[:12]})" if active else "-",
-                      status_text(last.status) + f" {last.id}" if last else "-", automatic)
     return table
 
 
@@ -202,13 +170,6 @@ def _id(header: str, width: int = ID_WIDTH) -> Column:
 
 def _text(header: str) -> Column:
     return Column(header, overflow="fold")
-
-
-def _id_and_more(header: str) -> Column:
-    """An id and a word more (`success 20261201-...`), wrapped between them. A fixed width:
-    Rich narrows a column that may wrap below its min_width, then widens it back past the
-    terminal's edge."""
-    return Column(header, width=ID_WIDTH, overflow="fold")
 
 
 def _local_iso(stamp: str) -> str:

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator.config.live import RACY_SECONDS, LiveConfig
+from orchestrator.config.live import LiveConfig
 from orchestrator.config.settings import load_config
+from orchestrator.config.stamps import RACY_SECONDS
 from orchestrator.core.errors import ConfigError
 from orchestrator.runtime.services import FollowedServices
 
