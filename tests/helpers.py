@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -103,3 +106,22 @@ def git_app(repo: GitRepo, target: Path, **source) -> dict:
     app_keys = {k: source.pop(k) for k in APP_KEYS if k in source}
     return {"layout": source.pop("layout", "functions"), "target": str(target), **app_keys,
             "source": {"type": "git", "url": str(repo.path), "poll_interval": "1s", **source}}
+
+
+class Overlap:
+    """How many threads are inside `inside()` at once (`now`), and the most there ever were."""
+
+    def __init__(self):
+        self.now = self.most = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def inside(self) -> Iterator[None]:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.now -= 1

@@ -1,5 +1,6 @@
 """The HTTP API (FastAPI): webhook receivers, the built-in Git repositories, operators'
-endpoints (/api/..., see apps.py), /healthz and /readyz.
+endpoints (/api/..., see apps.py), the store served to host workers (/store/..., see
+host_store.py), /healthz and /readyz.
 
 Errors are JSON {"error": message}, never a traceback: a Host the API does not answer to 421
 (hosts.py), an unknown app or deployment 404, a
@@ -24,6 +25,7 @@ from orchestrator.api.dashboard import router as dashboard_router
 from orchestrator.api.errors import Error, error_response
 from orchestrator.api.git_http import router as git_router
 from orchestrator.api.hooks import router as hooks_router
+from orchestrator.api.host_store import router as host_store_router
 from orchestrator.api.hosts import HostCheck
 from orchestrator.api.observe import router as observe_router
 from orchestrator.api.scm_deploy import router as scm_deploy_router
@@ -57,6 +59,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(scm_deployments_router)
     app.include_router(scm_files_router)
     app.include_router(scm_hooks_router)
+    app.include_router(host_store_router)
 
     @app.get("/healthz")
     async def healthz() -> dict:        # on the event loop: busy worker threads do not delay it

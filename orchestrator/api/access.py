@@ -1,5 +1,5 @@
 """Who may call what: `Depends(can_read)` on reading endpoints, `Depends(can_change)` on the
-ones that change something.
+ones that change something, `Depends(is_worker)` on the store served to host workers.
 
 Changing needs `Authorization: Bearer <api.token>` (compared in constant time); with no
 api.token configured nothing may change (403 saying to set it). Reading follows api.reads:
@@ -9,6 +9,10 @@ request that came through a proxy (it carries Forwarded, X-Forwarded-For or X-Re
 taken for a loopback client even if the proxy runs on this host. A missing or wrong token is
 a 401 with `WWW-Authenticate: Bearer`; a wrong one is refused even from loopback (under `open`
 no token is looked at).
+
+The store's routes take `Authorization: Bearer <api.worker_token>` and nothing else: not the
+operators' token, not a loopback client without it; with no worker_token configured they
+answer 403 to everyone.
 """
 from __future__ import annotations
 
@@ -49,6 +53,15 @@ def can_change(request: Request,
     _check(api.token, _bearer_token(request))
 
 
+def is_worker(request: Request,
+              _: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    expected = _api(request).worker_token
+    if expected is None:
+        raise HTTPException(403, "the store is not served to host workers: set api.worker_token "
+                            "in the Sluice config (e.g. api: {worker_token: ${SLUICE_WORKER_TOKEN}})")
+    _check(expected, _bearer_token(request), "api.worker_token")
+
+
 def _bearer_token(request: Request) -> str | None:
     """The token of an `Authorization: Bearer ...` header; None without one (other schemes,
     e.g. a proxy's Basic auth passed along, are not ours to judge)."""
@@ -56,12 +69,12 @@ def _bearer_token(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-def _check(expected: str, given: str | None) -> None:
+def _check(expected: str, given: str | None, setting: str = "api.token") -> None:
     if given is None:
-        _refuse("this needs Authorization: Bearer <api.token>")
+        _refuse(f"this needs Authorization: Bearer <{setting}>")
     # header values arrive decoded as latin-1: encoding them back gives the bytes sent
     if not hmac.compare_digest(given.encode("latin-1", "replace"), expected.encode()):
-        _refuse("wrong token (Authorization: Bearer <api.token>)")
+        _refuse(f"wrong token (Authorization: Bearer <{setting}>)")
 
 
 def _refuse(message: str) -> NoReturn:

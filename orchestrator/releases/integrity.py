@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,11 +25,18 @@ from orchestrator.core.errors import TransientError
 from orchestrator.releases.snapshots import CHUNK, Manifest, SnapshotStore
 
 _ENTRIES = itertools.count()
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class CorruptBlob(TransientError):
     """A blob's content does not match its sha256: it is quarantined, and the next attempt
     fetches the file from the source again."""
+
+
+def is_sha256(text: str) -> bool:
+    """Whether `text` names content as the store does (a sha256 in lower-case hex), and so
+    may become part of a path in it."""
+    return _SHA256.fullmatch(text) is not None
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:

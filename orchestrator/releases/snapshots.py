@@ -152,7 +152,7 @@ class SnapshotStore:
                     out.write(chunk)
                     size += len(chunk)
                     chunk = stream.read(CHUNK)
-            self._rename_into_place(tmp, digest.hexdigest())
+            self.install_blob(tmp, digest.hexdigest())
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -164,9 +164,10 @@ class SnapshotStore:
         with os.fdopen(fd, "wb") as out:
             for chunk in chunks:
                 out.write(chunk)
-        self._rename_into_place(tmp, sha256)
+        self.install_blob(tmp, sha256)
 
-    def _rename_into_place(self, tmp: str, sha256: str) -> None:
+    def install_blob(self, tmp: str, sha256: str) -> None:
+        """A whole blob written at `tmp` (in `self.tmp`, 0444) renamed to its name."""
         final = self.blob_path(sha256)
         try:
             os.rename(tmp, final)
@@ -183,15 +184,16 @@ class SnapshotStore:
             if known is None:
                 data = manifest.bucket_bytes(b)
                 ids[b] = hashlib.sha256(data).hexdigest()
-                self._write_once(self.buckets / f"{ids[b]}.json", data)
+                self.write_once(self.buckets / f"{ids[b]}.json", data)
         manifest.with_buckets(Buckets(buckets.members, tuple(ids)))
         root = root_document(i or "" for i in ids)
         snapshot_id = hashlib.sha256(root).hexdigest()
-        self._write_once(self.manifests / f"{snapshot_id}.json", root)
+        self.write_once(self.manifests / f"{snapshot_id}.json", root)
         self._keep(snapshot_id, manifest)
         return snapshot_id
 
-    def _write_once(self, final: Path, data: bytes) -> None:
+    def write_once(self, final: Path, data: bytes) -> None:
+        """A manifest's root or bucket written whole under its final name (nothing if there)."""
         if final.exists():
             return
         tmp = next(self._tmp_names)

@@ -8,19 +8,15 @@ import time
 import pytest
 
 from orchestrator.deploying.build import build_slot
+from tests.helpers import Overlap
 
 
 def test_no_more_builds_run_at_once_than_there_are_slots(tmp_path):
-    running, most, lock = [0], [0], threading.Lock()
+    overlap = Overlap()
 
     def one_build() -> None:
-        with build_slot(tmp_path, 2):
-            with lock:
-                running[0] += 1
-                most[0] = max(most[0], running[0])
+        with build_slot(tmp_path, 2), overlap.inside():
             time.sleep(0.3)
-            with lock:
-                running[0] -= 1
 
     builds = [threading.Thread(target=one_build) for _ in range(5)]
     for build in builds:
@@ -28,7 +24,7 @@ def test_no_more_builds_run_at_once_than_there_are_slots(tmp_path):
     for build in builds:
         build.join(30)
 
-    assert most[0] == 2 and running[0] == 0
+    assert overlap.most == 2 and overlap.now == 0
 
 
 def test_a_slot_is_free_again_once_its_build_failed(tmp_path):
