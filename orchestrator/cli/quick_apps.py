@@ -26,6 +26,7 @@ from orchestrator.core.app_views import AppView, decoded_view
 from orchestrator.core.light_redis import LightRedis, RedisReplyError
 from orchestrator.observe.fleet_pages import CLI_PAGE, FleetPage, fleet_page
 from orchestrator.observe.fleet_table import fleet_table
+from orchestrator.observe.text_columns import terminal_width
 
 LOG_FORMATS = ("text", "json")      # what the long way's --log-format (and its variable) takes
 
@@ -64,7 +65,7 @@ def apps_text(summary: FleetSummary, page: FleetPage, views: Mapping[str, AppVie
     """What `sluice apps` prints, either way."""
     wanted = set(page.names)
     caption = f"the first {limit} of {page.total}: --limit N or --all for more" if page.next_after else None
-    return fleet_table([app for app in summary.apps if app.name in wanted], views, caption)
+    return fleet_table([app for app in summary.apps if app.name in wanted], views, caption, terminal_width())
 
 
 def _asked(args: list[str]) -> Asked | None:

@@ -1,15 +1,20 @@
-"""`sluice apps` as text: one row per app in left-aligned columns two spaces apart, as
-kubectl and docker print theirs. Rich boxed it, at three times the interpreter's whole start
+"""`sluice apps` as text: one row per app in columns (observe/text_columns.py), fit to the
+terminal. Rich boxed it, at three times the interpreter's whole start
 for 100 rows; and this module imports neither Rich nor the config's models, so the short
 way of `sluice apps` (cli/quick_apps.py) prints what the long way prints."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from orchestrator.core.app_views import AppView
+from orchestrator.observe.text_columns import LEAST as LEAST_TEXT
+from orchestrator.observe.text_columns import columns
 
 HEADERS = ("APP", "LAYOUT", "SOURCE", "TARGET", "ACTIVE", "LAST DEPLOYMENT", "AUTOMATIC")
+ID_WIDTH = 22       # a deployment id (20261201-235118-a1b2c3): copied into commands, never folded
+# the app's name whole, ids whole (their revision or status may go to the next line)
+LEAST = (None, LEAST_TEXT, LEAST_TEXT, LEAST_TEXT, ID_WIDTH, ID_WIDTH, LEAST_TEXT)
 
 
 class AppFacts(NamedTuple):
@@ -20,8 +25,10 @@ class AppFacts(NamedTuple):
     target: str
 
 
-def fleet_table(apps: Iterable[AppFacts], views: Mapping[str, AppView], caption: str | None = None) -> str:
-    text = columns(HEADERS, [_cells(app, views[app.name]) for app in apps])
+def fleet_table(apps: Iterable[AppFacts], views: Mapping[str, AppView], caption: str | None = None,
+                width: int | None = None) -> str:
+    """`width`: the terminal's, which the table fits (None: as wide as it is)."""
+    text = columns(HEADERS, [_cells(app, views[app.name]) for app in apps], width, LEAST)
     return f"{text}\n{caption}" if caption else text
 
 
@@ -33,19 +40,6 @@ def _cells(app: AppFacts, view: AppView) -> list[str]:
     return [app.name, app.layout, app.source, target,
             f"{active.id} ({active.revision[:12]})" if active else "-",
             f"{last.status} {last.id}" if last else "-", automatic]
-
-
-def columns(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """The rows under their headers, each column as wide as its widest line; a cell of
-    several lines makes its row as tall."""
-    table = [[cell.split("\n") for cell in row] for row in [headers, *rows]]
-    widths = [max(len(line) for row in table for line in row[i]) for i in range(len(headers))]
-    lines = []
-    for row in table:
-        for k in range(max(len(cell) for cell in row)):
-            lines.append("  ".join((cell[k] if k < len(cell) else "").ljust(width)
-                                   for cell, width in zip(row, widths)).rstrip())
-    return "\n".join(lines)
 
 
 def drift_text(view: AppView) -> str:

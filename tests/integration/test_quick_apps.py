@@ -52,7 +52,7 @@ class Fleet:
     def apps(self, *options: str, env: dict | None = None) -> dict:
         result = subprocess.run([sys.executable, "-c", RUN_AND_LIST, "--config", str(self.config), "apps",
                                  *options], capture_output=True, text=True, timeout=60, check=True,
-                                env={**os.environ, **(env or {})})
+                                env={**os.environ, "COLUMNS": "200", **(env or {})})
         return json.loads(result.stdout)
 
 

@@ -3,16 +3,7 @@ from __future__ import annotations
 
 from orchestrator.core.app_views import AppView, DeploymentView, DriftView
 from orchestrator.core.statuses import DeploymentStatus
-from orchestrator.observe.fleet_table import AppFacts, columns, fleet_table
-
-
-def test_columns_are_as_wide_as_their_widest_line_and_a_cell_of_several_lines_makes_its_row_taller():
-    shown = columns(("A", "B", "C"), [["one", "x\nlonger line", "z"], ["2", "y", ""]])
-
-    assert shown.splitlines() == ["A    B            C",
-                                  "one  x            z",
-                                  "     longer line",
-                                  "2    y"]
+from orchestrator.observe.fleet_table import AppFacts, fleet_table
 
 
 def test_an_app_shows_its_active_and_last_deployment_and_what_stops_it():
@@ -34,3 +25,17 @@ def test_an_app_never_deployed_shows_dashes():
     shown = fleet_table([AppFacts("idle", "site", "git /r @ main", "/t")], {"idle": AppView(name="idle")})
 
     assert shown.splitlines()[1].split() == ["idle", "site", "git", "/r", "@", "main", "/t", "-", "-", "on"]
+
+
+def test_at_80_columns_the_ids_stay_whole_and_the_text_wraps():
+    view = AppView(name="web", active_deployment="20261202-160528-e9abbf", deployments={
+        "20261202-160528-e9abbf": DeploymentView("20261202-160528-e9abbf", "a" * 40, "poll", 1.0,
+                                                 DeploymentStatus.SUCCESS)})
+    app = AppFacts("web", "functions", "git https://github.com/acme/a-long-repository-name.git @ main",
+                   "/srv/sites/a-rather-long-target-folder/web")
+
+    lines = fleet_table([app], {"web": view}, width=80).splitlines()
+
+    assert max(map(len, lines)) <= 80
+    assert sum("20261202-160528-e9abbf" in line for line in lines) == 2 and any("a" * 12 in line for line in lines)
+
