@@ -99,7 +99,8 @@ def write_config(path: Path, data_dir: Path, apps: dict, redis_url: str | None =
     return path
 
 
-APP_KEYS = ("retry", "keep_releases", "build", "before_switch", "activate", "health", "on_failure")
+APP_KEYS = ("retry", "keep_releases", "build", "before_switch", "activate", "health", "on_failure", "hosts",
+            "rollout", "host_timeout")
 
 
 def git_app(repo: GitRepo, target: Path, **source) -> dict:

@@ -32,6 +32,7 @@ from orchestrator.deploying.build import BuildContext, LiveBuild, build
 from orchestrator.deploying.dispatch import enqueue
 from orchestrator.deploying.housekeeping import clean_up, cleaning_begins, let_go_of_old_releases
 from orchestrator.deploying.retries import FailedAttempt, decide_after_failure
+from orchestrator.deploying.rollout import Rollout, roll_out
 from orchestrator.observe.metrics import keep_current
 from orchestrator.observe.store_metrics import record_corrupt_blobs
 from orchestrator.releases.integrity import CorruptBlob, Quarantine
@@ -141,7 +142,7 @@ def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
         steps.begin("build")
         snapshot = _build(ctx, app, config, d, snapshot, live) or snapshot
         steps.end(keep=False)       # its timings are BuildSucceeded's
-    if live and live.snapshot == snapshot.id:
+    if live and live.snapshot == snapshot.id and _everywhere(view, config, live):
         return _record_end(ctx, app, deployment_id, ev.DeploymentSkipped, snapshot=snapshot.id,
                            reason=f"snapshot {snapshot.id[:12]} is already live "
                                   f"(deployment {view.active_deployment})")
@@ -150,6 +151,8 @@ def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
     steps.begin("validate")
     validate(config.layout, snapshot.manifest, ctx.store, previous.manifest if previous else None)
     steps.end()
+    if config.hosts:
+        return _roll_out(ctx, app, config, deployment_id, snapshot.id, lease, steps)
     steps.begin("materialise")
     try:
         release = materialise(ctx.store, snapshot.manifest,
@@ -182,6 +185,21 @@ def _switch_and_confirm(ctx: WorkerContext, config: AppConfig, candidate: Candid
     outcome = _record_end(ctx, candidate.app, candidate.deployment_id, ev.DeploymentSucceeded,
                           snapshot=snapshot, release=str(candidate.release), steps=steps.done)
     let_go_of_old_releases(ctx.services, candidate.app, config)
+    return outcome
+
+
+def _roll_out(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str, snapshot: str,
+              lease: Lease, steps: Steps) -> str:
+    """An app with hosts: each of them switches (deploying/rollout.py), or none stays switched."""
+    def record(event_type, **fields) -> bool:
+        return _record(ctx, app, deployment_id, event_type, **fields)
+    steps.begin("rollout")
+    revision = ctx.services.projections.app(app).deployments[deployment_id].revision
+    roll_out(Rollout(ctx.services, app, config, deployment_id, revision, lease, record))
+    steps.end()
+    outcome = _record_end(ctx, app, deployment_id, ev.DeploymentSucceeded, snapshot=snapshot, steps=steps.done,
+                          release=str(release_dir(ctx.services.config.data_dir, app, deployment_id)))
+    let_go_of_old_releases(ctx.services, app, config)
     return outcome
 
 
@@ -304,12 +322,20 @@ def _newer(view: AppView, deployment_id: str) -> DeploymentView | None:
 
 def _live(view: AppView, config: AppConfig) -> DeploymentView | None:
     """The active deployment, if the target really shows its release and the release is
-    there (a redeploy after the release left the disk must not end as skipped)."""
+    there (a redeploy after the release left the disk must not end as skipped). The targets
+    of an app with hosts are theirs: which host runs what is `_everywhere`'s to say."""
     active = view.active
+    if config.hosts:
+        return active if active and active.snapshot else None
     if active and active.snapshot and str(live_release(config.target)) == active.release \
             and os.path.isdir(active.release):
         return active
     return None
+
+
+def _everywhere(view: AppView, config: AppConfig, live: DeploymentView) -> bool:
+    """Whether each of the app's hosts runs the live deployment (always, without hosts)."""
+    return all(view.hosts.get(host) == live.id for host in config.hosts)
 
 
 def _hand_over(ctx: WorkerContext, app: str, finished: str) -> None:

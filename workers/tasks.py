@@ -20,7 +20,7 @@ from orchestrator.core.lease import LeaseBusy
 from orchestrator.deploying.dispatch import enqueue
 from orchestrator.deploying.task_queue import DEPLOY_TASK, VISIBILITY_TIMEOUT
 from orchestrator.releases.snapshots import SnapshotStore
-from orchestrator.runtime.services import FollowedServices, client_for
+from orchestrator.runtime.services import FollowedServices, Services, client_for
 from workers import runner
 
 log = logging.getLogger("sluice.worker")
@@ -93,13 +93,18 @@ def _read_config_before_the_pool_forks(**_) -> None:
         _services()
 
 
+def current_services() -> Services:
+    """This process's services, of the config as it is now."""
+    return _services()
+
+
 def context() -> runner.WorkerContext:
     services = _services()
-    return runner.WorkerContext(services, _store(services.config.data_dir), _holder())
+    return runner.WorkerContext(services, store_at(services.config.data_dir), _holder())
 
 
 @lru_cache(maxsize=8)
-def _store(data_dir: Path) -> SnapshotStore:
+def store_at(data_dir: Path) -> SnapshotStore:
     return SnapshotStore(data_dir / "store")
 
 

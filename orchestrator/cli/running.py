@@ -3,6 +3,7 @@ check-config."""
 from __future__ import annotations
 
 import contextlib
+from typing import Optional
 
 import typer
 
@@ -33,10 +34,15 @@ def up(ctx: typer.Context):
 
 
 @cli.command()
-def worker(ctx: typer.Context, concurrency: int = typer.Option(1, help="parallel deployments")):
-    """Run a deploy worker (a Celery worker on the `deploy` queue)."""
+def worker(ctx: typer.Context, concurrency: int = typer.Option(1, help="parallel deployments"),
+           host: Optional[str] = typer.Option(None, "--host", help="be this host of the apps that list it "
+                                              "(its queue deploy.HOST; give it a data_dir of its own)")):
+    """Run a deploy worker (a Celery worker on the `deploy` queue, or a host's on its own)."""
+    from orchestrator.config.hosts import HOST_NAME
     from orchestrator.deploying.worker_main import run_worker
-    run_worker(services_of(ctx), concurrency)
+    if host is not None and not HOST_NAME.match(host):
+        raise typer.BadParameter("a host name matches [a-z0-9][a-z0-9-]*", param_hint="--host")
+    run_worker(services_of(ctx), concurrency, host)
 
 
 @cli.command()

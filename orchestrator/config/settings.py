@@ -21,6 +21,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 from orchestrator.config.api_settings import ApiConfig as ApiConfig
 from orchestrator.config.env_refs import ENV_REF
+from orchestrator.config.hosts import HostName, Rollout, check_hosts, target_on
 from orchestrator.config.location import DEFAULT_CONFIG as DEFAULT_CONFIG
 from orchestrator.config.location import config_file as config_file
 from orchestrator.config.notify import Channel, NotifierConfig
@@ -98,6 +99,9 @@ class AppConfig(_Strict):
     # when activating or the health probe fails; unset: rollback with a health probe, else keep
     on_failure: Literal["keep", "rollback"] = "keep"
     notify: list[Channel] = Field(default_factory=list)     # besides the top-level notify:
+    hosts: list[HostName] = Field(default_factory=list)     # none: where its workers build it
+    rollout: Rollout = "all"
+    host_timeout: Duration = 600.0    # a host that has not switched by then fails the deployment
 
     @model_validator(mode="before")
     @classmethod
@@ -127,9 +131,21 @@ class AppConfig(_Strict):
         check_app_channels(self.notify, self.source)
         return self
 
+    @model_validator(mode="after")
+    def _hosts_and_target(self):
+        check_hosts(self.hosts, self.target)
+        return self
+
+    def target_on(self, host: str | None) -> Path:
+        """The app's target on `host` (None: the app has no hosts)."""
+        return self.target if host is None else target_on(self.target, host)
+
 
 class WorkerConfig(_Strict):
     build_concurrency: int = Field(default=1, ge=1)   # builds one worker runs at once
+    # where host workers fetch snapshots: the API as the hosts reach it; unset: http://{api.listen}
+    store_url: str | None = None
+    converge_interval: Duration = 30.0    # a host's worker brings its apps in step this often
 
 
 class EventsConfig(_Strict):

@@ -39,6 +39,7 @@ class DeploymentView:
     author: str | None = None           # revision's commit (SnapshotBuilt)
     author_email: str | None = None
     commit_message: str | None = None
+    hosts: dict[str, str] | None = None     # host -> switched, failed: why, rolled back (issue 19)
 
     @property
     def terminal(self) -> bool:
@@ -67,6 +68,7 @@ class AppView:
     drift: DriftView | None = None        # the target does not show the active release
     rejected: dict[str, str] = field(default_factory=dict)   # revision -> why it rolled back
     deployments: dict[str, DeploymentView] = field(default_factory=dict)
+    hosts: dict[str, str | None] = field(default_factory=dict)     # host -> the deployment it runs
 
     @property
     def active(self) -> DeploymentView | None:

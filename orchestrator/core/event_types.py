@@ -37,3 +37,6 @@ class EventType(StrEnum):
     REVISION_REJECTED = "RevisionRejected"
     NOTIFICATION_DELIVERED = "NotificationDelivered"
     NOTIFICATION_FAILED = "NotificationFailed"
+    HOST_SWITCHED = "HostSwitched"
+    HOST_FAILED = "HostFailed"
+    HOST_ROLLED_BACK = "HostRolledBack"

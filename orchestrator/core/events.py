@@ -362,3 +362,35 @@ class NotificationFailed(Event):
     attempts: int
     reason: str
     deployment_id: str | None = None
+
+
+@dataclass(frozen=True)
+class HostSwitched(Event):
+    """An app's host (issue 19) switched its target to the deployment's release (its own
+    path there); `previous`: what its target showed before (None: nothing). `converged`: a
+    host catching up with the active deployment by itself, not a rollout's switch."""
+    deployment_id: str
+    host: str
+    release: str
+    previous: str | None = None
+    converged: bool = False
+
+
+@dataclass(frozen=True)
+class HostFailed(Event):
+    """A host could not switch to the deployment's release, or its release proved unhealthy
+    there (then switched back: `rolled_back`), or it did not answer within host_timeout."""
+    deployment_id: str
+    host: str
+    reason: str
+    rolled_back: bool = False
+
+
+@dataclass(frozen=True)
+class HostRolledBack(Event):
+    """A host that had switched was switched back to `release` (None: nothing) because the
+    rollout failed elsewhere."""
+    deployment_id: str
+    host: str
+    release: str | None = None
+

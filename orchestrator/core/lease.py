@@ -8,6 +8,7 @@ right before it switches the target.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import redis
 
@@ -82,3 +83,16 @@ class Lease:
         if self.token is None:      # never acquired: there is nothing to renew, check or release
             return False
         return bool(self._holds(keys=self._keys, args=[self.token, action, self.ttl_ms]))
+
+
+def held_with(client: redis.Redis, app: str, token: int) -> Callable[[], None]:
+    """A check that raises LeaseLost unless the app's lease is still granted under `token`:
+    what a host's worker, switching for the worker that holds the lease (issue 19), proves
+    under its target's lock, as the holder itself does with `Lease.check`."""
+    holds = client.register_script(_HOLDS)
+
+    def check() -> None:
+        if not holds(keys=[keys.lease(app), keys.lease_fence(app)], args=[token, "check", 0]):
+            raise LeaseLost(f"app {app!r}: lease {token} is no longer granted; not switching")
+    return check
+

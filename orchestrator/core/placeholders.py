@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-NAMES = ("app", "deployment", "revision", "release", "previous_release", "target")
+NAMES = ("app", "deployment", "revision", "release", "previous_release", "target", "host")
 # Any identifier in braces, so an unknown one is found; JSON such as {"a": 1} is not one.
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

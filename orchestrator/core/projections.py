@@ -59,8 +59,22 @@ def _apply(view: AppView, e: ev.Event) -> None:
         view.drift = DriftView(e.kind, e.detail, e.repair, e.deployment_id, since)
     elif isinstance(e, ev.DriftRepaired):
         view.drift = None
+    elif isinstance(e, ev.HostSwitched | ev.HostFailed | ev.HostRolledBack):
+        _fold_host(view, e)
     elif d := view.deployments.get(getattr(e, "deployment_id", "")):
         _fold_deployment(view, d, e)
+
+
+def _fold_host(view: AppView, e: ev.HostSwitched | ev.HostFailed | ev.HostRolledBack) -> None:
+    if isinstance(e, ev.HostSwitched):
+        view.hosts[e.host], state = e.deployment_id, "switched"
+    elif isinstance(e, ev.HostRolledBack):
+        # a release is named by its deployment (releases/materialise.py's release_dir)
+        view.hosts[e.host], state = e.release and e.release.rstrip("/").rsplit("/", 1)[-1], "rolled back"
+    else:       # switched, then taken back there: the release itself is at fault
+        state = f"{'unhealthy' if e.rolled_back else 'failed'}: {e.reason}"
+    if d := view.deployments.get(e.deployment_id):
+        d.hosts = {**(d.hosts or {}), e.host: state}
 
 
 def _compact(view: AppView) -> None:

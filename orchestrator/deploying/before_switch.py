@@ -27,13 +27,15 @@ class Candidate:
     release: Path
     previous: Path | None
     target: Path
+    host: str = ""          # the app's host it goes live on (issue 19); "": no hosts
 
 
 def variables(candidate: Candidate) -> dict[str, str]:
     """What a check or an activation is about, by name (`{name}` placeholders, SLUICE_NAME)."""
     return {"app": candidate.app, "deployment": candidate.deployment_id,
             "revision": candidate.revision, "release": str(candidate.release),
-            "previous_release": str(candidate.previous or ""), "target": str(candidate.target)}
+            "previous_release": str(candidate.previous or ""), "target": str(candidate.target),
+            "host": candidate.host}
 
 
 def command_environment(candidate: Candidate, data_dir: Path) -> tuple[Path, dict[str, str]]:

@@ -18,6 +18,7 @@ from orchestrator.releases.retention import (
     kept_revisions,
     kept_snapshots,
     prune_releases,
+    releases_pruned,
 )
 from orchestrator.releases.snapshots import SnapshotStore
 from orchestrator.releases.spares import empty_trash, spare_snapshots
@@ -34,8 +35,9 @@ CLEANING_TTL = 600      # seconds: a worker that dies while cleaning up leaves n
 def let_go_of_old_releases(services: Services, app: str, config: AppConfig) -> None:
     """Releases beyond keep_releases out of the way (hold the app's lease)."""
     try:
-        removed = prune_releases(services.projections.app(app),
-                                 services.config.data_dir / "releases" / app, config.keep_releases)
+        view = services.projections.app(app)
+        removed = releases_pruned(view, config.keep_releases) if config.hosts else \
+            prune_releases(view, services.config.data_dir / "releases" / app, config.keep_releases)
     except OSError as exc:       # the deployment is live; cleaning up can wait for the next one
         log.warning("%s: retention failed: %s", app, exc)
         return

@@ -16,8 +16,10 @@ from orchestrator.deploying.broker import TRANSPORT
 
 DEPLOY_TASK = "sluice.deploy"
 DEPLOY_QUEUE = "deploy"
+HOST_TASK = "sluice.host"           # what an app's host does (issue 19), on its own queue
+HOST_VARIABLE = "SLUICE_HOST"       # the host a worker is: `sluice worker --host` sets it
 QUEUED_AT = "sluice_queued_at"      # message header: unix time the message was sent
-TASK_MODULES = ["workers.tasks"]    # imported by a worker when it starts, by name
+TASK_MODULES = ["workers.tasks", "workers.host_tasks"]    # imported by a worker when it starts, by name
 KOMBU_SEP = "\x06\x16"
 PRIORITY_STEPS = (0, 3, 6, 9)       # kombu's default for the Redis transport
 
@@ -68,3 +70,18 @@ def send_deploy(broker_url: str, app: str, deployment_id: str, attempt: int, que
     celery_for(broker_url).send_task(
         DEPLOY_TASK, args=[app, deployment_id, attempt], queue=DEPLOY_QUEUE, countdown=countdown,
         headers={QUEUED_AT: queued_at})
+
+
+def host_queue(host: str) -> str:
+    """The queue only `sluice worker --host HOST` consumes."""
+    return f"{DEPLOY_QUEUE}.{host}"
+
+
+def send_host(broker_url: str, action: str, app: str, host: str, deployment_id: str | None,
+              token: int | None, queued_at: float) -> None:
+    """Ask `host` to `switch` to a deployment's release, or to `converge` on the app's
+    active one (`deployment_id`: the deployment it reverts, if any), fenced by `token`."""
+    celery_for(broker_url).send_task(
+        HOST_TASK, args=[action, app, host, deployment_id, token], queue=host_queue(host),
+        headers={QUEUED_AT: queued_at})
+

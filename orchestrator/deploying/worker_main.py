@@ -31,7 +31,7 @@ from celery.signals import worker_ready
 from orchestrator.config.live import LiveConfig
 from orchestrator.core.errors import ConfigError
 from orchestrator.deploying.reaper import start_reaper
-from orchestrator.deploying.task_queue import DEPLOY_QUEUE, celery_for
+from orchestrator.deploying.task_queue import DEPLOY_QUEUE, HOST_VARIABLE, celery_for, host_queue, send_host
 from orchestrator.deploying.worker_exit import watching
 from orchestrator.runtime.services import Services
 
@@ -39,13 +39,20 @@ log = logging.getLogger("sluice.worker")
 ROOT_WARNING = "You're running the worker with superuser privileges"
 
 
-def run_worker(services: Services, concurrency: int) -> None:
+def run_worker(services: Services, concurrency: int, host: str | None = None) -> None:
+    """`host`: a host's worker (issue 19), on that host's queue only, converging its apps
+    now and then; else a worker of the deploy queue, with the reaper."""
     warnings.filterwarnings("ignore", message=ROOT_WARNING, category=SecurityWarning)
     worker_ready.connect(_say_ready, weak=False, dispatch_uid="sluice-worker-ready")
-    reap_once_ready(lambda: services)
+    if host is None:
+        reap_once_ready(lambda: services)
+    else:
+        os.environ[HOST_VARIABLE] = host       # the pool's processes know which host they are
+        converge_once_ready(services, host)
     with watching() as stop:
         celery_for(services.redis_url).worker_main(
-            ["--quiet", "worker", "-Q", DEPLOY_QUEUE, f"--concurrency={concurrency}", "--loglevel=INFO",
+            ["--quiet", "worker", "-Q", DEPLOY_QUEUE if host is None else host_queue(host),
+             f"--concurrency={concurrency}", "--loglevel=INFO",
              "--without-gossip", "--without-mingle", f"--hostname=sluice-{os.getpid()}@%h"])
     stop.raise_if_failed()
 
@@ -66,6 +73,28 @@ def _reap(services: Callable[[], Services], **_) -> None:
     # a daemon: it ends with the process; it follows config changes as the tasks do (an
     # instance of its own: a lock this thread holds must not be copied into a forked child)
     start_reaper(found, threading.Event(), config=LiveConfig().current)
+
+
+def converge_once_ready(services: Services, host: str) -> None:
+    """Once ready, and every worker.converge_interval after, ask this host (on its own queue,
+    so that it runs between its other tasks) to bring each of its apps in step with the
+    app's active deployment: a host back from an outage, or just added to `hosts`, catches
+    up by itself (and a host added to an app's `hosts` in the config, re-read each time)."""
+    def loop(**_) -> None:
+        current, stop = LiveConfig().current, threading.Event()    # it follows config changes
+        while True:
+            try:
+                config = current()
+            except ConfigError as exc:
+                log.error("host %s: not converging while the config does not read: %s", host, exc)
+                stop.wait(30)
+                continue
+            for app in [n for n, a in config.apps.items() if host in a.hosts]:
+                send_host(services.redis_url, "converge", app, host, None, None, services.clock.now())
+            if stop.wait(config.worker.converge_interval):
+                return
+    worker_ready.connect(lambda **_: threading.Thread(target=loop, daemon=True, name="converge").start(),
+                         weak=False, dispatch_uid="sluice-converge")
 
 
 def _say_ready(sender, **_) -> None:

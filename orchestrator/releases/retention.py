@@ -39,6 +39,24 @@ def prune_releases(view: AppView, releases_dir: Path, keep: int) -> list[str]:
     return [str(p) for p in let_go]
 
 
+def prune_host_releases(view: AppView, releases_dir: Path, keep: int, live: str) -> list[str]:
+    """A host's `prune_releases` (issue 19): its releases are named by their deployments as
+    the app's view records them (`releases_pruned`), `live` the deployment this host runs."""
+    kept = {live} | {Path(r).name for r in view.kept_releases()[:keep + 1]}
+    names = sorted(os.listdir(releases_dir)) if releases_dir.is_dir() else []
+    let_go = [releases_dir / n for n in names if is_release(n) and n not in kept]
+    for path in let_go:
+        to_trash(path)
+    return [str(p) for p in let_go]
+
+
+def releases_pruned(view: AppView, keep: int) -> list[str]:
+    """The releases of an app with hosts that retention lets go of: what `prune_releases`
+    would on one machine, by the view alone (each host removes its own copies)."""
+    live = view.active.release if view.active else None
+    return [r for r in view.kept_releases() if r != live][keep:]
+
+
 def _snapshot_of(view: AppView, release: Path) -> str | None:
     """The snapshot a release folder holds (named by its deployment), if it is whole."""
     d = view.deployments.get(release.name)

@@ -17,14 +17,17 @@ from tests.helpers import wait_for
 
 
 @contextmanager
-def serving(services: Services, api: FastAPI | None = None, head_timeout: float = HEAD_TIMEOUT) -> Iterator[str]:
+def serving(services: Services, api: FastAPI | None = None, head_timeout: float = HEAD_TIMEOUT,
+            port: int = 0) -> Iterator[str]:
     """Yields the base URL of `api` (by default Sluice's API for `services`), served as
-    `sluice api` serves it. At shutdown requests in progress get 2 s (event streams none)."""
+    `sluice api` serves it, on `port` (0: a free one). At shutdown requests in progress get
+    2 s (event streams none)."""
     config = server_config(api or create_app(services), head_timeout, log_level="warning", lifespan="off",
                            timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     wait_for(lambda: server.started, timeout=10, what="the API to start")

@@ -1,4 +1,4 @@
-"""A webhook receiver on a free loopback port, for the notifier's tests: it records every
+"""A webhook receiver (or a health endpoint) on a free loopback port, for the notifier's tests: it records every
 request (method, path, headers, body) as it arrives and answers as the test scripts — a list
 of answers taken in turn (the last one repeating) or a function of the request — after a
 `delay`, and only while its `gate` is open (a test closes it to hold a delivery in flight)."""
@@ -107,6 +107,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             pass                    # the notifier was killed or gave up: nothing to tell
 
     do_PUT = do_POST                # noqa: N815
+    do_GET = do_POST                # noqa: N815 (a health endpoint, for the hosts' tests)
 
     def log_message(self, *args) -> None:
         pass

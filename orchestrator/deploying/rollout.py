@@ -1,0 +1,96 @@
+"""Rolling a deployment out to its app's hosts (issue 19). The worker that built the snapshot
+holds the app's lease and asks each host (`sluice worker --host NAME`, its queue
+`deploy.NAME`) to switch to the deployment's release, a batch at a time (`rollout`); the
+host fetches what its own store lacks, materialises, switches under the lease's fencing
+token and proves the release healthy, then records HostSwitched or HostFailed. The rollout
+waits for each host's word in the deployment's view, at most `host_timeout`.
+
+All or nothing: when a host fails, or says nothing in time, the hosts already switched are
+asked to converge back on the app's active deployment (HostRolledBack), and the deployment
+fails naming each host and why; a release that proved unhealthy on a host has its revision
+rejected (RevisionRejected), as on one machine. A host that was out of reach converges by itself when it
+comes back (deploying/host_deploy.py).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from orchestrator.config.hosts import batches
+from orchestrator.config.settings import AppConfig
+from orchestrator.core import events as ev
+from orchestrator.core.errors import PermanentError
+from orchestrator.core.lease import Lease
+from orchestrator.deploying.task_queue import send_host
+from orchestrator.runtime.services import Services
+
+SWITCHED, ROLLED_BACK, UNHEALTHY = "switched", "rolled back", "unhealthy"     # a host's state
+LOOK_EVERY = 0.2        # seconds between looks at the deployment's view while hosts work
+
+Record = Callable[..., bool]        # (event type, **fields) -> whether it was appended
+
+
+@dataclass
+class Rollout:
+    services: Services
+    app: str
+    config: AppConfig
+    deployment_id: str
+    revision: str
+    lease: Lease
+    record: Record
+
+
+def roll_out(r: Rollout) -> None:
+    """Every host switched; PermanentError naming the hosts that failed, after the hosts
+    already switched were switched back."""
+    done: list[str] = []
+    for batch in batches(r.config.hosts, r.config.rollout):
+        states = _ask(r, "switch", batch, r.deployment_id)
+        failed = {h: states.get(h) for h in batch if states.get(h) != SWITCHED}
+        if failed:
+            raise PermanentError(_fail(r, failed, done + [h for h in batch if states.get(h) == SWITCHED]))
+        done += batch
+
+
+def _fail(r: Rollout, failed: dict[str, str | None], switched: list[str]) -> str:
+    """Record what said nothing, switch back what switched; the deployment's reason."""
+    silent = f"no answer within host_timeout ({r.config.host_timeout:g} s)"
+    for host, state in failed.items():
+        if state is None:
+            r.record(ev.HostFailed, host=host, reason=silent)
+    reasons = "; ".join(f"{host}: {state.partition(': ')[2] if state else silent}" for host, state in failed.items())
+    if any(state and state.startswith(UNHEALTHY) for state in failed.values()):
+        r.record(ev.RevisionRejected, revision=r.revision, reason=reasons)
+    if not switched:
+        return f"rollout failed on {reasons}"
+    states = _ask(r, "revert", switched, r.deployment_id, wanted=ROLLED_BACK)
+    back = [h for h in switched if states.get(h) == ROLLED_BACK]
+    left = [h for h in switched if h not in back]
+    return (f"rollout failed on {reasons}; switched back: {', '.join(back) or 'none'}"
+            + (f"; not answering, to converge when they do: {', '.join(left)}" if left else ""))
+
+
+def _ask(r: Rollout, action: str, hosts: list[str], deployment_id: str,
+         wanted: str | None = None) -> dict[str, str]:
+    """Send `action` to each host, then wait for each one's state in the deployment's view
+    (any state, or `wanted`) until host_timeout; the states seen."""
+    for host in hosts:
+        send_host(r.services.redis_url, action, r.app, host, deployment_id, r.lease.token,
+                  r.services.clock.now())
+    clock = r.services.clock
+    deadline = clock.monotonic() + r.config.host_timeout
+    while True:
+        r.lease.check()         # a rollout that lost the app's lease stops waiting for it
+        states = _states(r, hosts, wanted)
+        if len(states) == len(hosts) or clock.monotonic() >= deadline:
+            return states
+        clock.sleep(LOOK_EVERY)
+
+
+def _states(r: Rollout, hosts: list[str], wanted: str | None) -> dict[str, str]:
+    d = r.services.projections.app(r.app).deployments.get(r.deployment_id)
+    seen = (d.hosts if d is not None else None) or {}
+    if wanted is not None:
+        return {h: seen[h] for h in hosts if seen.get(h) == wanted}
+    return {h: seen[h] for h in hosts if h in seen}
