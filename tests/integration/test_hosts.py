@@ -14,6 +14,7 @@ import yaml
 
 from orchestrator.api import create_app
 from orchestrator.core.projections import DeploymentView
+from orchestrator.deploying.task_queue import send_host
 from orchestrator.releases.snapshots import SnapshotStore
 from orchestrator.runtime.services import Services
 from tests.helpers import FUNCTION_APP, GitRepo, git_app, wait_for
@@ -205,3 +206,19 @@ def test_a_blob_corrupted_on_its_way_to_a_host_is_refused_by_its_hash_and_kept_n
              what="web2 to try again")
     failures = [r for r in fleet.services.store.read("hello") if r.event.type == "HostFailed"]
     assert len(failures) == 1, "tried again each converge_interval, recorded once"
+
+
+def test_a_stale_switch_reaching_a_host_late_does_nothing(fleet_of):
+    fleet = fleet_of(["web1"])
+    first = sync_and_wait(fleet.services, "hello", timeout=60)
+    v2(fleet)
+    second = sync_and_wait(fleet.services, "hello", timeout=60)
+    assert second.status == "success", second.message
+    events = len(fleet.services.store.read("hello"))
+
+    send_host(fleet.services.redis_url, "switch", "hello", "web1", first.id, 1, 0.0)     # redelivered, say
+
+    wait_for(lambda: "switch: nothing to do" in fleet.workers["web1"].log.read_text(), timeout=30,
+             what="web1 to take the stale switch")
+    assert "v2" in tree(fleet.target("web1"))["HttpHello/__init__.py"]
+    assert len(fleet.services.store.read("hello")) == events
