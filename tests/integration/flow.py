@@ -5,7 +5,11 @@ import base64
 import json
 from pathlib import Path
 
+import redis
+
+from orchestrator.core import events as ev
 from orchestrator.core import keys
+from orchestrator.core.event_log import ANY_VERSION
 from orchestrator.core.projections import AppView, DeploymentView
 from orchestrator.deploying.sync import head_checks_pending, sync_now
 from orchestrator.deploying.task_queue import DEPLOY_QUEUE, priority_lists
@@ -95,3 +99,21 @@ def _args(message: dict) -> list:
         return list(json.loads(base64.b64decode(message["body"]))[0])
     except (KeyError, ValueError, TypeError, IndexError):
         return []           # not a Celery task message
+
+
+def recorded_deployment(services: Services, app: str, n: int = 1) -> None:
+    """A successful deployment `{app}-d{n}` as its events say it, with no worker."""
+    dep = f"{app}-d{n}"
+    services.store.append(app, [
+        ev.DeploymentQueued(app=app, at=n, deployment_id=dep, revision=f"r{n}", trigger="manual"),
+        ev.DeploymentStarted(app=app, at=n, deployment_id=dep, worker="w"),
+        ev.DeploymentSucceeded(app=app, at=n, deployment_id=dep, snapshot=f"s{n}", release=f"/r/{dep}"),
+    ], ANY_VERSION)
+
+
+def database_of_its_own(redis_url: str, db: int) -> str:
+    """The session's Redis at database `db`, emptied: the session's worker uses database 0,
+    and its reaper reads and caches every app's view now and then."""
+    url = redis_url.rsplit("/", 1)[0] + f"/{db}"
+    redis.Redis.from_url(url).flushdb()
+    return url

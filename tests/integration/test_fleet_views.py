@@ -22,6 +22,7 @@ from orchestrator.observe import metrics
 from orchestrator.observe.metrics import SluiceCollector, exposition
 from orchestrator.runtime.services import Services
 from tests.helpers import write_config
+from tests.integration.flow import database_of_its_own, recorded_deployment
 
 TOKEN = "t0ken-for-fleet-tests"
 LOCAL = "http://localhost"
@@ -48,18 +49,7 @@ def fleet(tmp_path, redis_url) -> Fleet:
     """On a database of its own: the session's worker, on database 0, has a reaper that reads
     every app's view now and then, which would cache views a count of round trips expects
     the listing to read and save."""
-    url = redis_url.rsplit("/", 1)[0] + "/2"
-    redis.Redis.from_url(url).flushdb()
-    return Fleet(tmp_path, url)
-
-
-def deployed(services: Services, app: str, n: int = 1) -> None:
-    dep = f"{app}-d{n}"
-    services.store.append(app, [
-        ev.DeploymentQueued(app=app, at=n, deployment_id=dep, revision=f"r{n}", trigger="manual"),
-        ev.DeploymentStarted(app=app, at=n, deployment_id=dep, worker="w"),
-        ev.DeploymentSucceeded(app=app, at=n, deployment_id=dep, snapshot=f"s{n}", release=f"/r/{dep}"),
-    ], ANY_VERSION)
+    return Fleet(tmp_path, database_of_its_own(redis_url, 2))
 
 
 class CountingConnection(redis.Connection):
@@ -83,11 +73,11 @@ def round_trips_of_listing(fleet: Fleet, count: int) -> int:
     names = [f"app{i:04}" for i in range(count)]
     services = counting(fleet.configure(names))
     for name in names[::3]:             # cached, then moved since
-        deployed(services, name)
+        recorded_deployment(services, name)
         services.projections.app(name)
-        deployed(services, name, 2)
+        recorded_deployment(services, name, 2)
     for name in names[1::3]:            # never cached
-        deployed(services, name)
+        recorded_deployment(services, name)
     client = fleet.client(services)
     client.get("/api/apps", params={"limit": 1})        # connections made, not counted
     before = CountingConnection.sent
@@ -111,7 +101,7 @@ def test_a_listing_shows_the_events_since_the_last_and_costs_one_round_trip_when
     client = fleet.client(services)
     assert client.get("/api/apps").json()[0]["active"] is None
 
-    deployed(services, "web")
+    recorded_deployment(services, "web")
     moved = client.get("/api/apps").json()
     before = CountingConnection.sent
     again = client.get("/api/apps").json()
@@ -140,14 +130,14 @@ def test_a_listing_after_some_apps_moved_reads_only_those_and_is_what_a_fresh_re
     names = [f"app{i:02}" for i in range(12)]
     services = fleet.configure(names)
     for name in names[::2]:
-        deployed(services, name)
+        recorded_deployment(services, name)
     client = fleet.client(services)
     client.get("/api/apps")
     asked = recording_reads(services)
 
-    deployed(services, "app01")
-    deployed(services, "app04", 2)
-    deployed(services, "app04", 3)
+    recorded_deployment(services, "app01")
+    recorded_deployment(services, "app04", 2)
+    recorded_deployment(services, "app04", 3)
     listed = client.get("/api/apps").json()
 
     assert [sorted(names) for names in asked] == [["app01", "app04"]]
@@ -162,9 +152,9 @@ def test_a_listing_reads_every_app_again_when_the_feed_no_longer_holds_the_id_it
     client.get("/api/apps")
     asked = recording_reads(services)
 
-    deployed(services, "web")
+    recorded_deployment(services, "web")
     services.redis.xtrim(keys.FEED, maxlen=0)       # the window moved past what the page saw
-    deployed(services, "api")
+    recorded_deployment(services, "api")
     listed = client.get("/api/apps").json()
 
     assert asked == [names]
@@ -214,8 +204,8 @@ def test_sluice_apps_shows_the_first_apps_and_says_how_to_see_more(fleet):
 
 def test_metrics_show_the_configured_apps_only(fleet):
     services = fleet.configure(["web"])
-    deployed(services, "web")
-    deployed(services, "retired")                   # events of an app no longer configured
+    recorded_deployment(services, "web")
+    recorded_deployment(services, "retired")                   # events of an app no longer configured
 
     text = exposition(services)[0].decode()
 
@@ -246,11 +236,11 @@ def failed_then_retried(services: Services, app: str) -> None:
 def test_metrics_put_together_from_each_apps_text_are_what_every_app_read_at_once_gives(fleet):
     names = ["web", "api", "docs", "blog"]
     services = fleet.configure(names)
-    deployed(services, "web")
-    deployed(services, "api")
+    recorded_deployment(services, "web")
+    recorded_deployment(services, "api")
     first = {accept: exposition(services, accept)[0] for accept in ("", OPENMETRICS)}
 
-    deployed(services, "api", 2)
+    recorded_deployment(services, "api", 2)
     failed_then_retried(services, "docs")
     restarted = fleet.configure(names)
 
@@ -262,13 +252,13 @@ def test_metrics_put_together_from_each_apps_text_are_what_every_app_read_at_onc
 
 def test_a_scrape_reads_and_formats_again_only_the_apps_whose_stream_moved(fleet, monkeypatch):
     services = fleet.configure(["web", "api", "docs"])
-    deployed(services, "web")
+    recorded_deployment(services, "web")
     exposition(services)
     asked: list[list[str]] = []
     read = metrics.apps_figures
     monkeypatch.setattr(metrics, "apps_figures", lambda s, apps: asked.append(list(apps)) or read(s, apps))
 
-    deployed(services, "api")
+    recorded_deployment(services, "api")
     restarted = fleet.configure(["web", "api", "docs"])
     text = exposition(restarted)[0]
     exposition(restarted)

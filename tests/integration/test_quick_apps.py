@@ -13,13 +13,13 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
-import redis
 
 from orchestrator.config.settings import load_config
 from orchestrator.core import events as ev
 from orchestrator.core.event_log import ANY_VERSION
 from orchestrator.runtime.services import Services
 from tests.helpers import write_config
+from tests.integration.flow import database_of_its_own, recorded_deployment
 from tests.unit.test_cli_imports import HEAVY, heavy_among
 
 # `sluice ARGS` in a fresh interpreter: what it printed, its exit code, the modules it imported
@@ -70,19 +70,7 @@ def went_long_way(ran: dict) -> bool:
 @pytest.fixture
 def fleet(tmp_path, redis_url) -> Fleet:
     """On a database of its own: the session's worker (database 0) reads and caches views."""
-    url = redis_url.rsplit("/", 1)[0] + "/3"
-    redis.Redis.from_url(url).flushdb()
-    return Fleet(tmp_path, url)
-
-
-def deployed(services: Services, app: str, n: int = 1) -> None:
-    dep = f"{app}-d{n}"
-    services.store.append(app, [
-        ev.ChangeDetected(app=app, at=n, revision=f"{n:040x}", trigger="poll"),
-        ev.DeploymentQueued(app=app, at=n, deployment_id=dep, revision=f"{n:040x}", trigger="poll"),
-        ev.DeploymentStarted(app=app, at=n, deployment_id=dep, worker="w"),
-        ev.DeploymentSucceeded(app=app, at=n, deployment_id=dep, snapshot=f"s{n}", release=f"/r/{dep}"),
-    ], ANY_VERSION)
+    return Fleet(tmp_path, database_of_its_own(redis_url, 3))
 
 
 def troubled(services: Services, app: str) -> None:
@@ -96,8 +84,8 @@ def troubled(services: Services, app: str) -> None:
 
 def test_the_short_way_shows_what_the_long_way_showed_and_imports_none_of_it(fleet):
     services = fleet.configure(["web", "api", "idle"])
-    deployed(services, "web")
-    deployed(services, "api")
+    recorded_deployment(services, "web")
+    recorded_deployment(services, "api")
     troubled(services, "api")
 
     long = fleet.apps()
@@ -125,9 +113,9 @@ def test_a_page_the_short_way_says_how_to_see_more_as_the_long_way_does(fleet):
 
 def test_an_event_recorded_since_the_view_was_cached_is_shown_by_the_long_way(fleet):
     services = fleet.configure(["web"])
-    deployed(services, "web")
+    recorded_deployment(services, "web")
     fleet.apps()
-    deployed(services, "web", 2)
+    recorded_deployment(services, "web", 2)
 
     ran = fleet.apps()
 
