@@ -52,7 +52,7 @@ from orchestrator.core import events as ev
 from orchestrator.core import keys, replies
 from orchestrator.core.event_log import ANY_VERSION
 from orchestrator.core.event_store import EventStore
-from orchestrator.observe import metrics
+from orchestrator.observe import app_figures, metrics
 from orchestrator.runtime.embedded_redis import free_port, start_redis
 from orchestrator.runtime.processes import die_with_parent, terminate
 from orchestrator.runtime.services import Services
@@ -282,14 +282,14 @@ def _scrape_as_before(services: Services) -> None:
     """What a scrape did before: every app the store ever saw, its figures and view read,
     caught up and saved one app at a time."""
     for app in services.store.apps():
-        key = metrics.app_state_key(app)
+        key = app_figures.app_state_key(app)
         raw = replies.value(services.redis.get(key))
-        figures = metrics.AppFigures.from_json(raw) if raw else metrics.AppFigures()
+        figures = app_figures.AppFigures.from_json(raw) if raw else app_figures.AppFigures()
         if figures.seen > services.store.version(app):
-            figures = metrics.AppFigures()
+            figures = app_figures.AppFigures()
         new = services.store.read(app, after_id=figures.last_id)
         for r in new:
-            metrics.fold(figures, r)
+            app_figures.fold(figures, r)
         if new:
             services.redis.set(key, figures.to_json())
         services.projections.app(app)

@@ -5,8 +5,8 @@ no counter lives in a process's memory:
 
 - deployment counters and histograms are folded from the apps' event streams, like the
   projections: a small per-app state (`sluice:metrics:app:{app}`, JSON, with the stream id
-  it has seen) is caught up at each scrape and saved; it is a cache — deleting it and
-  replaying gives the same figures. Only the configured apps are shown (an app taken out
+  it has seen) is caught up at each scrape and saved (observe/app_figures.py); it is a
+  cache — deleting it and replaying gives the same figures. Only the configured apps are shown (an app taken out
   of the config keeps its events, not its figures), all read in a few round trips; each
   app's samples are kept as written (observe/metrics_text.py), formatted again when it moves.
   The worker keeps an app's figures and texts current after each of its deployments
@@ -40,21 +40,18 @@ from __future__ import annotations
 import bisect
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
 
-import orjson
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
-from orchestrator.core import events as ev
 from orchestrator.core import keys, replies
-from orchestrator.core.event_log import RecordedEvent
 from orchestrator.core.projections import AppView
-from orchestrator.core.statuses import FINAL_STATUS, IN_PROGRESS, TERMINAL, DeploymentStatus
+from orchestrator.core.statuses import IN_PROGRESS, TERMINAL
 from orchestrator.deploying.task_queue import DEPLOY_QUEUE, priority_lists
 from orchestrator.observe import metrics_text, notify_view
+from orchestrator.observe.app_figures import DURATION_BUCKETS, LATENCY_BUCKETS, AppFigures, Histogram, apps_figures
 from orchestrator.observe.store_metrics import store_families
 from orchestrator.releases.drift import DriftKind
 from orchestrator.runtime.services import Services
@@ -62,18 +59,10 @@ from orchestrator.runtime.services import Services
 log = logging.getLogger("sluice.metrics")
 
 POLLS = keys.METRICS_POLLS
-STATE_VERSION = 3          # 2: rollbacks, 3: notifications (an older cache is replayed)
-DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
-LATENCY_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 HEAD_CHECK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-REMEMBERED_CHANGES = 100    # revisions detected and not yet live, kept for change-to-live
 # the formats scrapers ask for (Prometheus prefers OpenMetrics), by content type, each encoder
 SCRAPED_FORMATS = {content_type.partition(";")[0]: encode for encode, content_type in
                    map(choose_encoder, ("", "application/openmetrics-text"))}
-
-
-def app_state_key(app: str) -> str:
-    return keys.metrics_app(app)
 
 
 # ---- what the poller records ------------------------------------------------------------
@@ -98,125 +87,6 @@ def record_poll_error(client: redis.Redis, source_type: str) -> None:
         client.hincrby(POLLS, f"{source_type}:errors", 1)
     except redis.RedisError as exc:
         log.debug("poll error not counted: %s", exc)
-
-
-# ---- deployment figures folded from events -----------------------------------------------
-
-@dataclass
-class Histogram:
-    counts: list[int]       # per bucket (not cumulative), the last one +Inf
-    sum: float = 0.0
-
-    @staticmethod
-    def empty(bounds: tuple) -> Histogram:
-        return Histogram([0] * (len(bounds) + 1))
-
-    def observe(self, bounds: tuple, value: float) -> None:
-        self.counts[bisect.bisect_left(bounds, value)] += 1
-        self.sum += value
-
-    def buckets(self, bounds: tuple) -> list[tuple[str, int]]:
-        total, out = 0, []
-        for bound, count in zip([*map(str, map(float, bounds)), "+Inf"], self.counts):
-            total += count
-            out.append((bound, total))
-        return out
-
-
-@dataclass
-class AppFigures:
-    last_id: str | None = None
-    seen: int = 0                                       # the stream's version folded so far
-    ended: dict[str, int] = field(default_factory=dict)
-    retries: int = 0
-    durations: dict[str, Histogram] = field(default_factory=dict)
-    latency: Histogram = field(default_factory=lambda: Histogram.empty(LATENCY_BUCKETS))
-    running: dict[str, list] = field(default_factory=dict)      # id -> [revision, started_at]
-    changes: dict[str, float] = field(default_factory=dict)     # revision -> detected at
-    drift_repairs: int = 0
-    rollbacks: int = 0
-    notifications: dict[str, int] = field(default_factory=dict)     # "channel:result" -> count
-    version: int = STATE_VERSION
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
-
-    @staticmethod
-    def from_json(raw: bytes) -> AppFigures:
-        data = orjson.loads(raw)
-        if data.get("version") != STATE_VERSION:
-            raise ValueError("figures of another version")
-        data["durations"] = {k: Histogram(**h) for k, h in data["durations"].items()}
-        data["latency"] = Histogram(**data["latency"])
-        return AppFigures(**data)
-
-
-def fold(figures: AppFigures, recorded: RecordedEvent) -> AppFigures:
-    e = recorded.event
-    figures.last_id, figures.seen = recorded.id, recorded.version
-    if isinstance(e, ev.ChangeDetected):
-        figures.changes.pop(e.revision, None)
-        figures.changes[e.revision] = e.at
-        while len(figures.changes) > REMEMBERED_CHANGES:
-            figures.changes.pop(next(iter(figures.changes)))
-    elif isinstance(e, ev.DeploymentQueued):
-        figures.running[e.deployment_id] = [e.revision, None]
-    elif isinstance(e, ev.DeploymentStarted) and e.deployment_id in figures.running:
-        figures.running[e.deployment_id][1] = figures.running[e.deployment_id][1] or e.at
-    elif isinstance(e, ev.DeploymentRetrying):
-        figures.retries += 1
-    elif isinstance(e, ev.DriftRepaired):
-        figures.drift_repairs += 1
-    elif isinstance(e, ev.NotificationDelivered | ev.NotificationFailed):
-        told = f"{e.channel}:{'delivered' if isinstance(e, ev.NotificationDelivered) else 'failed'}"
-        figures.notifications[told] = figures.notifications.get(told, 0) + 1
-    elif isinstance(e, ev.DeploymentRolledBack):
-        figures.rollbacks += 1
-    elif e.type in FINAL_STATUS:
-        _ended(figures, e, FINAL_STATUS[e.type])
-    return figures
-
-
-def _ended(figures: AppFigures, e, status: DeploymentStatus) -> None:
-    label = status.value        # a plain str: orjson takes no other dict keys
-    figures.ended[label] = figures.ended.get(label, 0) + 1
-    revision, started = figures.running.pop(e.deployment_id, [None, None])
-    if started is not None:
-        figures.durations.setdefault(label, Histogram.empty(DURATION_BUCKETS)).observe(
-            DURATION_BUCKETS, max(0.0, e.at - started))
-    if status == DeploymentStatus.SUCCESS and revision in figures.changes:
-        figures.latency.observe(LATENCY_BUCKETS, max(0.0, e.at - figures.changes.pop(revision)))
-
-
-def apps_figures(services: Services, apps: list[str]) -> dict[str, AppFigures]:
-    """Each app's figures, caught up with its stream (and saved for the next scrape), in a
-    few round trips whatever the number of apps: the saved figures and the streams' versions
-    read at once, the streams caught up at once, those that moved saved at once."""
-    if not apps:
-        return {}
-    saved = services.redis.mget([app_state_key(app) for app in apps])
-    versions = services.store.versions(apps)
-    figures = {app: _saved(replies.value(raw), versions[app]) for app, raw in zip(apps, saved)}
-    new = services.store.read_many({app: f.last_id for app, f in figures.items()})
-    moved = {}
-    for app, f in figures.items():
-        for r in new[app]:
-            fold(f, r)
-        if new[app]:
-            moved[app_state_key(app)] = f.to_json()
-    if moved:
-        services.redis.mset(moved)
-    return figures
-
-
-def _saved(raw: bytes | None, version: int) -> AppFigures:
-    """The saved figures to go on from, or new ones to replay into: when none were saved,
-    they are another version's or they saw more than the stream holds (it was recreated)."""
-    try:
-        figures = AppFigures.from_json(raw) if raw else None
-    except (ValueError, TypeError, KeyError):
-        figures = None
-    return figures if figures is not None and figures.seen <= version else AppFigures()
 
 
 # ---- the collector -------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from orchestrator.core import keys
 from orchestrator.core.decisions import execute
 from orchestrator.core.lease import Lease
 from orchestrator.observe import metrics_text
-from orchestrator.observe.metrics import SCRAPED_FORMATS, app_state_key, exposition, queue_depth
+from orchestrator.observe.app_figures import app_state_key
+from orchestrator.observe.metrics import SCRAPED_FORMATS, exposition, queue_depth
 from orchestrator.triggers.poller import Poller
 from tests.helpers import FUNCTION_APP, git_app, wait_for
 from tests.integration.flow import event_types, sync_and_wait
