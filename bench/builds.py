@@ -167,7 +167,9 @@ def median(values: list[float]) -> float:
 
 
 def figure(values: list[float]) -> str:
-    return f"{median(values):.2f} s" + (f" (n={len(values)})" if len(values) > 1 else "")
+    """Seconds, or milliseconds below one: a cached change takes a few of them."""
+    m = median(values)
+    return (f"{m:.2f} s" if m >= 1 else f"{m * 1000:.1f} ms") + (f" (n={len(values)})" if len(values) > 1 else "")
 
 
 def main() -> None:
