@@ -24,6 +24,7 @@ from orchestrator.core.projections import AppView
 from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.observe.fleet_pages import API_MAX_PAGE, API_PAGE, fleet_page
 from orchestrator.observe.formatting import deployment_json, drift_json
+from orchestrator.observe.host_states import host_runs
 from orchestrator.observe.queue_view import inspect_queue
 from orchestrator.runtime.services import Services
 
@@ -49,6 +50,8 @@ class Deployment(BaseModel):
     deployer: str | None = Field(None, description="the tool a zip deploy's client named")
     commit_message: str | None = Field(None, description="the commit's message, or a zip deploy's")
     change: str = Field("", description="the message's first line and who: what `sluice deployments` shows")
+    hosts: dict[str, str] = Field({}, description="an app with hosts: each host's word on this deployment: "
+                                  "switched, failed: why, unhealthy: why (switched back there), rolled back")
 
 
 class Drift(BaseModel):
@@ -58,6 +61,14 @@ class Drift(BaseModel):
     deployment_id: str | None
     since: str | None = Field(description="ISO 8601, UTC: when this drift was first recorded")
     text: str = Field(description="the drift as `sluice apps` and the dashboard show it")
+
+
+class HostRun(BaseModel):
+    host: str
+    deployment_id: str | None = Field(description="the deployment the host runs; null: nothing")
+    state: str = Field(description="in step (runs the active deployment), behind (runs another, or "
+                       "nothing), rolling out (switched to a deployment not ended yet)")
+    text: str = Field(description="the host as `sluice apps` and the dashboard show it")
 
 
 class App(BaseModel):
@@ -74,6 +85,8 @@ class App(BaseModel):
                                 "last drift check found; null: it does")
     rejected: dict[str, str] = Field(description="revisions that rolled back by themselves, with why: "
                                      "automatic triggers do not deploy them (`force` does)")
+    hosts: list[HostRun] = Field(description="the hosts the app lives on (config `hosts`, in its order) "
+                                 "and what each runs; empty: it lives where its workers build it")
 
 
 class AppDetail(App):
@@ -111,6 +124,8 @@ class RollbackRequest(BaseModel):
 
 class CeleryQueue(BaseModel):
     name: str
+    host: str | None = Field(description="the host whose queue it is (deploy.NAME, for each host the "
+                             "config names); null: a shared queue")
     waiting: int
     oldest_age: float | None = Field(description="seconds the oldest waiting message has waited")
 
@@ -294,7 +309,8 @@ def app_json(services: Services, name: str, view: AppView) -> dict:
             "active": deployment_json(view, view.active) if view.active else None,
             "running": deployment_json(view, running) if running else None,
             "waiting": len(view.waiting()), "drift": drift_json(view),
-            "rejected": dict(view.rejected)}
+            "rejected": dict(view.rejected),
+            "hosts": [run.to_json() for run in host_runs(view, config.hosts)]}
 
 
 def queued_json(app: str, queued) -> dict:

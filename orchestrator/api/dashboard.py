@@ -8,7 +8,9 @@ every 5 s: a delivery starts failing without an event), opens a deployment's log
 and posts Sync, Redeploy and Rollback with the operator's API token (pasted once, kept in the
 browser's localStorage); Redeploy and Rollback replace what is live, so they ask to confirm
 first, and a Sync of a head that was rejected (it rolled back by itself) says why and asks
-whether to deploy it anyway (`force`). An app's row lists its rejected revisions.
+whether to deploy it anyway (`force`). An app's row lists its rejected revisions, and, for an
+app with hosts, each host with the deployment it runs, those lagging marked (as `sluice apps`
+marks them); a deployment's row in the history each host's word on it.
 
 Data is only rendered into the page for a client the API's read policy lets read
 (access.can_read: `api.reads`); otherwise the page asks for the token and loads its data
@@ -33,6 +35,7 @@ from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.observe.durations import PAGE, took
 from orchestrator.observe.fleet_table import drift_text, rejected_lines
 from orchestrator.observe.formatting import deployment_json, event_fields, iso
+from orchestrator.observe.host_states import host_runs
 from orchestrator.observe.queue_view import inspect_queue
 from orchestrator.runtime.services import Services
 
@@ -113,6 +116,7 @@ def app_row(services: Services, name: str, view: AppView) -> dict:
         "continuous": app.source.type != "manual",
         "paused": view.paused, "waiting": len(view.waiting()), "drift": drift_text(view),
         "rejected": rejected_lines(view),
+        "hosts": [run.to_json() for run in host_runs(view, app.hosts)],
         "active": deployment_json(view, view.active) if view.active else None,
         "latest": deployment_json(view, history[0]) if history else None,
         "history": [{**deployment_json(view, d), "took": took(d.started_at, d.ended_at, PAGE)}

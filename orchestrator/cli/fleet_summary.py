@@ -31,7 +31,7 @@ from orchestrator.observe.fleet_table import AppFacts
 if TYPE_CHECKING:
     from orchestrator.config.settings import SluiceConfig
 
-FORMAT = 1
+FORMAT = 2         # 2: each app's hosts
 # the code that turns a config into a summary: an edit to it (or an upgrade) is a new summary
 DESCRIBED_BY = [Path(__file__).parents[1] / "config" / name for name in ("settings.py", "sources.py")]
 
@@ -65,7 +65,7 @@ def load_keeping(path: Path) -> tuple[SluiceConfig, FleetSummary]:
 
 def summary_of(config: SluiceConfig) -> FleetSummary:
     return FleetSummary(config.redis_url_as_written, str(config.data_dir),
-                        [AppFacts(name, app.layout, app.source.describe(), str(app.target))
+                        [AppFacts(name, app.layout, app.source.describe(), str(app.target), tuple(app.hosts))
                          for name, app in config.apps.items()])
 
 
@@ -95,9 +95,13 @@ def kept(path: Path, env: Mapping[str, str], folder: Path | None = None,
         if data["format"] != FORMAT or data["code"] != _code_stamp() or \
                 not stamp.holds(path, digests, stat, data["read_at"]):
             return None
-        return FleetSummary(data["redis_url"], data["data_dir"], [AppFacts(*app) for app in data["apps"]])
+        return FleetSummary(data["redis_url"], data["data_dir"], [_facts(*app) for app in data["apps"]])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _facts(name: str, layout: str, source: str, target: str, hosts: list[str]) -> AppFacts:
+    return AppFacts(name, layout, source, target, tuple(hosts))
 
 
 def cache_folder(env: Mapping[str, str] = os.environ) -> Path:

@@ -1,13 +1,16 @@
 """`sluice apps` as text: one row per app in columns (observe/text_columns.py), fit to the
 terminal. Rich boxed it, at three times the interpreter's whole start
 for 100 rows; and this module imports neither Rich nor the config's models, so the short
-way of `sluice apps` (cli/quick_apps.py) prints what the long way prints."""
+way of `sluice apps` (cli/quick_apps.py) prints what the long way prints. An app with hosts
+lists them under its active deployment, each with the deployment it runs, those lagging
+marked (observe/host_states.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from orchestrator.core.app_views import AppView
+from orchestrator.observe.host_states import host_runs
 from orchestrator.observe.text_columns import LEAST as LEAST_TEXT
 from orchestrator.observe.text_columns import columns
 
@@ -23,6 +26,7 @@ class AppFacts(NamedTuple):
     layout: str
     source: str         # as the source describes itself
     target: str
+    hosts: tuple[str, ...] = ()     # where it lives (issue 19); none: where its workers build it
 
 
 def fleet_table(apps: Iterable[AppFacts], views: Mapping[str, AppView], caption: str | None = None,
@@ -37,9 +41,9 @@ def _cells(app: AppFacts, view: AppView) -> list[str]:
     last = next(iter(view.history()), None)
     target = f"{app.target}\n{drift_text(view)}" if view.drift else app.target
     automatic = "\n".join([f"paused: {view.paused}" if view.paused else "on", *rejected_lines(view)])
-    return [app.name, app.layout, app.source, target,
-            f"{active.id} ({active.revision[:12]})" if active else "-",
-            f"{last.status} {last.id}" if last else "-", automatic]
+    live = "\n".join([f"{active.id} ({active.revision[:12]})" if active else "-",
+                      *(run.text() for run in host_runs(view, app.hosts))])
+    return [app.name, app.layout, app.source, target, live, f"{last.status} {last.id}" if last else "-", automatic]
 
 
 def drift_text(view: AppView) -> str:

@@ -15,6 +15,7 @@ from orchestrator.core.projections import AppView, DeploymentView
 from orchestrator.core.statuses import DeploymentStatus
 from orchestrator.observe.durations import QUEUE, TABLE, duration, took
 from orchestrator.observe.fleet_table import drift_text
+from orchestrator.observe.host_states import host_lines
 
 # One colour per kind of status; the switched ones (activating, verifying) apart from the
 # rest of what runs: the target shows them already, unconfirmed.
@@ -37,7 +38,8 @@ def deployment_json(view: AppView, d: DeploymentView) -> dict:
             "trigger": d.trigger, "message": d.message, "attempts": d.attempts,
             "received_at": iso(d.received_at), "started_at": iso(d.started_at),
             "ended_at": iso(d.ended_at), "author": d.author, "author_email": d.author_email,
-            "deployer": d.deployer, "commit_message": d.commit_message, "change": change_text(d)}
+            "deployer": d.deployer, "commit_message": d.commit_message, "change": change_text(d),
+            "hosts": dict(sorted((d.hosts or {}).items()))}
 
 
 def change_text(d: DeploymentView) -> str:
@@ -63,13 +65,16 @@ def status_text(status: str) -> Text:
 
 
 def deployments_table(view: AppView) -> Table:
+    """A `hosts` column (each host's state: switched, failed: why...) for an app with hosts."""
+    hosts = any(d.hosts for d in view.deployments.values())
     table = Table(_id("id", ID_WIDTH + len(" *")), _text("status"), _id("revision", REVISION_WIDTH),
                   _text("trigger"), _text("change"), _text("received"), _text("took"),
-                  _text("message"), title=f"deployments of {view.name}")
+                  _text("message"), *([_text("hosts")] if hosts else []), title=f"deployments of {view.name}")
     for d in view.history():
         mark = " *" if d.id == view.active_deployment else ""
         table.add_row(d.id + mark, status_text(d.status), d.revision[:12], d.trigger, change_text(d),
-                      _local(d.received_at), took(d.started_at, d.ended_at, TABLE), d.message)
+                      _local(d.received_at), took(d.started_at, d.ended_at, TABLE), d.message,
+                      *(["\n".join(host_lines(d.hosts))] if hosts else []))
     return table
 
 
@@ -120,9 +125,11 @@ def connection_details(config, app: str, user: str) -> str:
 
 def queue_tables(report: dict) -> Group:
     """What `sluice queue` shows (report: queue_view.inspect_queue)."""
-    queues = _table("queues", "queue", "waiting", "oldest waiting")
+    hosts = any(q.get("host") for q in report["queues"])
+    queues = _table("queues", "queue", *(["host"] if hosts else []), "waiting", "oldest waiting")
     for q in report["queues"]:
-        queues.add_row(q["name"], str(q["waiting"]), duration(q["oldest_age"], QUEUE))
+        queues.add_row(q["name"], *([q["host"] or ""] if hosts else []), str(q["waiting"]),
+                       duration(q["oldest_age"], QUEUE))
     running = _table("in flight", "app", _id("deployment"), "status", "worker", "running for")
     for t in report["in_flight"]:
         running.add_row(t["app"], t["deployment_id"], status_text(t["status"]), t["worker"] or "?",

@@ -6,14 +6,17 @@ no counter lives in a process's memory:
 - deployment counters and histograms are folded from the apps' event streams, like the
   projections: a small per-app state (`sluice:metrics:app:{app}`, JSON, with the stream id
   it has seen) is caught up at each scrape and saved (observe/app_figures.py); it is a
-  cache — deleting it and replaying gives the same figures. Only the configured apps are shown (an app taken out
-  of the config keeps its events, not its figures), all read in a few round trips; each
-  app's samples are kept as written (observe/metrics_text.py), formatted again when it moves.
-  The worker keeps an app's figures and texts current after each of its deployments
-  (`keep_current`), so even the first scrape of a fleet formats only what moved since.
+  cache — deleting it and replaying gives the same figures. Only the configured apps are
+  shown (an app taken out of the config keeps its events, not its figures), all read in a
+  few round trips; each app's samples are kept as written (observe/metrics_text.py),
+  formatted again when it moves (or its hosts in the config change, or an upgrade changed
+  the families). The worker keeps an app's figures and texts current after each of its
+  deployments (`keep_current`), so even the first scrape of a fleet formats only what moved
+  since.
 - head checks are timed by the poller, which adds each one to a hash
   (`sluice:metrics:polls`: `{source type}:le:{bound}`, `:sum`, `:count`, `:errors`).
-- queue depth is the length of the Celery `deploy` queue's lists, read at the scrape.
+- queue depth is the length of the Celery `deploy` queue's lists, and of each configured
+  host's queue (`deploy.NAME`), read at the scrape.
 
 Metrics:
   sluice_deployments_total{app,status}               ended deployments (success, failed, skipped, superseded)
@@ -26,7 +29,8 @@ Metrics:
   sluice_app_paused{app}                             1 while automatic deployments are paused
   sluice_app_drift{app,kind}                         1 while the target is recorded in drift of that kind
   sluice_drift_repairs_total{app}                    drifts seen repaired (DriftRepaired)
-  sluice_queue_depth{queue}                          messages waiting in the Celery queue
+  sluice_host_active{app,host}                       1 while the host runs the app's active deployment, 0 while it lags
+  sluice_queue_depth{queue}                          messages waiting in the Celery queue (deploy, deploy.HOST)
   sluice_head_checks_total{source_type}              head checks made by pollers
   sluice_poll_errors_total{source_type}              head checks that failed
   sluice_head_check_duration_seconds{source_type}    how long head checks took
@@ -38,8 +42,10 @@ Metrics:
 from __future__ import annotations
 
 import bisect
+import hashlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import cache
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -49,9 +55,10 @@ from prometheus_client.registry import CollectorRegistry
 from orchestrator.core import keys, replies
 from orchestrator.core.projections import AppView
 from orchestrator.core.statuses import IN_PROGRESS, TERMINAL
-from orchestrator.deploying.task_queue import DEPLOY_QUEUE, priority_lists
+from orchestrator.deploying.task_queue import DEPLOY_QUEUE, PRIORITY_STEPS, host_queue, priority_lists
 from orchestrator.observe import metrics_text, notify_view
 from orchestrator.observe.app_figures import DURATION_BUCKETS, LATENCY_BUCKETS, AppFigures, Histogram, apps_figures
+from orchestrator.observe.host_states import IN_STEP, host_runs, named_hosts
 from orchestrator.observe.store_metrics import store_families
 from orchestrator.releases.drift import DriftKind
 from orchestrator.runtime.services import Services
@@ -100,7 +107,8 @@ class SluiceCollector:
 
     def collect(self) -> Iterator:
         apps = list(self.services.config.apps)      # not every app the store ever saw
-        yield from app_families(apps, apps_figures(self.services, apps), self.services.projections.apps(apps))
+        yield from app_families(apps, apps_figures(self.services, apps), self.services.projections.apps(apps),
+                                _hosts(self.services, apps))
         yield from fleet_families(self.services)
 
 
@@ -114,16 +122,19 @@ class Families:
         return iter(self.families)
 
 
-def app_families(apps: list[str], figures: dict[str, AppFigures], views: Iterable[AppView]) -> list:
-    """The families with a sample per app, of these apps."""
-    return [*_deployments(apps, figures), *_now(apps, views)]
+def app_families(apps: list[str], figures: dict[str, AppFigures], views: Iterable[AppView],
+                 hosts: Mapping[str, Sequence[str]]) -> list:
+    """The families with a sample per app (or per app and host: `hosts`, the config's), of these apps."""
+    return [*_deployments(apps, figures), *_now(apps, views, hosts)]
 
 
 def fleet_families(services: Services) -> list:
     """The families of the whole fleet, in the order they follow the apps' families."""
     depth = GaugeMetricFamily("sluice_queue_depth", "Messages waiting in the Celery queue",
                               labels=["queue"])
-    depth.add_metric([DEPLOY_QUEUE], queue_depth(services.redis, DEPLOY_QUEUE))
+    queues = [DEPLOY_QUEUE, *map(host_queue, named_hosts(app.hosts for app in services.config.apps.values()))]
+    for queue, waiting in zip(queues, queue_depths(services.redis, queues)):
+        depth.add_metric([queue], waiting)
     return [depth, *_polls(services), *store_families(services.redis), *_notifying(services)]
 
 
@@ -162,7 +173,7 @@ def _deployments(apps: list[str], figures: dict[str, AppFigures]) -> Iterable:
     return [ended, retries, durations, latency, repairs, rollbacks, notifications]
 
 
-def _now(apps: list[str], views: Iterable[AppView]) -> Iterable:
+def _now(apps: list[str], views: Iterable[AppView], hosts: Mapping[str, Sequence[str]]) -> Iterable:
     in_progress = GaugeMetricFamily("sluice_deployments_in_progress",
                                     "Deployments not ended, by app and status",
                                     labels=["app", "status"])
@@ -174,7 +185,11 @@ def _now(apps: list[str], views: Iterable[AppView]) -> Iterable:
     rejected = GaugeMetricFamily("sluice_app_rejected_revisions",
                                  "Revisions that rolled back, which automatic triggers do not "
                                  "deploy again", labels=["app"])
+    host_active = GaugeMetricFamily("sluice_host_active", "1 while the host runs the app's active "
+                                    "deployment, 0 while it lags (behind, or mid-rollout)", labels=["app", "host"])
     for app, view in zip(apps, views):
+        for run in host_runs(view, hosts.get(app, ())):
+            host_active.add_metric([app, run.host], 1 if run.state == IN_STEP else 0)
         statuses = [d.status for d in view.deployments.values()]
         for status in IN_PROGRESS:
             in_progress.add_metric([app, status], statuses.count(status))
@@ -182,7 +197,7 @@ def _now(apps: list[str], views: Iterable[AppView]) -> Iterable:
         rejected.add_metric([app], len(view.rejected))
         for kind in DriftKind:
             drift.add_metric([app, kind], 1 if view.drift and view.drift.kind == kind else 0)
-    return [in_progress, paused, drift, rejected]
+    return [in_progress, paused, drift, rejected, host_active]
 
 
 def _polls(services: Services) -> Iterable:
@@ -215,10 +230,17 @@ def _notifying(services: Services) -> Iterable:
 
 def queue_depth(client: redis.Redis, queue: str) -> int:
     """Messages waiting in a Celery queue on the Redis transport (all its priority lists)."""
+    return queue_depths(client, [queue])[0]
+
+
+def queue_depths(client: redis.Redis, queues: list[str]) -> list[int]:
+    """queue_depth of each, in one round trip."""
     pipe = client.pipeline(transaction=False)
-    for key in priority_lists(queue):
-        pipe.llen(key)
-    return sum(pipe.execute())
+    for queue in queues:
+        for key in priority_lists(queue):
+            pipe.llen(key)
+    lengths, steps = pipe.execute(), len(PRIORITY_STEPS)
+    return [sum(lengths[i * steps:(i + 1) * steps]) for i in range(len(queues))]
 
 
 def exposition(services: Services, accept: str | None = None) -> tuple[bytes, str]:
@@ -229,12 +251,12 @@ def exposition(services: Services, accept: str | None = None) -> tuple[bytes, st
     encode, content_type = choose_encoder(accept or "")
     fmt = content_type.partition(";")[0]
     apps = list(services.config.apps)       # not every app the store ever saw
-    texts = metrics_text.kept(services.redis, fmt, services.store.versions(apps))
+    texts = metrics_text.kept(services.redis, fmt, stamps(services, services.store.versions(apps)))
     if moved := [app for app in apps if app not in texts]:
         fresh = _texts(services, moved, {fmt: encode})[fmt]
         metrics_text.save(services.redis, fmt, fresh)
         texts.update((app, samples) for app, (_, samples) in fresh.items())
-    headers, _ = metrics_text.split(encode(_registry(app_families([], {}, []))))
+    headers, _ = metrics_text.split(encode(_registry(app_families([], {}, [], {}))))
     rest = encode(_registry(fleet_families(services)))
     return metrics_text.joined(headers, [texts[app] for app in apps], rest), content_type
 
@@ -251,15 +273,39 @@ def keep_current(services: Services, apps: list[str]) -> None:
         log.warning("metrics of %s not kept (the next scrape folds them): %s", ", ".join(apps), exc)
 
 
-def _texts(services: Services, apps: list[str], encoders: dict) -> dict[str, dict[str, tuple[int, list[bytes]]]]:
-    """Per format, each app's samples per family and the stream's version they show (an event
-    appended while they were read shows in one and not the other: the older, to read them again)."""
+def _texts(services: Services, apps: list[str], encoders: dict) -> dict[str, dict[str, tuple[bytes, list[bytes]]]]:
+    """Per format, each app's samples per family and their stamp: the stream's version they
+    show (an event appended while they were read shows in one and not the other: the older,
+    to read them again)."""
     figures = apps_figures(services, apps)
     views = services.projections.apps(apps)
-    return {fmt: {app: (min(figures[app].seen, view.version),
-                        metrics_text.split(encode(_registry(app_families([app], figures, [view]))))[1])
+    hosts = _hosts(services, apps)
+    shown = stamps(services, {app: min(figures[app].seen, view.version) for app, view in zip(apps, views)})
+    return {fmt: {app: (shown[app],
+                        metrics_text.split(encode(_registry(app_families([app], figures, [view], hosts))))[1])
                   for app, view in zip(apps, views)}
             for fmt, encode in encoders.items()}
+
+
+def stamps(services: Services, versions: Mapping[str, int]) -> dict[str, bytes]:
+    """What each app's kept text must have been written at to be what a scrape would write now:
+    its stream's version, the per-app families' layout, and the app's hosts in the config."""
+    hosts = _hosts(services, list(versions))
+    return {app: " ".join([str(version), _layout(), *hosts[app]]).encode() for app, version in versions.items()}
+
+
+@cache
+def _layout() -> str:
+    """The per-app families (names, types, order) as a short hash: a text kept by a Sluice
+    whose families differed (an upgrade added one) is formatted again, not joined askew."""
+    return hashlib.sha256(choose_encoder("")[0](_registry(app_families([], {}, [], {})))).hexdigest()[:12]
+
+
+def _hosts(services: Services, apps: list[str]) -> dict[str, list[str]]:
+    """Each app's hosts in the config (none for an app it no longer names, which a worker
+    finishing its deployment may still keep the text of)."""
+    configured = services.config.apps
+    return {app: configured[app].hosts if app in configured else [] for app in apps}
 
 
 def _registry(families: list) -> CollectorRegistry:

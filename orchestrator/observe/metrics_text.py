@@ -1,8 +1,9 @@
 """/metrics put together from each app's text: the samples of the per-app families as
 prometheus_client writes them, kept in Redis per format and app (`sluice:metrics:text:{fmt}:
-{app}`) with the version of the app's stream they show. A scrape reads the streams' versions and
-the kept texts (two round trips) and formats again only the apps whose stream moved since:
-formatting every sample of a fleet at each scrape cost more than all the rest."""
+{app}`) with the stamp of what they show (observe/metrics.py's: the version of the app's stream,
+the families' layout, the app's hosts). A scrape reads the streams' versions and the kept texts
+(two round trips) and formats again only the apps whose stamp changed since: formatting every
+sample of a fleet at each scrape cost more than all the rest."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -14,22 +15,23 @@ from orchestrator.core import keys, replies
 SEPARATOR = b"\x00"         # between two families' samples (never in the exposition's text)
 
 
-def kept(client: redis.Redis, fmt: str, versions: Mapping[str, int]) -> dict[str, list[bytes]]:
-    """Each app's samples per family, of the apps whose kept text shows their stream's version."""
-    apps = list(versions)
+def kept(client: redis.Redis, fmt: str, stamps: Mapping[str, bytes]) -> dict[str, list[bytes]]:
+    """Each app's samples per family, of the apps whose kept text has the stamp they have now
+    (one line, no newline in it)."""
+    apps = list(stamps)
     found = {}
     for app, raw in zip(apps, client.mget([keys.metrics_text(fmt, app) for app in apps]) if apps else []):
-        version, _, text = (replies.value(raw) or b"").partition(b"\n")
-        if version and int(version) == versions[app]:
+        stamp, _, text = (replies.value(raw) or b"").partition(b"\n")
+        if stamp and stamp == stamps[app]:
             found[app] = text.split(SEPARATOR)
     return found
 
 
-def save(client: redis.Redis, fmt: str, texts: Mapping[str, tuple[int, list[bytes]]]) -> None:
-    """Keep each app's samples per family, with the stream's version they show."""
+def save(client: redis.Redis, fmt: str, texts: Mapping[str, tuple[bytes, list[bytes]]]) -> None:
+    """Keep each app's samples per family, with the stamp of what they show."""
     if texts:
-        client.mset({keys.metrics_text(fmt, app): b"%d\n" % version + SEPARATOR.join(samples)
-                     for app, (version, samples) in texts.items()})
+        client.mset({keys.metrics_text(fmt, app): stamp + b"\n" + SEPARATOR.join(samples)
+                     for app, (stamp, samples) in texts.items()})
 
 
 def split(encoded: bytes) -> tuple[list[bytes], list[bytes]]:

@@ -3,7 +3,8 @@
 Everything is read, nothing is changed:
 - queues: every Celery queue the broker knows of (kombu's binding sets
   `_kombu.binding.{exchange}`, members "routing key \\x06\\x16 pattern \\x06\\x16 queue"; the
-  `deploy` queue always). kombu keeps one list per priority step (`deploy`,
+  `deploy` queue always, and the queue of each host the config names, `deploy.NAME`, with
+  its host: issue 19). kombu keeps one list per priority step (`deploy`,
   `deploy\\x06\\x163`, ...), LPUSHes new messages and BRPOPs the oldest, so what waits is the
   lists' lengths and the oldest message is at their tails; its age comes from the
   `sluice_queued_at` header `task_queue.send_deploy` puts in every message (None for messages other
@@ -37,10 +38,12 @@ from orchestrator.deploying.task_queue import (
     PRIORITY_STEPS,
     QUEUED_AT,
     celery_for,
+    host_queue,
     priority_lists,
 )
 from orchestrator.observe import notify_view
 from orchestrator.observe.formatting import iso
+from orchestrator.observe.host_states import named_hosts
 from orchestrator.runtime.services import Services
 
 POLL_HORIZON = 60.0      # "due in the next minute"
@@ -53,13 +56,16 @@ def inspect_queue(services: Services, now: float | None = None) -> dict:
     now = services.clock.now() if now is None else now
     views = {name: services.projections.app(name) for name in services.config.apps}
     in_flight, retries = _deployments(services, views, now)
-    return {"queues": celery_queues(services.redis, now), "in_flight": in_flight,
+    hosts = named_hosts(app.hosts for app in services.config.apps.values())
+    return {"queues": celery_queues(services.redis, now, hosts), "in_flight": in_flight,
             "retries": retries, "polls": polls(services.redis, now),
             "notifications": notify_view.notifications(services.redis, now), "at": iso(now)}
 
 
-def celery_queues(client: redis.Redis, now: float) -> list[dict]:
-    names = queue_names(client)
+def celery_queues(client: redis.Redis, now: float, hosts: list[str]) -> list[dict]:
+    """Each queue's waiting messages and the oldest one's age; `host`: the host whose queue it is."""
+    of_host = {host_queue(host): host for host in hosts}
+    names = queue_names(client, list(of_host))
     with client.pipeline(transaction=False) as pipe:
         for name in names:
             for key in priority_lists(name):
@@ -70,13 +76,14 @@ def celery_queues(client: redis.Redis, now: float) -> list[dict]:
     for i, name in enumerate(names):
         mine = replies[i * 2 * steps:(i + 1) * 2 * steps]
         sent = [t for t in (_queued_at(m) for m in mine[1::2]) if t is not None]
-        report.append({"name": name, "waiting": sum(mine[0::2]),
+        report.append({"name": name, "host": of_host.get(name), "waiting": sum(mine[0::2]),
                        "oldest_age": _seconds(now - min(sent)) if sent else None})
     return report
 
 
-def queue_names(client: redis.Redis) -> list[str]:
-    """`deploy` first, then every other queue bound to an exchange, by name."""
+def queue_names(client: redis.Redis, hosts: list[str]) -> list[str]:
+    """`deploy` first, then the hosts' queues (`hosts`: whether bound yet or not), then every
+    other queue bound to an exchange, by name."""
     found = set()
     for key in client.scan_iter(match="_kombu.binding.*", count=500):
         exchange = replies.text(key)[len("_kombu.binding."):]
@@ -87,7 +94,7 @@ def queue_names(client: redis.Redis) -> list[str]:
             if queue:
                 found.add(queue)
     found.discard(DEPLOY_QUEUE)
-    return [DEPLOY_QUEUE, *sorted(found)]
+    return [DEPLOY_QUEUE, *hosts, *sorted(found - set(hosts))]
 
 
 def polls(client: redis.Redis, now: float) -> dict:

@@ -28,7 +28,7 @@ LOCAL = "http://localhost"        # a Host the API answers to (TestClient's own,
 V2 = {"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n"}
 DEPLOYMENT_FIELDS = {"id", "app", "status", "revision", "snapshot", "active", "trigger", "message",
                      "received_at", "started_at", "ended_at", "attempts", "author", "author_email",
-                     "deployer", "commit_message", "change"}
+                     "deployer", "commit_message", "change", "hosts"}
 
 
 def configure(workspace, repo, reads: str = "loopback", token: str | None = TOKEN, **apps) -> Services:

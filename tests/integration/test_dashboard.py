@@ -19,6 +19,7 @@ from orchestrator.deploying.operator_actions import pause
 from tests.helpers import FUNCTION_APP, wait_for
 from tests.integration.flow import sync_and_wait
 from tests.integration.notifier_thread import notified_app, notifier_running
+from tests.integration.test_host_views import D1, D2, D3, SILENT, hosted_app, switched
 from tests.servers.api_server import serving
 from tests.servers.receiver import Answer, receiver
 
@@ -402,3 +403,44 @@ def test_the_queue_panel_shows_a_delivery_failing_after_the_page_loaded(browser,
     _expect(page.locator("#queue-depths")).to_contain_text("notifications failing1")
     _expect(page.locator("#queue-depths")).to_contain_text("notifications pending1")
     page.context.close()
+
+
+def test_an_apps_hosts_show_what_each_runs_those_lagging_marked_and_each_deployments_host_states(
+        tmp_path, redis_url):
+    hosted = hosted_app(tmp_path, redis_url)
+    with serving(hosted.services) as base:
+        html = httpx.get(base + "/").text
+
+    row = _between(html, 'id="app-hello"', "</tr>")
+    assert f'<li class="host host-rolling-out" data-host="web1">web1: {D3} (rolling out)</li>' in row
+    assert f'<li class="host host-in-step" data-host="web2">web2: {D1}</li>' in row
+    assert '<li class="host host-behind" data-host="web3">web3: nothing (behind)</li>' in row
+    history = _between(html, 'id="history-hello"', "</section>")
+    d2 = _between(history, f'<tr data-deployment="{D2}"', "</tr>")
+    assert f'<li data-host="web1">web1: rolled back</li><li data-host="web2">web2: failed: {SILENT}</li>' in d2
+    assert "hosts" not in _between(html, 'id="app-plain"', "</tr>"), "an app without hosts lists none"
+
+
+def test_a_host_catching_up_shows_in_step_live(browser, tmp_path, redis_url):
+    hosted = hosted_app(tmp_path, redis_url)
+    with serving(hosted.services) as base:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        try:
+            page.goto(base + "/")
+            _expect(page.locator("#feed-state")).to_have_text("(following)")
+            web3 = page.locator('#app-hello li[data-host="web3"]')
+            _expect(web3).to_have_text("web3: nothing (behind)")
+
+            hosted.append(switched(D1, "web3", 11, converged=True))
+
+            _expect(web3).to_have_text(f"web3: {D1}")
+            _expect(web3).to_have_class("host host-in-step")
+            _expect(page.locator('#app-hello li[data-host="web1"]')).to_have_class("host host-rolling-out")
+            _expect(page.locator(f'#history-hello tr[data-deployment="{D1}"] li[data-host="web3"]')
+                    ).to_have_text("web3: switched")
+            _expect(page.locator(f'#history-hello tr[data-deployment="{D2}"] li[data-host="web2"]')
+                    ).to_have_text(f"web2: failed: {SILENT}")
+        finally:
+            context.close()

@@ -14,7 +14,7 @@ from orchestrator.core.decisions import execute
 from orchestrator.core.lease import Lease
 from orchestrator.observe import metrics_text
 from orchestrator.observe.app_figures import app_state_key
-from orchestrator.observe.metrics import SCRAPED_FORMATS, exposition, queue_depth
+from orchestrator.observe.metrics import SCRAPED_FORMATS, exposition, queue_depth, stamps
 from orchestrator.triggers.poller import Poller
 from tests.helpers import FUNCTION_APP, git_app, wait_for
 from tests.integration.flow import event_types, sync_and_wait
@@ -90,7 +90,7 @@ def test_the_worker_keeps_a_deployed_apps_text_in_each_scraped_format_so_a_first
     sync_and_wait(services, "hello")
     versions = services.store.versions(["hello"])
 
-    kept = {fmt: metrics_text.kept(clean_redis, fmt, versions) for fmt in SCRAPED_FORMATS}
+    kept = {fmt: metrics_text.kept(clean_redis, fmt, stamps(services, versions)) for fmt in SCRAPED_FORMATS}
 
     assert set(SCRAPED_FORMATS) == {"text/plain", "application/openmetrics-text"}
     assert all("hello" in texts for texts in kept.values()), "kept at the stream's version, before any scrape"

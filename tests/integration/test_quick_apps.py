@@ -43,9 +43,13 @@ class Fleet:
     def __init__(self, root, url: str):
         self.root, self.url, self.config = root, url, root / "sluice.yaml"
 
-    def configure(self, names: list[str], redis_url: str | None = None, **settings) -> Services:
-        write_config(self.config, self.root / "var", {n: {"target": str(self.root / "sites" / n)} for n in names},
-                     redis_url or self.url, **settings)
+    def configure(self, names: list[str], redis_url: str | None = None, hosts: list[str] | None = None,
+                  **settings) -> Services:
+        """`hosts`: where the first app lives."""
+        apps = {n: {"target": str(self.root / "sites" / n)} for n in names}
+        if hosts:
+            apps[names[0]]["hosts"] = hosts
+        write_config(self.config, self.root / "var", apps, redis_url or self.url, **settings)
         written_long_ago(self.config)
         return Services.build(load_config(self.config))
 
@@ -98,6 +102,20 @@ def test_the_short_way_shows_what_the_long_way_showed_and_imports_none_of_it(fle
     assert "web" in shown and "idle" in shown and "web-d1 (" in shown and "success web-d1" in shown
     assert "paused: operator said so" in shown and "rejected bbbbbbbbbbbb: health check failed" in shown
     assert "DRIFT (not repaired): /t is a real directory" in shown
+
+
+def test_the_short_way_shows_each_host_and_what_it_runs_as_the_long_way_does(fleet):
+    services = fleet.configure(["web", "api"], hosts=["web1", "web2"])
+    recorded_deployment(services, "web")
+    services.store.append("web", [ev.HostSwitched(app="web", at=2, deployment_id="web-d1", host="web1",
+                                                  release="/data/releases/web/web-d1")], ANY_VERSION)
+
+    long = fleet.apps()
+    short = fleet.apps()
+
+    assert went_long_way(long) and not went_long_way(short)
+    assert short["shown"] == long["shown"]
+    assert "web1: web-d1\n" in short["shown"] and "web2: nothing (behind)" in short["shown"]
 
 
 def test_a_page_the_short_way_says_how_to_see_more_as_the_long_way_does(fleet):

@@ -81,7 +81,7 @@
          app.drift ? el("strong", { class: "drift" }, app.drift.text) : "",
          Object.entries(app.rejected || {}).map(([revision, reason]) =>
            el("strong", { class: "rejected" }, `rejected ${short(revision)}: ${reason}`))),
-      el("td", { class: "live" }, live ? logLink(live) : "—"),
+      el("td", { class: "live" }, live ? logLink(live) : "—", hostList(app.hosts)),
       el("td", { class: "revision" }, live ? el("code", {}, short(live.revision)) : ""),
       el("td", { class: "trigger" }, live ? live.trigger : ""),
       el("td", { class: "latest" }, latest ? [statusBadge(latest.status), " ", logLink(latest)] : "never deployed"),
@@ -89,6 +89,21 @@
       el("td", { class: "waiting" }, String(app.waiting ?? 0)),
       el("td", { class: "actions" }, button("sync", app.name, "Sync"), " ",
          button("redeploy", app.name, "Redeploy"), " ", button("rollback", app.name, "Rollback")));
+  }
+
+  // An app's hosts and what each runs (as `sluice apps` words it), the lagging ones marked.
+  function hostList(hosts) {
+    if (!hosts || !hosts.length) return "";
+    return el("ul", { class: "hosts" }, hosts.map((h) =>
+      el("li", { class: `host host-${h.state.replace(/ /g, "-")}`, "data-host": h.host }, h.text)));
+  }
+
+  // A deployment's word from each host: switched, failed: why, rolled back.
+  function hostStates(states) {
+    const entries = Object.entries(states || {});
+    if (!entries.length) return "";
+    return el("ul", { class: "host-states" }, entries.map(([host, state]) =>
+      el("li", { "data-host": host }, `${host}: ${state}`)));
   }
 
   function describe(source) {
@@ -109,7 +124,7 @@
       el("td", {}, el("time", { datetime: d.received_at }, stamp(d.received_at))),
       el("td", { class: "took" }, took(d)),
       el("td", { class: "message" }, d.change ? [el("span", { class: "change" }, d.change), " · "] : "",
-        d.message || ""),
+        d.message || "", hostStates(d.hosts)),
       actions);
   }
 
