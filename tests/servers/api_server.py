@@ -25,7 +25,9 @@ def serving(services: Services, api: FastAPI | None = None, head_timeout: float 
     config = server_config(api or create_app(services), head_timeout, log_level="warning", lifespan="off",
                            timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
-    sock = socket.socket()
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say it, and without it
+    # Nagle's algorithm and the client's delayed ACK held every answer ~40 ms
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
