@@ -32,6 +32,7 @@ from orchestrator.releases.materialise import Fenced, Previous, live_release, ma
 from orchestrator.releases.remote_store import RemoteStore, fetch_snapshot
 from orchestrator.releases.retention import prune_host_releases
 from orchestrator.releases.snapshots import SnapshotStore
+from orchestrator.releases.spares import empty_trash
 from orchestrator.runtime.services import Services
 
 log = logging.getLogger("sluice.host")
@@ -173,9 +174,12 @@ def _failed(ctx: HostContext, app: str, deployment_id: str, reason: str, target:
 
 
 def _prune(ctx: HostContext, app: str, config: AppConfig, live: str) -> None:
+    """Old releases out of the way once this host has said it switched (off the rollout's
+    path), the trash emptied: a host has no housekeeping of its own besides this."""
+    releases = ctx.services.config.data_dir / "releases" / app
     try:
-        prune_host_releases(ctx.services.projections.app(app), ctx.services.config.data_dir / "releases" / app,
-                            config.keep_releases, live)
+        prune_host_releases(ctx.services.projections.app(app), releases, config.keep_releases, live)
+        empty_trash(releases)
     except OSError as exc:
         log.warning("%s on %s: retention failed: %s", app, ctx.host, exc)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 
@@ -26,8 +26,24 @@ def prune_releases(view: AppView, releases_dir: Path, keep: int) -> list[str]:
     (`empty_trash` deletes them once the lease is let go). Call it holding the app's lease."""
     live = view.active.release if view.active else None
     kept = {live} | set([r for r in view.kept_releases() if r != live][:keep])
+    return _let_go(view, releases_dir, lambda path: str(path) in kept)
+
+
+def prune_host_releases(view: AppView, releases_dir: Path, keep: int, live: str) -> list[str]:
+    """A host's `prune_releases` (issue 19): its releases are named by their deployments as
+    the app's view records them (`releases_pruned`), `live` the deployment this host runs;
+    a spare kept as on one machine, so the host's next release patches it."""
+    # pruned before its deployment succeeds: the app's active release is among the `keep`
+    # newest, kept for a rollout that fails to switch this host back to
+    kept = {live} | {Path(r).name for r in view.kept_releases()[:keep]}
+    return _let_go(view, releases_dir, lambda path: path.name in kept)
+
+
+def _let_go(view: AppView, releases_dir: Path, kept: Callable[[Path], bool]) -> list[str]:
+    """The release folders not `kept` let go of: the newest whose snapshot is known becomes
+    the app's spare, the rest go to the trash."""
     names = sorted(os.listdir(releases_dir)) if releases_dir.is_dir() else []
-    let_go = [releases_dir / n for n in names if is_release(n) and str(releases_dir / n) not in kept]
+    let_go = [releases_dir / n for n in names if is_release(n) and not kept(releases_dir / n)]
     order = {d: n for n, d in enumerate(view.deployments)}     # ids of one second sort at random
     whole = [p for p in let_go if _snapshot_of(view, p)]
     spare = max(whole, key=lambda p: order[p.name], default=None)
@@ -36,17 +52,6 @@ def prune_releases(view: AppView, releases_dir: Path, keep: int) -> list[str]:
             make_spare(path, _snapshot_of(view, path) or "")
         else:
             to_trash(path)
-    return [str(p) for p in let_go]
-
-
-def prune_host_releases(view: AppView, releases_dir: Path, keep: int, live: str) -> list[str]:
-    """A host's `prune_releases` (issue 19): its releases are named by their deployments as
-    the app's view records them (`releases_pruned`), `live` the deployment this host runs."""
-    kept = {live} | {Path(r).name for r in view.kept_releases()[:keep + 1]}
-    names = sorted(os.listdir(releases_dir)) if releases_dir.is_dir() else []
-    let_go = [releases_dir / n for n in names if is_release(n) and n not in kept]
-    for path in let_go:
-        to_trash(path)
     return [str(p) for p in let_go]
 
 

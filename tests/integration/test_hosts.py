@@ -4,6 +4,7 @@ their own (no shared folder) fetch what they lack from the API and switch their 
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,3 +223,19 @@ def test_a_stale_switch_reaching_a_host_late_does_nothing(fleet_of):
              what="web1 to take the stale switch")
     assert "v2" in tree(fleet.target("web1"))["HttpHello/__init__.py"]
     assert len(fleet.services.store.read("hello")) == events
+
+
+def test_a_host_keeps_its_releases_bounded_recycles_a_spare_and_empties_its_trash(fleet_of):
+    fleet = fleet_of(["web1"], keep_releases=1)
+    sync_and_wait(fleet.services, "hello", timeout=60)
+    for n in range(2, 6):
+        d = fleet.deploy({"HttpHello/__init__.py": f"def main(req):\n    return 'v{n}'\n"})
+        assert d.status == "success", d.message
+
+    releases = fleet.workers["web1"].data_dir / "releases" / "hello"
+    names = sorted(os.listdir(releases))
+    spares = [n for n in names if n.startswith(".spare-")]
+    assert len([n for n in names if not n.startswith(".")]) <= 2, names     # live and one kept
+    assert len(spares) == 1, names
+    assert not (releases / ".trash").exists() or not os.listdir(releases / ".trash")
+    assert "v5" in tree(fleet.target("web1"))["HttpHello/__init__.py"]
