@@ -28,9 +28,10 @@ from orchestrator.deploying.after_switch import (
     switched_fields,
 )
 from orchestrator.deploying.before_switch import Candidate, check_before_switch
-from orchestrator.deploying.build import BuildContext, LiveBuild, build
+from orchestrator.deploying.build import BuildContext, Events, LiveBuild, ToRecord, build
 from orchestrator.deploying.dispatch import enqueue
 from orchestrator.deploying.housekeeping import clean_up, cleaning_begins, let_go_of_old_releases
+from orchestrator.deploying.live_base import starts_from_live
 from orchestrator.deploying.retries import FailedAttempt, decide_after_failure
 from orchestrator.deploying.rollout import Rollout, roll_out
 from orchestrator.observe.metrics import keep_current
@@ -129,19 +130,21 @@ def _deploy(ctx: WorkerContext, app: str, config: AppConfig, deployment_id: str,
     view = ctx.services.projections.app(app)
     live = _live(view, config)
     d = view.deployments[deployment_id]
-    if live and (_again(d, live) or _damaged(ctx, app, live)):
+    if live and not starts_from_live(ctx.store, app, d, live):
         live = None     # neither diffed from nor copied, nor skipped: rebuilt, its blobs hashed
     steps.begin("fetch")
     snapshot, source = _snapshot(ctx, config, d, live)
-    _record(ctx, app, deployment_id, ev.SnapshotBuilt, snapshot=snapshot.id,
-            files=snapshot.files, bytes=snapshot.bytes,
-            blobs_added=snapshot.blobs_added, blobs_reused=snapshot.blobs_reused,
-            source=source, incremental=snapshot.incremental, seconds=steps.end(keep=False),
-            **_who(snapshot))
+    built = (ev.SnapshotBuilt, dict(
+        snapshot=snapshot.id, files=snapshot.files, bytes=snapshot.bytes,
+        blobs_added=snapshot.blobs_added, blobs_reused=snapshot.blobs_reused, source=source,
+        incremental=snapshot.incremental, seconds=steps.end(keep=False), **_who(snapshot),
+        at=ctx.services.clock.now()))
     if not d.preset_snapshot or d.rebuild or d.trigger == "zipdeploy":     # a zip holds sources
         steps.begin("build")
-        snapshot = _build(ctx, app, config, d, snapshot, live) or snapshot
+        snapshot = _build(ctx, app, config, d, snapshot, live, built) or snapshot
         steps.end(keep=False)       # its timings are BuildSucceeded's
+    else:
+        _record_all(ctx, app, deployment_id, [built])
     if live and live.snapshot == snapshot.id and _everywhere(view, config, live):
         return _record_end(ctx, app, deployment_id, ev.DeploymentSkipped, snapshot=snapshot.id,
                            reason=f"snapshot {snapshot.id[:12]} is already live "
@@ -251,15 +254,18 @@ def _who(snapshot: Snapshot) -> dict[str, str]:
 
 
 def _build(ctx: WorkerContext, app: str, config: AppConfig, d: DeploymentView,
-           source: Snapshot, live: DeploymentView | None) -> Snapshot | None:
-    """The source's snapshot with its build's output on top; None when nothing is built."""
-    def record(event_type, **fields) -> None:
-        if not _record(ctx, app, d.id, event_type, **fields):
+           source: Snapshot, live: DeploymentView | None, unsaid: ToRecord) -> Snapshot | None:
+    """The source's snapshot with its build's output on top; None when nothing is built.
+    `unsaid` (the source's SnapshotBuilt) is recorded with the build's first events."""
+    def record_all(events: Events) -> None:
+        if not _record_all(ctx, app, d.id, events):
             raise TransientError("the deployment ended while it was building")
     built = LiveBuild(live.snapshot, live.source_snapshot, live.layers) \
         if live and live.snapshot and live.source_snapshot and live.layers else None
-    return build(BuildContext(ctx.store, ctx.services.config.data_dir, app, d.id, config, record,
-                              ctx.services.config.worker.build_concurrency, d.rebuild, built), source)
+    return build(BuildContext(ctx.store, ctx.services.config.data_dir, app, d.id, config,
+                              lambda event_type, **fields: record_all([(event_type, fields)]),
+                              ctx.services.config.worker.build_concurrency, d.rebuild, built,
+                              record_all), source, [unsaid])
 
 
 def _preset(ctx: WorkerContext, d: DeploymentView) -> Snapshot | None:
@@ -279,24 +285,6 @@ def _preset(ctx: WorkerContext, d: DeploymentView) -> Snapshot | None:
     if d.trigger != "redeploy":     # a promoted revision is not in this app's source
         raise PermanentError(why)
     return None
-
-
-def _again(d: DeploymentView, live: DeploymentView) -> bool:
-    """A redeploy of the live snapshot: the operator asks for it again, so it is rebuilt from
-    the store with every blob hashed (a corrupt one then fetched again), not skipped."""
-    return d.trigger == "redeploy" and d.preset_snapshot == live.snapshot
-
-
-def _damaged(ctx: WorkerContext, app: str, live: DeploymentView) -> bool:
-    """Whether the live release serves content found corrupt (releases/integrity.py)."""
-    quarantine = Quarantine(ctx.store)
-    if not live.release or not quarantine.entries():
-        return False
-    files = quarantine.damaged(ctx.store.manifest(live.snapshot or ""), live.release)
-    if files:
-        log.warning("%s: the live release serves corrupt content (%s): rebuilding it from the "
-                    "source", app, ", ".join(files[:5]), extra={"app": app})
-    return bool(files)
 
 
 def _progress_reporter(ctx: WorkerContext, deployment_id: str):
@@ -368,14 +356,19 @@ def retry_or_fail(ctx: WorkerContext, app: str, deployment_id: str, attempt: int
 
 def _record(ctx: WorkerContext, app: str, deployment_id: str, event_type, **fields) -> bool:
     """Append one event about a deployment unless it has ended meanwhile."""
+    return _record_all(ctx, app, deployment_id, [(event_type, fields)])
+
+
+def _record_all(ctx: WorkerContext, app: str, deployment_id: str, events: Events) -> bool:
+    """Append events about a deployment, in one go, unless it has ended meanwhile."""
     now = ctx.services.clock.now()
-    fields = mask_fields(fields, ctx.services.config.secrets, keep=_REFERENCES)
+    masked = [(t, mask_fields(f, ctx.services.config.secrets, keep=_REFERENCES)) for t, f in events]
 
     def decide(view: AppView):
         d = view.deployments.get(deployment_id)
         if d is None or d.terminal:
             return []
-        return [event_type(app=app, at=now, deployment_id=deployment_id, **fields)]
+        return [t(app=app, deployment_id=deployment_id, **{"at": now, **f}) for t, f in masked]
 
     appended = execute(ctx.services.projections, app, decide)[1]
     for event in appended:

@@ -167,7 +167,7 @@ def overlay(base: Manifest, layer: Manifest, output: str) -> Manifest:
     if output == TARGET:
         return layer
     taken = layer.files.keys() | layer.links.keys()
-    shadowed = taken | implied_dirs(taken)
+    shadowed = taken | layer.folders().keys()      # worked out once for a layer read before
     files = {p: e for p, e in base.files.items() if not _under(p, taken, shadowed)}
     links = {p: t for p, t in base.links.items() if not _under(p, taken, shadowed)}
     return Manifest({**files, **layer.files}, {**links, **layer.links})

@@ -19,7 +19,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -36,6 +36,9 @@ from orchestrator.releases.removal import remove_tree
 from orchestrator.releases.snapshots import Manifest, Snapshot, SnapshotStore
 
 Record = Callable[..., Any]         # (event class, **fields): appends one event of the deployment
+ToRecord = tuple[Callable[..., ev.Event], dict[str, Any]]     # an event class, its fields
+Events = list[ToRecord]
+RecordAll = Callable[[Events], Any]     # appends them together, in one go
 MAX_LINES = 2000                    # lines of a build kept in its log
 BATCH_LINES, BATCH_SECONDS = 100, 1.0
 TAIL_LINES = 20                     # in a failed deployment's message
@@ -52,6 +55,14 @@ class BuildContext:
     build_concurrency: int = 1
     rebuild: bool = False
     live: LiveBuild | None = None
+    record_together: RecordAll | None = None
+
+    def record_all(self, events: Events) -> None:
+        if self.record_together is not None:
+            self.record_together(events)
+        else:
+            for event_type, fields in events:
+                self.record(event_type, **fields)
 
 
 @dataclass(frozen=True)
@@ -62,8 +73,19 @@ class LiveBuild:
     layers: list[str]
 
 
-def build(ctx: BuildContext, source: Snapshot) -> Snapshot | None:
-    """The snapshot to deploy, or None when the app has nothing to build."""
+def build(ctx: BuildContext, source: Snapshot, unsaid: Sequence[ToRecord] = ()) -> Snapshot | None:
+    """The snapshot to deploy, or None when the app has nothing to build. `unsaid`: events
+    of the deployment to record with the build's first (BuildStarted when a step runs, with
+    BuildSucceeded when none does: a cached build then costs one append, so a one-file change
+    in a built app costs about what it does unbuilt), or at the end when there is no build."""
+    told = Telling(ctx, list(unsaid))
+    try:
+        return _build(ctx, source, told)
+    finally:
+        told.now()
+
+
+def _build(ctx: BuildContext, source: Snapshot, told: Telling) -> Snapshot | None:
     manifest = source.manifest
     settings = ctx.config.build.model_copy(update={"python": real_interpreter(ctx.config.build.python)})
     plan = plan_build(settings, manifest.files.keys(),
@@ -71,9 +93,9 @@ def build(ctx: BuildContext, source: Snapshot) -> Snapshot | None:
     if plan is None:
         return None
     require_tools(plan)
-    ctx.record(ev.BuildStarted, steps=[s.name for s in plan.steps], why=plan.why)
+    told.unsaid.append((ev.BuildStarted, {"steps": [s.name for s in plan.steps], "why": plan.why}))
     started, steps = time.monotonic(), dict[str, float | str]()
-    cache, scratch, keys = LayerCache(ctx.store), Scratch(ctx), list[str]()
+    cache, scratch, keys, layers = LayerCache(ctx.store), Scratch(ctx), list[str](), list[Manifest]()
     try:
         for step in plan.steps:
             key = layer_key(step, settings, _inputs(ctx.store, manifest, step, source.id),
@@ -81,6 +103,7 @@ def build(ctx: BuildContext, source: Snapshot) -> Snapshot | None:
             keys.append(key)
             layer = None if ctx.rebuild else cache.get(key)
             if layer is None:
+                told.now()
                 ran = time.monotonic()
                 layer = scratch.run(step, manifest, last=step is plan.steps[-1])
                 cache.put(key, layer)
@@ -88,16 +111,44 @@ def build(ctx: BuildContext, source: Snapshot) -> Snapshot | None:
             else:
                 steps[step.name] = "cached"
                 scratch.stale = True
+            layers.append(layer)
             manifest = overlay(manifest, layer, step.output)
     finally:
         scratch.remove()
     manifest = _sharing(ctx, source, manifest, keys)
-    built = Snapshot(ctx.store.save_manifest(manifest), manifest, 0, 0)
-    added = {p: e for p, e in manifest.files.items() if source.manifest.files.get(p) != e}
-    ctx.record(ev.BuildSucceeded, snapshot=built.id, cached=all(v == "cached" for v in steps.values()),
-               seconds=round(time.monotonic() - started, 3), files_added=len(added),
-               bytes_added=sum(e.size for e in added.values()), steps=steps, layers=keys)
+    # on disk by the switch (runner), not before the deployment goes on: a crash before the
+    # switch leaves no release of it live, and its next deployment saves it again
+    built = Snapshot(ctx.store.save_manifest(manifest, durable=False), manifest, 0, 0)
+    files_added, bytes_added = _added(source.manifest, manifest, layers)
+    told.now((ev.BuildSucceeded, {
+        "snapshot": built.id, "cached": all(v == "cached" for v in steps.values()),
+        "seconds": round(time.monotonic() - started, 3), "files_added": files_added,
+        "bytes_added": bytes_added, "steps": steps, "layers": keys}))
     return built
+
+
+@dataclass
+class Telling:
+    """Events held back to be recorded together with the next ones."""
+    ctx: BuildContext
+    unsaid: Events
+
+    def now(self, *more: ToRecord) -> None:
+        events, self.unsaid = [*self.unsaid, *more], []
+        if events:
+            self.ctx.record_all(events)
+
+
+def _added(source: Manifest, built: Manifest, layers: list[Manifest]) -> tuple[int, int]:
+    """The files the build put in the tree (not there, or not the same, in the source) and
+    their bytes: only the layers' paths are looked at, and one layer that holds none of the
+    source's paths is its own answer (its size is worked out once)."""
+    paths = set().union(*(layer.files.keys() for layer in layers))
+    kept = {p for p in paths & source.files.keys() if source.files[p] == built.files.get(p)}
+    if len(layers) == 1 and not kept:
+        return len(paths), layers[0].size()
+    entries = [built.files[p] for p in paths - kept if p in built.files]
+    return len(entries), sum(e.size for e in entries)
 
 
 def _sharing(ctx: BuildContext, source: Snapshot, built: Manifest, keys: list[str]) -> Manifest:

@@ -13,6 +13,7 @@ file's work.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import os
@@ -175,32 +176,35 @@ class SnapshotStore:
             os.makedirs(os.path.dirname(final), exist_ok=True)
             os.rename(tmp, final)
 
-    def save_manifest(self, manifest: Manifest) -> str:
+    def save_manifest(self, manifest: Manifest, durable: bool = True) -> str:
         """Store the manifest's buckets not stored yet and its root; returns the snapshot id.
-        A manifest derived from a stored one writes only the buckets its change touched."""
+        A manifest derived from a stored one writes only the buckets its change touched.
+        `durable` False: not fsynced, for a manifest that can be made again (a build's)."""
         buckets = manifest.buckets()
         ids = list(buckets.ids)
         for b, known in enumerate(ids):
             if known is None:
                 data = manifest.bucket_bytes(b)
                 ids[b] = hashlib.sha256(data).hexdigest()
-                self.write_once(self.buckets / f"{ids[b]}.json", data)
+                self.write_once(self.buckets / f"{ids[b]}.json", data, durable)
         manifest.with_buckets(Buckets(buckets.members, tuple(ids)))
         root = root_document(i or "" for i in ids)
         snapshot_id = hashlib.sha256(root).hexdigest()
-        self.write_once(self.manifests / f"{snapshot_id}.json", root)
+        self.write_once(self.manifests / f"{snapshot_id}.json", root, durable)
         self._keep(snapshot_id, manifest)
         return snapshot_id
 
-    def write_once(self, final: Path, data: bytes) -> None:
-        """A manifest's root or bucket written whole under its final name (nothing if there)."""
-        if final.exists():
+    def write_once(self, final: Path, data: bytes, durable: bool = True) -> None:
+        """A manifest's root or bucket written whole under its final name (nothing if there
+        whole: one cut short by a crash before it reached the disk is written again)."""
+        if _holds(final, data):
             return
         tmp = next(self._tmp_names)
         with open(tmp, "wb") as out:
             out.write(data)
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         os.replace(tmp, final)
 
     def manifest(self, snapshot_id: str) -> Manifest:
@@ -209,7 +213,11 @@ class SnapshotStore:
         path = self.manifests / f"{snapshot_id}.json"
         if snapshot_id not in self._recent or not path.exists():
             self._recent.pop(snapshot_id, None)
-            self._keep(snapshot_id, self._load(path))
+            try:
+                self._keep(snapshot_id, self._load(path))
+            except (ValueError, KeyError, TypeError) as exc:     # as if not there: it is made again
+                raise FileNotFoundError(errno.ENOENT, f"manifest cut short by a crash ({exc})",
+                                        str(path)) from exc
         self._recent.move_to_end(snapshot_id)
         return self._recent[snapshot_id]
 
@@ -249,6 +257,14 @@ class SnapshotStore:
 
     def builder(self, base: Base | None = None) -> SnapshotBuilder:
         return SnapshotBuilder(self, base)
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(data) + 1) == data
+    except FileNotFoundError:
+        return False
 
 
 class SnapshotBuilder:

@@ -45,6 +45,19 @@ def test_identical_contents_are_stored_once_and_read_only(store):
     assert oct(os.stat(blob).st_mode & 0o777) == "0o444"
 
 
+def test_a_manifest_cut_short_by_a_crash_reads_as_missing_and_is_written_whole_again(store, tmp_path):
+    built = snapshot(store, {"a.txt": b"1", "d/b.txt": b"2"}).manifest
+    snapshot_id = store.save_manifest(built, durable=False)      # as a build's: not fsynced
+    root = store.manifests / f"{snapshot_id}.json"
+    root.write_bytes(root.read_bytes()[:7])         # what a crash before writeback leaves
+
+    after_the_crash = SnapshotStore(tmp_path / "store")
+    with pytest.raises(FileNotFoundError, match="cut short"):
+        after_the_crash.manifest(snapshot_id)
+    assert after_the_crash.save_manifest(built, durable=False) == snapshot_id
+    assert SnapshotStore(tmp_path / "store").manifest(snapshot_id).files == built.files
+
+
 def test_aliases_let_a_source_skip_content_it_already_stored(store):
     writer = store.builder()
     entry = writer.add_stream("a.txt", io.BytesIO(b"hello"), alias=("git-blob", "abc123"))
