@@ -3,7 +3,9 @@
     .venv/bin/python bench/scale_hg.py [--changes 7] [--trials 8]
 
 (a) A one-file change's snapshot (HgSource.fetch and seal from the live snapshot, as the
-    worker builds it), the same trees in hg over `hg serve` and in git over `git
+    worker builds it), the same trees in hg over `hg serve` (TCP_NODELAY on, as production
+    web servers have it: without it each answer on a kept-alive connection after the first
+    waits ~40 ms for a delayed ACK, tests/servers/hg_nodelay.py) and in git over `git
     http-backend` (tests/servers/git_http.py, a process of its own), 7 and 1,000 files;
     median of --changes changes each. hg as a worker runs it (its clone's command server
     waiting), beside git's, and beside two hg baselines of the same run: a fresh process

@@ -97,75 +97,104 @@ class HgSource:
             present = self._present(wanted)
             if revision not in present:
                 self._hg(["pull", "--quiet", "--", self.config.url], "pull")
-                present = self._present(wanted)
-            if revision not in present:
-                raise RevisionNotFound(f"revision {revision} not found in {self.where}")
+            into.describe_commit(*self._commit(revision))      # RevisionNotFound when not pulled
             base = into.base_revision if into.base_revision in present else None
             self._write_tree(revision, base, into)
-            into.describe_commit(*self._commit(revision))
 
     def _write_tree(self, revision: str, base: str | None, into: SnapshotWriter) -> None:
-        entries = self._manifest(revision)
         changed = self._changes_since(base, revision) if base else None
         if changed is None:
             into.drop_base()
+            entries = self._manifest(revision)
             if not entries and self.config.path:
                 raise RevisionNotFound(f"folder {self.config.path!r} does not exist at "
                                        f"revision {revision[:12]}")
-            changed = set(entries)
-        for path in changed - entries.keys():
+            self._add(revision, entries, into)
+            return
+        for path in (p for p, full in changed.items() if full is None):
             into.remove(path)           # gone at `revision`
-        wanted = {p: entries[p] for p in changed & entries.keys()}
-        known = into.known(ALIAS_KIND, {node for node, flag, _ in wanted.values() if flag != "@"})
+        # only the changed paths are listed: a one-file change costs one file's work
+        self._add(revision, self._flags(revision, [f for f in changed.values() if f]), into)
+
+    def _add(self, revision: str, wanted: dict[str, tuple[str | None, str, str]],
+             into: SnapshotWriter) -> None:
+        """`wanted`: path -> (file node when listed, flag, full path); files whose node the
+        store knows are neither read nor hashed again."""
+        nodes = {node for node, flag, _ in wanted.values() if node and flag != "@"}
+        known = into.known(ALIAS_KIND, nodes) if nodes else {}
         unread = [full for node, flag, full in wanted.values() if flag == "@" or node not in known]
         with self._cat(revision, unread) as files:
             for path, (node, flag, full) in wanted.items():
                 if flag == "@":          # a symlink's content is its target
                     into.add_symlink(path, (files / full).read_bytes().decode())
-                elif node in known:
+                elif node is not None and node in known:
                     into.add_known(path, known[node], executable=flag == "*")
                 else:
                     with open(files / full, "rb") as stream:
                         into.add_stream(path, stream, executable=flag == "*",
-                                        alias=(ALIAS_KIND, node))
+                                        alias=(ALIAS_KIND, node) if node else None)
 
-    def _manifest(self, revision: str) -> dict[str, tuple[str, str, str]]:
+    def _manifest(self, revision: str) -> dict[str, tuple[str | None, str, str]]:
         """path relative to the subfolder -> (file node, flag: '' | '*' exec | '@' link, full path)."""
         out = self._hg(["manifest", "-r", revision, "-T", "{hash}{type}\\0{path}\\0"], "manifest")
         fields = out.split("\0")
-        entries = {}
+        entries: dict[str, tuple[str | None, str, str]] = {}
         for meta, full in zip(fields[0::2], fields[1::2]):
             relative = strip_prefix(full, self.config.path)
             if relative:
                 entries[relative] = (meta[:40], meta[40:], full)
         return entries
 
+    def _flags(self, revision: str, paths: list[str]) -> dict[str, tuple[str | None, str, str]]:
+        """Those full paths at `revision`, as _manifest lists them but without their nodes
+        (`hg files` does not tell them): its flags are `hg manifest`'s ('l' there is '@')."""
+        if not paths:
+            return {}
+        with self._listfile(paths) as listing:
+            out = self._hg(["files", "-r", revision, "-T", "{flags}\\0{path}\\0", f"listfile0:{listing}"],
+                           "files")
+        fields = out.split("\0")
+        return {relative: (None, "@" if "l" in flags else "*" if "x" in flags else "", full)
+                for flags, full in zip(fields[0::2], fields[1::2])
+                if (relative := strip_prefix(full, self.config.path))}
+
     def _commit(self, revision: str) -> tuple[str, str, str]:
         """The changeset's author (name and email, as Mercurial splits its one field) and
-        description."""
-        out = self._hg(["log", "-r", revision, "-T", "{author|person}\\0{author|email}\\0{desc}"], "log")
-        person, email, message = (out.split("\0", 2) + ["", ""])[:3]
+        description; RevisionNotFound when the clone does not hold it."""
+        if not NODE.match(revision):
+            raise RevisionNotFound(f"revision {revision} not found in {self.where}")
+        status, out, _ = self._command(["log", "-r", f"present({revision})", "-T",
+                                        "{node}\\0{author|person}\\0{author|email}\\0{desc}"])
+        node, person, email, message = (out.split("\0", 3) + ["", "", ""])[:4]
+        if status != 0 or node != revision:
+            raise RevisionNotFound(f"revision {revision} not found in {self.where}")
         return person, email, message.strip()
 
-    def _changes_since(self, base: str, revision: str) -> set[str] | None:
+    def _changes_since(self, base: str, revision: str) -> dict[str, str | None] | None:
         """Paths (relative to the subfolder) added, modified or removed since the base
-        revision, or None when every file must be listed because the ignore rules changed."""
+        revision, each with its full path (None: removed), or None when every file must be
+        listed because the ignore rules changed."""
         scope = [f"path:{self.config.path}"] if self.config.path else []
         out = self._hg(["status", "--rev", base, "--rev", revision, "-amr", "-0", *scope], "status")
-        changed = {relative for line in out.split("\0") if line
+        changed = {relative: None if line[0] == "R" else line[2:] for line in out.split("\0") if line
                    if (relative := strip_prefix(line[2:], self.config.path)) is not None}
         return None if ".funcignore" in changed else changed
 
     @contextmanager
+    def _listfile(self, paths: list[str]) -> Iterator[Path]:
+        """The paths in a file for `listfile0:`, so no command line gets too long."""
+        with tempfile.NamedTemporaryFile(dir=self.clone.parent, prefix="list-") as listing:
+            listing.write(b"".join(f"path:{p}\0".encode("utf-8", "surrogateescape") for p in paths))
+            listing.flush()
+            yield Path(listing.name)
+
+    @contextmanager
     def _cat(self, revision: str, paths: list[str]):
-        """All of `paths` written under a temporary folder by one `hg cat`, not one per file;
-        the list goes through a file so no command line gets too long."""
+        """All of `paths` written under a temporary folder by one `hg cat`, not one per file."""
         with tempfile.TemporaryDirectory(dir=self.clone.parent, prefix="cat-") as tmp:
             if paths:
-                listing = Path(tmp) / "files"
-                listing.write_bytes(b"".join(f"path:{p}\0".encode("utf-8", "surrogateescape")
-                                             for p in paths))
-                self._hg(["cat", "-r", revision, "-o", f"{tmp}/out/%p", f"listfile0:{listing}"], "cat")
+                with self._listfile(paths) as listing:
+                    self._hg(["cat", "-r", revision, "-o", f"{tmp}/out/%p", f"listfile0:{listing}"], "cat")
             yield Path(tmp) / "out"
 
     def _present(self, revisions: set[str]) -> set[str]:

@@ -17,6 +17,7 @@ from tests.helpers import wait_for, write_files
 
 # No user or system hgrc, plain output; commits need a user name.
 HG_ENV = {"HGPLAIN": "1", "HGRCPATH": "", "HGUSER": "test"}
+NODELAY = Path(__file__).with_name("hg_nodelay.py")
 
 
 def hg(cwd: Path, *args: str) -> str:
@@ -57,7 +58,7 @@ def hg_serve(repo: Path, log: Path):
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [hg_executable(), "serve", "-R", str(repo), "-a", "127.0.0.1", "-p", "0",
-             "--config", "web.push_ssl=False"],
+             "--config", "web.push_ssl=False", "--config", f"extensions.nodelay={NODELAY}"],
             env={**os.environ, **HG_ENV}, stdout=out, stderr=subprocess.STDOUT)
     try:
         port = wait_for(lambda: _bound_port(log) or proc.poll() is not None, timeout=30,
