@@ -84,8 +84,7 @@ def keep(summary: FleetSummary, stamp: Stamp, read_at: float, folder: Path | Non
 
 
 def kept(path: Path, env: Mapping[str, str], folder: Path | None = None,
-         stat: Callable[[Path], os.stat_result] = os.stat, now: Callable[[], float] = time.time
-         ) -> FleetSummary | None:
+         stat: Callable[[Path], os.stat_result] = os.stat) -> FleetSummary | None:
     """The summary kept for the config at `path` (resolved), if it still holds."""
     try:
         data = json.loads(_file_for(folder or cache_folder(), path).read_bytes())

@@ -98,9 +98,12 @@ def _views(redis: LightRedis, names: list[str]) -> dict[str, AppView] | None:
     if not names:
         return {}
     cached = redis.pipeline([("MGET", *[keys.app_projection(n) for n in names])])[0]
-    views = {n: decoded_view(raw) if raw else AppView(name=n) for n, raw in zip(names, cached)}
-    if any(v is None for v in views.values()):
-        return None
+    views: dict[str, AppView] = {}
+    for name, raw in zip(names, cached):
+        view = decoded_view(raw) if raw else AppView(name=name)
+        if view is None:
+            return None
+        views[name] = view
     since = redis.pipeline([("XRANGE", keys.app_events(n), f"({v.last_id}" if v.last_id else "-", "+", "COUNT", "1")
-                            for n, v in views.items() if v is not None])
-    return None if any(since) else views      # type: ignore[return-value]
+                            for n, v in views.items()])
+    return None if any(since) else views

@@ -9,6 +9,9 @@ import orjson
 
 from orchestrator.core.statuses import DeploymentStatus
 
+# a host's state in a deployment (DeploymentView.hosts); the last two followed by ": why"
+HOST_SWITCHED, HOST_ROLLED_BACK, HOST_FAILED, HOST_UNHEALTHY = "switched", "rolled back", "failed", "unhealthy"
+
 
 @dataclass
 class DeploymentView:

@@ -17,7 +17,16 @@ import redis
 
 from orchestrator.core import events as ev
 from orchestrator.core import keys
-from orchestrator.core.app_views import AppView, DeploymentView, DriftView, decoded_view
+from orchestrator.core.app_views import (
+    HOST_FAILED,
+    HOST_ROLLED_BACK,
+    HOST_SWITCHED,
+    HOST_UNHEALTHY,
+    AppView,
+    DeploymentView,
+    DriftView,
+    decoded_view,
+)
 from orchestrator.core.event_log import EventLog, RecordedEvent
 from orchestrator.core.statuses import FINAL_STATUS, DeploymentStatus
 from orchestrator.core.view_saves import save_views
@@ -67,12 +76,12 @@ def _apply(view: AppView, e: ev.Event) -> None:
 
 def _fold_host(view: AppView, e: ev.HostSwitched | ev.HostFailed | ev.HostRolledBack) -> None:
     if isinstance(e, ev.HostSwitched):
-        view.hosts[e.host], state = e.deployment_id, "switched"
+        view.hosts[e.host], state = e.deployment_id, HOST_SWITCHED
     elif isinstance(e, ev.HostRolledBack):
         # a release is named by its deployment (releases/materialise.py's release_dir)
-        view.hosts[e.host], state = e.release and e.release.rstrip("/").rsplit("/", 1)[-1], "rolled back"
+        view.hosts[e.host], state = e.release and e.release.rstrip("/").rsplit("/", 1)[-1], HOST_ROLLED_BACK
     else:       # switched, then taken back there: the release itself is at fault
-        state = f"{'unhealthy' if e.rolled_back else 'failed'}: {e.reason}"
+        state = f"{HOST_UNHEALTHY if e.rolled_back else HOST_FAILED}: {e.reason}"
     if d := view.deployments.get(e.deployment_id):
         d.hosts = {**(d.hosts or {}), e.host: state}
 

@@ -28,7 +28,7 @@ from orchestrator.deploying.activation import activate
 from orchestrator.deploying.before_switch import Candidate, variables
 from orchestrator.deploying.health import Probe, verify_health
 from orchestrator.deploying.tls import verified_context
-from orchestrator.releases.materialise import switch, unswitch
+from orchestrator.releases.materialise import point_at
 
 log = logging.getLogger("sluice.worker")
 Record = Callable[..., bool]        # (event type, **fields) -> whether it was appended
@@ -112,13 +112,9 @@ def roll_back(s: Switched, reason: str) -> str:
     revision; what was done, for the deployment's reason."""
     c = s.candidate
     s.record(ev.RevisionRejected, revision=c.revision, reason=reason)
-    if c.previous is None:
-        unswitch(s.config.target, s.lease.token, s.lease.check)
-        done = "rolled back: nothing was live before, so the target was removed"
-    else:
-        switch(s.config.target, c.previous, s.lease.token, s.lease.check)
-        done = f"rolled back to release {c.previous.name}"
-        done += _activate_previous(s)
+    point_at(s.config.target, c.previous, s.lease.token, s.lease.check)
+    done = f"rolled back to release {c.previous.name}{_activate_previous(s)}" if c.previous \
+        else "rolled back: nothing was live before, so the target was removed"
     s.record(ev.DeploymentRolledBack, release=str(c.previous) if c.previous else None, how=done)
     return done
 

@@ -13,21 +13,20 @@ comes back (deploying/host_deploy.py).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrator.config.hosts import batches
 from orchestrator.config.settings import AppConfig
 from orchestrator.core import events as ev
+from orchestrator.core.app_views import HOST_ROLLED_BACK, HOST_SWITCHED, HOST_UNHEALTHY
 from orchestrator.core.errors import PermanentError
 from orchestrator.core.lease import Lease
+from orchestrator.deploying.after_switch import Record
 from orchestrator.deploying.task_queue import send_host
 from orchestrator.runtime.services import Services
 
-SWITCHED, ROLLED_BACK, UNHEALTHY = "switched", "rolled back", "unhealthy"     # a host's state
 LOOK_EVERY = 0.2        # seconds between looks at the deployment's view while hosts work
 
-Record = Callable[..., bool]        # (event type, **fields) -> whether it was appended
 
 
 @dataclass
@@ -47,9 +46,9 @@ def roll_out(r: Rollout) -> None:
     done: list[str] = []
     for batch in batches(r.config.hosts, r.config.rollout):
         states = _ask(r, "switch", batch, r.deployment_id)
-        failed = {h: states.get(h) for h in batch if states.get(h) != SWITCHED}
+        failed = {h: states.get(h) for h in batch if states.get(h) != HOST_SWITCHED}
         if failed:
-            raise PermanentError(_fail(r, failed, done + [h for h in batch if states.get(h) == SWITCHED]))
+            raise PermanentError(_fail(r, failed, done + [h for h in batch if states.get(h) == HOST_SWITCHED]))
         done += batch
 
 
@@ -60,12 +59,12 @@ def _fail(r: Rollout, failed: dict[str, str | None], switched: list[str]) -> str
         if state is None:
             r.record(ev.HostFailed, host=host, reason=silent)
     reasons = "; ".join(f"{host}: {state.partition(': ')[2] if state else silent}" for host, state in failed.items())
-    if any(state and state.startswith(UNHEALTHY) for state in failed.values()):
+    if any(state and state.startswith(HOST_UNHEALTHY) for state in failed.values()):
         r.record(ev.RevisionRejected, revision=r.revision, reason=reasons)
     if not switched:
         return f"rollout failed on {reasons}"
-    states = _ask(r, "revert", switched, r.deployment_id, wanted=ROLLED_BACK)
-    back = [h for h in switched if states.get(h) == ROLLED_BACK]
+    states = _ask(r, "revert", switched, r.deployment_id, wanted=HOST_ROLLED_BACK)
+    back = [h for h in switched if states.get(h) == HOST_ROLLED_BACK]
     left = [h for h in switched if h not in back]
     return (f"rollout failed on {reasons}; switched back: {', '.join(back) or 'none'}"
             + (f"; not answering, to converge when they do: {', '.join(left)}" if left else ""))

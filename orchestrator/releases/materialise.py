@@ -208,6 +208,16 @@ def unswitch(target: Path, token: int | None = None,
             target.unlink()
 
 
+def point_at(target: Path, release: str | os.PathLike[str] | None, token: int | None = None,
+             still_holds: Callable[[], None] | None = None) -> None:
+    """`switch` to `release`, or `unswitch` for None (what a target showed before its first
+    release: nothing)."""
+    if release is None:
+        unswitch(target, token, still_holds)
+    else:
+        switch(target, release, token, still_holds)
+
+
 class Fenced(TransientError):
     """A newer lease holder has switched the target: this holder's work is stale."""
 
