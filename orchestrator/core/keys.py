@@ -110,3 +110,8 @@ def head_check(app: str) -> str:
     """Hash: tickets of the automatic triggers waiting for a head check of the app and the
     last check's result (core.coalesce); `…:running` the lock of the check running."""
     return f"{PREFIX}head:{app}"
+
+
+def host_gc(host: str) -> str:
+    """Held for gc_interval after a host's worker collected its own store (issue 19)."""
+    return f"{GC}:host:{host}"

@@ -13,6 +13,7 @@ A stale request (the deployment ended, or a newer one switched here: Fenced) doe
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,9 @@ from orchestrator.core.lease import Lease, LeaseBusy, LeaseLost, held_with
 from orchestrator.deploying.activation import activate
 from orchestrator.deploying.before_switch import Candidate, variables
 from orchestrator.deploying.health import verify_health
+from orchestrator.deploying.housekeeping import collect_on_host
 from orchestrator.deploying.tls import verified_context
-from orchestrator.releases.materialise import Fenced, Previous, live_release, materialise, release_dir, switch, unswitch
+from orchestrator.releases.materialise import Fenced, Previous, live_release, materialise, point_at, release_dir, switch
 from orchestrator.releases.remote_store import RemoteStore, fetch_snapshot
 from orchestrator.releases.retention import prune_host_releases
 from orchestrator.releases.snapshots import SnapshotStore
@@ -52,18 +54,18 @@ def switch_here(ctx: HostContext, app: str, deployment_id: str, token: int) -> s
     d = view.deployments.get(deployment_id) if config else None
     if config is None or d is None or d.terminal or not d.snapshot:
         return "nothing to do (not this host's app, or the deployment ended)"
-    target = config.target_on(ctx.host)
+    target, check = config.target_on(ctx.host), held_with(ctx.services.redis, app, token)
     previous = live_release(target)
     try:
         release = _release(ctx, app, d.id, d.snapshot, previous, view)
-        switch(target, release, token, held_with(ctx.services.redis, app, token))
+        switch(target, release, token, check)
         kept = _confirm(ctx, config, Candidate(app, d.id, d.revision, release, previous, target, ctx.host))
     except (Fenced, LeaseLost) as exc:      # the rollout is over: it decided without this host
         return f"nothing done: {exc}"
     except (SluiceError, OSError) as exc:
-        return _failed(ctx, app, d.id, str(exc), target, previous, token)
+        return _failed(ctx, app, d.id, str(exc), target, previous, token, check)
     if kept is not None:
-        return _failed(ctx, app, d.id, kept, target, previous, token)
+        return _failed(ctx, app, d.id, kept, target, previous, token, check)
     _append(ctx, ev.HostSwitched(app=app, at=_now(ctx), deployment_id=d.id, host=ctx.host, release=str(release),
                                  previous=str(previous) if previous else None))
     _prune(ctx, app, config, d.id)
@@ -93,10 +95,8 @@ def _converge(ctx: HostContext, app: str, config: AppConfig, view: AppView, reve
     wanted = release_dir(ctx.services.config.data_dir, app, active.id) if active else None
     try:
         if previous != wanted or (wanted is not None and not wanted.is_dir()):
-            if active is not None and active.snapshot and wanted is not None:
-                switch(target, _release(ctx, app, active.id, active.snapshot, previous, view), token, check)
-            else:
-                unswitch(target, token, check)
+            point_at(target, _release(ctx, app, active.id, active.snapshot, previous, view)
+                     if active is not None and active.snapshot and wanted is not None else None, token, check)
     except (Fenced, LeaseLost) as exc:
         return f"nothing done: {exc}"
     except (SluiceError, OSError) as exc:
@@ -156,16 +156,12 @@ def _confirm(ctx: HostContext, config: AppConfig, candidate: Candidate) -> str |
 
 
 def _failed(ctx: HostContext, app: str, deployment_id: str, reason: str, target: Path,
-            previous: Path | None, token: int) -> str:
+            previous: Path | None, token: int, check: Callable[[], None]) -> str:
     """Put back what this host's target showed, if it was switched; record why."""
     switched = live_release(target) != previous
     if switched:
         try:
-            check = held_with(ctx.services.redis, app, token)
-            if previous is None:
-                unswitch(target, token, check)
-            else:
-                switch(target, previous, token, check)
+            point_at(target, previous, token, check)
         except (Fenced, LeaseLost):
             switched = False        # what switched since is the newer holder's to keep
     _append(ctx, ev.HostFailed(app=app, at=_now(ctx), deployment_id=deployment_id, host=ctx.host,
@@ -180,6 +176,7 @@ def _prune(ctx: HostContext, app: str, config: AppConfig, live: str) -> None:
     try:
         prune_host_releases(ctx.services.projections.app(app), releases, config.keep_releases, live)
         empty_trash(releases)
+        collect_on_host(ctx.services, ctx.store, ctx.host)
     except OSError as exc:
         log.warning("%s on %s: retention failed: %s", app, ctx.host, exc)
 

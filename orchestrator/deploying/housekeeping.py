@@ -12,6 +12,7 @@ from orchestrator.building.collect import collect_layers, remove_stale_scratch, 
 from orchestrator.config.settings import AppConfig
 from orchestrator.core import events as ev
 from orchestrator.core import keys
+from orchestrator.core.app_views import AppView
 from orchestrator.core.event_log import ANY_VERSION
 from orchestrator.releases.retention import (
     collect_garbage,
@@ -85,11 +86,27 @@ def _keep_up_mirror(services: Services, app: str) -> None:
 
 
 def collect(services: Services, store: SnapshotStore) -> None:
-    views = [services.projections.app(name) for name in services.store.apps()]
-    keep, now = kept_snapshots(views), services.clock.now()
-    collect_garbage(store, keep, now,
-                    manifests_only=spare_snapshots(services.config.data_dir / "releases"))
+    views, keep, now = _collect_store(services, store)
     collect_layers(store, keep, now)
     remove_stale_scratch(services.config.data_dir / "builds", views, now)
     remove_unused_build_homes(services.config.data_dir / "build-home", services.config.apps.keys(), now)
     collect_caches(services.config.apps, services.config.data_dir, kept_revisions(views))
+
+
+def collect_on_host(services: Services, store: SnapshotStore, host: str) -> None:
+    """A host's own store (issue 19), at most once per gc_interval on that host: what no
+    kept snapshot holds goes, as from the central store (a host builds nothing and keeps
+    no source: its store is all it has to collect)."""
+    interval = services.config.gc_interval
+    if interval <= 0 or services.redis.set(keys.host_gc(host), host, nx=True, ex=int(interval)):
+        _collect_store(services, store)
+
+
+def _collect_store(services: Services, store: SnapshotStore) -> tuple[list[AppView], set[str], float]:
+    """The store's manifests and blobs no kept snapshot holds (the spares' manifests stay:
+    a deployment patches a spare from one); the views, the snapshots kept and when."""
+    views = [services.projections.app(name) for name in services.store.apps()]
+    keep, now = kept_snapshots(views), services.clock.now()
+    collect_garbage(store, keep, now,
+                    manifests_only=spare_snapshots(services.config.data_dir / "releases"))
+    return views, keep, now

@@ -3,11 +3,12 @@ only the blobs the local store lacks, each hashed before it is used.
 
 `fetch_snapshot(store, remote, snapshot_id)` fetches the snapshot's root
 (`GET /store/manifests/{id}`), the buckets of its entries the local store lacks
-(`GET /store/buckets/{id}`) and the blobs it lacks (`GET /store/blobs/{sha256}`), several at
-once. Everything is named by its sha256 and refused unless it hashes to that name
-(`ContentMismatch`, naming both hashes): a blob streams into a scratch file in the store's tmp,
-hashed as it comes, and is renamed to its name only once it matched, so the store never holds
-a blob that is not what its name says, nor a half-written one. The root is written last: a
+(`GET /store/buckets/{id}`) and the blobs it lacks, in batches (`POST /store/blobs`; one alone
+by `GET /store/blobs/{sha256}`), several requests at once. Everything is named by its sha256
+and refused unless it hashes to that name (`ContentMismatch`, naming both hashes): a blob
+streams into a scratch file in the store's tmp, hashed as it comes, and is renamed to its
+name only once it matched, so the store never holds a blob that is not what its name says,
+nor a half-written one. The root is written last: a
 root in the local store means the whole snapshot is there. Afterwards the local store holds
 the snapshot as the server's does and materialise works on it unchanged (`Fetched.fresh`:
 the blobs hashed here, which it need not hash again).
@@ -36,6 +37,7 @@ from orchestrator.releases.snapshots import CHUNK, SnapshotStore
 CONCURRENCY = 8                 # requests in flight at once
 TIMEOUT = (10.0, 60.0)          # seconds to connect, and between two reads of an answer
 MAX_DOCUMENT = 64 * 1024 ** 2   # a root or a bucket is far smaller; more is not one
+BATCH_BLOBS, BATCH_BYTES = 500, 8 * 1024 ** 2       # blobs asked for in one POST /store/blobs
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -87,11 +89,19 @@ class RemoteStore:
             yield answer.iter_content(CHUNK)
 
     @contextmanager
-    def _get(self, path: str, what: str) -> Iterator[requests.Response]:
+    def blobs(self, ids: list[str]) -> Iterator[Iterator[bytes]]:
+        """Many blobs in one answer: for each, a line `<sha256> <size>` and its bytes."""
+        what = f"{len(ids)} blobs ({ids[0]}, ...)"
+        with self._get("blobs", what, json={"blobs": ids}) as answer:
+            yield answer.iter_content(CHUNK)
+
+    @contextmanager
+    def _get(self, path: str, what: str, json: object = None) -> Iterator[requests.Response]:
         where = sanitize_url(self.base_url)
         try:
-            with self.session.get(f"{self.base_url}/store/{path}", headers=self._headers,
-                                  stream=True, timeout=TIMEOUT) as answer:
+            with self.session.request("GET" if json is None else "POST", f"{self.base_url}/store/{path}",
+                                      headers=self._headers, json=json, stream=True,
+                                      timeout=TIMEOUT) as answer:
                 _accepted(answer, where, what)
                 yield answer
         except requests.RequestException as exc:
@@ -129,7 +139,7 @@ def fetch_snapshot(store: SnapshotStore, remote: RemoteStore, snapshot_id: str,
     if not all(map(is_sha256, wanted)):
         raise ContentMismatch(f"manifest {snapshot_id} names a blob that is not a sha256")
     missing = [(sha, size) for sha, size in wanted.items() if not os.path.exists(store.blob_path(sha))]
-    at_once(missing, lambda blob: _fetch_blob(store, remote, *blob), concurrency)
+    at_once(_batches(missing), lambda batch: _fetch_batch(store, remote, batch), concurrency)
     store.write_once(store.manifests / f"{snapshot_id}.json", root)
     return Fetched(blobs=len(missing), bytes=sum(size for _, size in missing),
                    present=len(wanted) - len(missing), documents=1 + len(documents),
@@ -167,13 +177,70 @@ def _checked(kind: str, content_id: str, data: bytes) -> bytes:
     return data
 
 
-def _fetch_blob(store: SnapshotStore, remote: RemoteStore, sha256: str, size: int) -> None:
+def _batches(blobs: list[tuple[str, int]]) -> list[list[tuple[str, int]]]:
+    """The blobs in batches of at most BATCH_BLOBS and about BATCH_BYTES, a big one alone
+    (asked for by its own GET)."""
+    batches: list[list[tuple[str, int]]] = []
+    batch: list[tuple[str, int]] = []
+    held = 0
+    for sha256, size in blobs:
+        if batch and (len(batch) >= BATCH_BLOBS or held + size > BATCH_BYTES):
+            batches.append(batch)
+            batch, held = [], 0
+        batch.append((sha256, size))
+        held += size
+    return batches + ([batch] if batch else [])
+
+
+def _fetch_batch(store: SnapshotStore, remote: RemoteStore, batch: list[tuple[str, int]]) -> None:
+    if len(batch) == 1:
+        with remote.blob(batch[0][0]) as chunks:
+            _receive(store, *batch[0], chunks)
+        return
+    with remote.blobs([sha256 for sha256, _ in batch]) as answer:
+        frames = Frames(answer)
+        for sha256, size in batch:
+            said, _, sent = frames.line().partition(" ")
+            if said != sha256 or not sent.isdigit():
+                raise ContentMismatch(f"blob {sha256}: the API's answer does not go on with it "
+                                      "where it should: cut short or out of order")
+            _receive(store, sha256, size, frames.take(int(sent), sha256))
+
+
+class Frames:
+    """A batch answer read as it arrives: a header line, then exactly that many bytes."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self.chunks, self.pending = chunks, b""
+
+    def line(self) -> str:
+        while b"\n" not in self.pending:
+            if not self._more() or len(self.pending) > 200:
+                return ""
+        line, _, self.pending = self.pending.partition(b"\n")
+        return line.decode(errors="replace")
+
+    def take(self, size: int, what: str) -> Iterator[bytes]:
+        while size > 0:
+            if not self.pending and not self._more():
+                raise ContentMismatch(f"blob {what}: the API's answer was cut short {size} bytes before its end")
+            piece, self.pending = self.pending[:size], self.pending[size:]
+            size -= len(piece)
+            yield piece
+
+    def _more(self) -> bool:
+        chunk = next(self.chunks, b"")
+        self.pending += chunk
+        return bool(chunk)
+
+
+def _receive(store: SnapshotStore, sha256: str, size: int, chunks: Iterable[bytes]) -> None:
     """The blob streamed into a scratch file, hashed as it comes, and renamed to its name only
     if it is what the name says; otherwise removed, and ContentMismatch."""
     fd, scratch = tempfile.mkstemp(dir=store.tmp, prefix="fetch-")
     try:
         digest, received = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as out, remote.blob(sha256) as chunks:
+        with os.fdopen(fd, "wb") as out:
             os.fchmod(out.fileno(), 0o444)
             for chunk in chunks:
                 digest.update(chunk)

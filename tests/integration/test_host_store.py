@@ -44,6 +44,10 @@ class Server:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return requests.get(f"{self.base}{path}", headers=headers, timeout=30)
 
+    def post_blobs(self, ids: list[str], token: str | None = WORKER_TOKEN) -> requests.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return requests.post(f"{self.base}/store/blobs", json={"blobs": ids}, headers=headers, timeout=30)
+
     @property
     def served(self):
         return self.api.state.served_store.served       # type: ignore[attr-defined]
@@ -143,9 +147,33 @@ def test_without_the_worker_token_every_store_route_is_refused(server, token):
     answers = [server.get(f"/store/{kind}/{content_id}", token)
                for kind, content_id in (("manifests", snapshot), ("buckets", bucket), ("blobs", blob))]
 
-    assert [a.status_code for a in answers] == [401, 401, 401]
+    answers.append(server.post_blobs([blob], token))
+
+    assert [a.status_code for a in answers] == [401, 401, 401, 401]
     assert all("api.worker_token" in a.json()["error"] for a in answers)
     assert server.get(f"/store/blobs/{blob}").content == b'{"version": "2.0"}'
+
+
+def test_many_blobs_come_in_one_answer_each_under_a_line_naming_it_and_its_size(server):
+    files = server.store.manifest(live_snapshot(server.services)).files
+    ids = [files[p].sha256 for p in ("host.json", "static/page001.html", "static/page002.html")]
+
+    answer = server.post_blobs(ids)
+
+    blobs = [server.store.read_blob(sha) for sha in ids]
+    assert answer.status_code == 200
+    assert answer.content == b"".join(f"{sha} {len(b)}\n".encode() + b for sha, b in zip(ids, blobs))
+    assert server.served.blobs == 3
+
+
+def test_a_batch_naming_one_blob_no_kept_snapshot_holds_is_refused_whole(server):
+    held = server.store.manifest(live_snapshot(server.services)).files["host.json"].sha256
+
+    answer = server.post_blobs([held, "0" * 64])
+
+    assert answer.status_code == 404 and answer.json()["error"] == f"no blob {'0' * 64} is served here"
+    assert server.post_blobs([held, "../../etc"]).status_code == 400
+    assert server.post_blobs([held] * 1001).status_code == 422
 
 
 def test_a_host_worker_holding_the_operators_token_is_told_its_token_is_refused(server, tmp_path):

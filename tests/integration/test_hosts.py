@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def fleet_of(workspace, redis_url):
         services = workspace.configure(
             {"hello": git_app(repo, workspace.root / "sites" / "{host}" / "hello", hosts=hosts, **settings)},
             api={"worker_token": WORKER_TOKEN},
-            worker={"store_url": f"http://127.0.0.1:{port}", "converge_interval": "1s"})
+            worker={"store_url": f"http://127.0.0.1:{port}", "converge_interval": "1s"}, gc_interval="0s")
         api = create_app(services)
         context = serving(services, api, port=port)
         context.__enter__()
@@ -239,3 +240,25 @@ def test_a_host_keeps_its_releases_bounded_recycles_a_spare_and_empties_its_tras
     assert len(spares) == 1, names
     assert not (releases / ".trash").exists() or not os.listdir(releases / ".trash")
     assert "v5" in tree(fleet.target("web1"))["HttpHello/__init__.py"]
+
+
+def test_a_hosts_store_lets_go_of_what_no_kept_snapshot_holds(fleet_of):
+    fleet = fleet_of(["web1"], keep_releases=1)
+    sync_and_wait(fleet.services, "hello", timeout=60)
+    store = SnapshotStore(fleet.workers["web1"].data_dir / "store")
+    first_code = store.blob_path(hashlib.sha256(FUNCTION_APP["HttpHello/__init__.py"].encode()).hexdigest())
+    for n in range(2, 5):
+        fleet.deploy({"HttpHello/__init__.py": f"def main(req):\n    return 'v{n}'\n"})
+    an_hour_ago = time.time() - 3600        # past the collection's grace for files being written
+    for path in store.root.rglob("*"):
+        os.utime(path, (an_hour_ago, an_hour_ago), follow_symlinks=False)
+    assert os.path.exists(first_code)
+
+    d = fleet.deploy({"HttpHello/__init__.py": "def main(req):\n    return 'v5'\n"})
+
+    assert d.status == "success", d.message
+    assert not os.path.exists(first_code), "no kept snapshot holds the first code any more"
+    assert os.path.exists(store.blob_path(hashlib.sha256(FUNCTION_APP["host.json"].encode()).hexdigest()))
+    assert "v5" in tree(fleet.target("web1"))["HttpHello/__init__.py"]
+    kept = "def main(req):\n    return 'v4'\n"       # the release kept for a rollback
+    assert os.path.exists(store.blob_path(hashlib.sha256(kept.encode()).hexdigest()))

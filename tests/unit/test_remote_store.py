@@ -52,6 +52,8 @@ class StoreNextDoor:
 
     def __init__(self, store: SnapshotStore):
         self.store, self.instead = store, {}
+        self.asked: list[list[str]] = []
+        self.cut_at: int | None = None
 
     def document(self, kind: str, content_id: str) -> bytes:
         folder = self.store.manifests if kind == "manifests" else self.store.buckets
@@ -59,7 +61,20 @@ class StoreNextDoor:
 
     @contextmanager
     def blob(self, sha256: str) -> Iterator[Iterator[bytes]]:
-        yield iter([self.instead.get(sha256) or self.store.read_blob(sha256)])
+        self.asked.append([sha256])
+        yield iter([self._bytes(sha256)])
+
+    @contextmanager
+    def blobs(self, ids: list[str]) -> Iterator[Iterator[bytes]]:
+        """As the API answers: a line naming each blob and its size, then its bytes; sent in
+        pieces of 7 bytes, so lines and blobs come split across them."""
+        self.asked.append(ids)
+        answer = b"".join(f"{sha} {len(self._bytes(sha))}\n".encode() + self._bytes(sha) for sha in ids)
+        answer = answer[:self.cut_at] if self.cut_at is not None else answer
+        yield iter([answer[n:n + 7] for n in range(0, len(answer), 7)])
+
+    def _bytes(self, sha256: str) -> bytes:
+        return self.instead.get(sha256) or self.store.read_blob(sha256)
 
 
 def test_a_whole_document_manifest_of_before_buckets_is_fetched_too(tmp_path):
@@ -102,3 +117,27 @@ def test_a_manifest_or_bucket_that_does_not_hash_to_its_id_is_refused(tmp_path):
         with pytest.raises(ContentMismatch, match=f"{replaced}: the bytes the API sent hash to"):
             fetch_snapshot(host, next_door, snapshot_id)        # type: ignore[arg-type]
         assert not (host.manifests / f"{snapshot_id}.json").exists()
+
+
+def test_many_small_blobs_are_asked_for_in_batches_and_each_is_checked_by_its_hash(tmp_path):
+    server = SnapshotStore(tmp_path / "server" / "store")
+    files = {f"page{n}.html": f"<p>{n}</p>".encode() for n in range(1200)}
+    snapshot_id = snapshot(server, files)
+    next_door, host = StoreNextDoor(server), SnapshotStore(tmp_path / "host" / "store")
+
+    fetched = fetch_snapshot(host, next_door, snapshot_id)      # type: ignore[arg-type]
+
+    assert fetched.blobs == 1200 and sorted(map(len, next_door.asked)) == [200, 500, 500]
+    assert {p: host.read_blob(e.sha256) for p, e in host.manifest(snapshot_id).files.items()} == files
+
+
+def test_a_batch_cut_short_is_refused_and_leaves_no_part_of_a_blob(tmp_path):
+    server = SnapshotStore(tmp_path / "server" / "store")
+    snapshot_id = snapshot(server, {f"page{n}.html": f"<p>{n}</p>".encode() for n in range(10)})
+    next_door, host = StoreNextDoor(server), SnapshotStore(tmp_path / "host" / "store")
+    next_door.cut_at = 3 * (67 + 8) + 30        # a line and 8 bytes a blob: in the fourth's line
+
+    with pytest.raises(ContentMismatch, match="cut short"):
+        fetch_snapshot(host, next_door, snapshot_id)        # type: ignore[arg-type]
+
+    assert os.listdir(host.tmp) == [] and not (host.manifests / f"{snapshot_id}.json").exists()
