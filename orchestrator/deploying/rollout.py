@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from orchestrator.config.hosts import batches
 from orchestrator.config.settings import AppConfig
 from orchestrator.core import events as ev
-from orchestrator.core.app_views import HOST_ROLLED_BACK, HOST_SWITCHED, HOST_UNHEALTHY
+from orchestrator.core import keys
+from orchestrator.core.app_views import HOST_ROLLED_BACK, HOST_SWITCHED, HOST_UNHEALTHY, AppView
 from orchestrator.core.errors import PermanentError
 from orchestrator.core.lease import Lease
 from orchestrator.deploying.after_switch import Record
 from orchestrator.deploying.task_queue import send_host
 from orchestrator.runtime.services import Services
 
-LOOK_EVERY = 0.2        # seconds between looks at the deployment's view while hosts work
-
+LEASE_EVERY = 1.0       # seconds at most between two checks of the lease while hosts work
 
 
 @dataclass
@@ -81,14 +81,23 @@ def _ask(r: Rollout, action: str, hosts: list[str], deployment_id: str,
     deadline = clock.monotonic() + r.config.host_timeout
     while True:
         r.lease.check()         # a rollout that lost the app's lease stops waiting for it
-        states = _states(r, hosts, wanted)
-        if len(states) == len(hosts) or clock.monotonic() >= deadline:
+        view = r.services.projections.app(r.app)
+        states = _states(view, r.deployment_id, hosts, wanted)
+        left = deadline - clock.monotonic()
+        if len(states) == len(hosts) or left <= 0:
             return states
-        clock.sleep(LOOK_EVERY)
+        _until_news(r, view.last_id, min(left, LEASE_EVERY))
 
 
-def _states(r: Rollout, hosts: list[str], wanted: str | None) -> dict[str, str]:
-    d = r.services.projections.app(r.app).deployments.get(r.deployment_id)
+def _until_news(r: Rollout, last_id: str | None, seconds: float) -> None:
+    """Back as soon as the app records an event after `last_id` (a host's word), or after
+    `seconds`: the deployment ends when its last host switched, not at a next look."""
+    r.services.redis.xread({keys.app_events(r.app): last_id or "0-0"}, count=1,
+                           block=max(1, int(seconds * 1000)))
+
+
+def _states(view: AppView, deployment_id: str, hosts: list[str], wanted: str | None) -> dict[str, str]:
+    d = view.deployments.get(deployment_id)
     seen = (d.hosts if d is not None else None) or {}
     if wanted is not None:
         return {h: seen[h] for h in hosts if seen.get(h) == wanted}
