@@ -15,6 +15,7 @@ from pathlib import Path
 from pyftpdlib.authorizers import AuthenticationFailed
 
 from orchestrator.access.credentials import Verifier
+from orchestrator.releases.readable_release import readable_target
 from orchestrator.runtime.services import Services
 
 log = logging.getLogger("sluice.ftp")
@@ -74,7 +75,7 @@ class AppAuthorizer:
     def get_home_dir(self, username: str) -> str:
         # Resolved once per session: a deployment during the session switches the target,
         # not what this session is reading.
-        release = os.path.realpath(self.services.config.apps[logged_in_app(username)].target)
+        release = os.path.realpath(readable_target(self.services, logged_in_app(username)))
         return release if os.path.isdir(release) else self.empty
 
     def has_perm(self, username: str, perm: str, path: str | None = None) -> bool:

@@ -284,7 +284,8 @@ def redeploy(app: str, request: Request, body: RedeployRequest | None = None,
 @router.post("/apps/{app}/rollback", response_model=Deployment, dependencies=changing,
              responses={**NOT_FOUND, **REFUSED})
 def rollback(app: str, request: Request, body: RollbackRequest | None = None) -> dict:
-    """Switch back to a kept release at once and pause automatic deployments."""
+    """Switch back to a kept release at once and pause automatic deployments (an app on
+    hosts: queued, rolled out to them again as a deployment)."""
     from orchestrator.deploying.rollback import rollback as roll_back
     services = _services(request)
     to = body.to if body else None

@@ -31,6 +31,7 @@ from orchestrator.api.errors import error_response
 from orchestrator.api.threads import in_own_threads
 from orchestrator.core.errors import NotFound
 from orchestrator.releases.live_files import LiveRelease, etag, listing, live_release, locate
+from orchestrator.releases.readable_release import readable_target
 from orchestrator.releases.release_zip import write_release_zip
 from orchestrator.runtime.services import Services
 
@@ -95,7 +96,7 @@ def _live(request: Request, app: str) -> LiveRelease:
     config = _services(request).config.apps.get(app)
     if config is None:
         raise NotFound(f"no app named {app!r}")
-    return live_release(app, config.target)
+    return live_release(app, readable_target(_services(request), app))
 
 
 def _redirect(request: Request, path: str) -> Response:

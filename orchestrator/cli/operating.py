@@ -29,15 +29,18 @@ def sync(ctx: typer.Context, app: str,
 def rollback(ctx: typer.Context, app: str,
              to: Optional[str] = typer.Option(None, "--to",
                                               help="deployment id [default: the previous successful one]")):
-    """Switch the app back to a kept release at once, and pause automatic deployments."""
+    """Switch the app back to a kept release at once, and pause automatic deployments (an
+    app on hosts: the release is rolled out to them again, as a deployment)."""
     from orchestrator.deploying.rollback import rollback as roll_back
     from orchestrator.observe.durations import MILLISECONDS, duration
     services = services_of(ctx)
     started = time.perf_counter()
     d = roll_back(services, app_name(services, app), to)
-    out.print(f"{app}: rolled back to deployment {d.origin} (revision {d.revision[:12]}) in "
-              f"{duration(time.perf_counter() - started, MILLISECONDS)} as deployment {d.id}; automatic "
-              f"deployments are paused: `sluice resume {app}` follows the source again")
+    done = f"rolled back to deployment {d.origin} (revision {d.revision[:12]}) in " \
+        f"{duration(time.perf_counter() - started, MILLISECONDS)} as deployment {d.id}" if d.terminal else \
+        f"rolling back to deployment {d.origin} (revision {d.revision[:12]}) on its hosts as deployment " \
+        f"{d.id} (`sluice deployments {app}` shows it)"
+    out.print(f"{app}: {done}; automatic deployments are paused: `sluice resume {app}` follows the source again")
 
 
 @cli.command()

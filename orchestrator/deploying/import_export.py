@@ -17,6 +17,7 @@ from pathlib import Path
 from orchestrator.config.settings import AppConfig
 from orchestrator.core.errors import PermanentError
 from orchestrator.deploying.dispatch import Queued, request_deployment
+from orchestrator.releases.readable_release import readable_target
 from orchestrator.releases.validation import check_depth
 from orchestrator.runtime.services import Services
 
@@ -46,7 +47,7 @@ def import_directory(services: Services, app: str, directory: Path) -> Queued:
 
 def export_release(services: Services, app: str, destination: Path) -> Path:
     """Copy the active release to `destination` (new or empty), writable, links kept."""
-    release = Path(os.path.realpath(services.config.apps[app].target))
+    release = Path(os.path.realpath(readable_target(services, app)))
     if not release.is_dir():
         raise PermanentError(f"app {app!r} has nothing live to export")
     destination = Path(destination)

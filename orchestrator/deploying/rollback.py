@@ -1,6 +1,9 @@
 """Rollback: switch the target back to a kept release at once, and pause automatic
 deployments so the next poll does not undo it (`sluice resume` follows the source again).
-A kept release holding content found corrupt (releases/integrity.py) is never switched to."""
+A kept release holding content found corrupt (releases/integrity.py) is never switched to.
+An app on hosts (issue 19) keeps its releases on them: its rollback is a deployment of the
+chosen one's snapshot, rolled out to every host as any deployment is (all or nothing), the
+app paused as soon as it is queued."""
 from __future__ import annotations
 
 import time
@@ -12,6 +15,7 @@ from orchestrator.core.errors import PermanentError
 from orchestrator.core.lease import Lease, LeaseBusy
 from orchestrator.core.projections import AppView, DeploymentView
 from orchestrator.core.statuses import DeploymentStatus
+from orchestrator.deploying.dispatch import request_deployment
 from orchestrator.releases.integrity import Quarantine
 from orchestrator.releases.materialise import live_release, switch
 from orchestrator.releases.snapshots import SnapshotStore
@@ -21,7 +25,10 @@ LEASE_PATIENCE = 30.0
 
 
 def rollback(services: Services, app: str, to: str | None = None, holder: str = "cli") -> DeploymentView:
-    """Returns the deployment record of the rollback (trigger `rollback`)."""
+    """Returns the deployment record of the rollback (trigger `rollback`): ended, or for an
+    app on hosts queued."""
+    if services.config.apps[app].hosts:
+        return _roll_out_again(services, app, to)
     target = services.config.apps[app].target
     with _lease(services, app, holder) as lease:
         view = services.projections.app(app)
@@ -45,6 +52,19 @@ def rollback(services: Services, app: str, to: str | None = None, holder: str = 
             *([] if v.paused else [ev.AppPaused(app=app, at=done,
                                                 reason=f"rolled back to {chosen.id}")])])
     return services.projections.app(app).deployments[rollback_id]
+
+
+def _roll_out_again(services: Services, app: str, to: str | None) -> DeploymentView:
+    view = services.projections.app(app)
+    chosen = _choose(view, to, view.active.release or "" if view.active else "")
+    queued = request_deployment(services, app, chosen.revision, "rollback", snapshot=chosen.snapshot,
+                                origin=chosen.id, source=chosen.source)
+    if queued.deployment_id is None:
+        raise PermanentError(f"app {app!r}: the rollback to {chosen.id} was not queued: {queued.reason}")
+    now = services.clock.now()
+    execute(services.projections, app, lambda v: [] if v.paused else [
+        ev.AppPaused(app=app, at=now, reason=f"rolled back to {chosen.id}")])
+    return services.projections.app(app).deployments[queued.deployment_id]
 
 
 def _corrupt_files(services: Services):

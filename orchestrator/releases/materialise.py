@@ -181,7 +181,7 @@ def switch(target: Path, release: str | os.PathLike[str], token: int | None = No
     worker that lost its lease can never switch afterwards."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(target.with_name(f".{target.name}.sluice-lock")):
+    with locked(target.with_name(f".{target.name}.sluice-lock")):
         if token is not None:
             _advance_fence(target, token)
         if still_holds is not None:
@@ -199,7 +199,7 @@ def unswitch(target: Path, token: int | None = None,
     """Remove the target symlink (a first release rolled back: nothing was live before),
     fenced as `switch` is."""
     target = Path(target)
-    with _locked(target.with_name(f".{target.name}.sluice-lock")):
+    with locked(target.with_name(f".{target.name}.sluice-lock")):
         if token is not None:
             _advance_fence(target, token)
         if still_holds is not None:
@@ -223,7 +223,7 @@ class Fenced(TransientError):
 
 
 @contextmanager
-def _locked(lock_path: Path):
+def locked(lock_path: Path):
     with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield

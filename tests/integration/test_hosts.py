@@ -16,6 +16,8 @@ import yaml
 
 from orchestrator.api import create_app
 from orchestrator.core.projections import DeploymentView
+from orchestrator.deploying.import_export import export_release
+from orchestrator.deploying.rollback import rollback
 from orchestrator.deploying.task_queue import send_host
 from orchestrator.releases.snapshots import SnapshotStore
 from orchestrator.runtime.services import Services
@@ -262,3 +264,32 @@ def test_a_hosts_store_lets_go_of_what_no_kept_snapshot_holds(fleet_of):
     assert "v5" in tree(fleet.target("web1"))["HttpHello/__init__.py"]
     kept = "def main(req):\n    return 'v4'\n"       # the release kept for a rollback
     assert os.path.exists(store.blob_path(hashlib.sha256(kept.encode()).hexdigest()))
+
+
+def test_a_rollback_of_an_app_on_hosts_rolls_the_earlier_release_out_to_each_and_pauses(fleet_of):
+    fleet = fleet_of(HOSTS)
+    first = sync_and_wait(fleet.services, "hello", timeout=60)
+    fleet.deploy({"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n"})
+
+    d = rollback(fleet.services, "hello")
+
+    assert (d.trigger, d.origin) == ("rollback", first.id)
+    ended = wait_until_ended(fleet.services, "hello", d.id, timeout=60)
+    assert ended.status == "success", ended.message
+    assert ended.hosts == {"web1": "switched", "web2": "switched"}
+    assert all(tree(fleet.target(host)) == FUNCTION_APP for host in HOSTS)
+    assert fleet.services.projections.app("hello").paused
+
+
+def test_the_files_of_an_app_on_hosts_are_read_centrally_from_a_copy_of_its_active_snapshot(fleet_of, tmp_path):
+    fleet = fleet_of(["web1"])
+    sync_and_wait(fleet.services, "hello", timeout=60)
+    export_release(fleet.services, "hello", tmp_path / "first")
+    second = fleet.deploy({"HttpHello/__init__.py": "def main(req):\n    return 'v2'\n"})
+
+    export_release(fleet.services, "hello", tmp_path / "second")
+
+    assert tree(tmp_path / "first") == FUNCTION_APP
+    assert tree(tmp_path / "second")["HttpHello/__init__.py"] == "def main(req):\n    return 'v2'\n"
+    copies = fleet.services.config.data_dir / "readable" / "hello"
+    assert sorted(p.name for p in copies.iterdir() if not p.name.startswith(".")) == [second.id, "live"]
