@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -168,3 +170,30 @@ def best(work, runs: int = 3) -> float:
         work()
         times.append(time.perf_counter() - started)
     return min(times)
+
+
+def rsyncs(tree: Path, folders: list[Path], at_once: bool) -> float:
+    """Seconds for `rsync -a tree/ folder/` to each folder, one after another or all at once."""
+    os.sync()                                   # each measurement starts with no dirty pages
+    started = time.perf_counter()
+    commands = [["rsync", "-a", f"{tree}/", f"{folder}/"] for folder in folders]
+    if at_once:
+        for proc in [subprocess.Popen(c) for c in commands]:
+            if proc.wait():
+                raise RuntimeError("rsync failed")
+    else:
+        for c in commands:
+            subprocess.run(c, check=True)
+    return time.perf_counter() - started
+
+
+def rsync_fresh(tree: Path, scratch: Path, hosts: int, at_once: bool, runs: int) -> float:
+    """Median of rsync -a of the tree into `hosts` empty folders."""
+    samples = []
+    for _ in range(runs):
+        folders = [scratch / f"h{i}" for i in range(hosts)]
+        for f in folders:
+            f.mkdir(parents=True)
+        samples.append(rsyncs(tree, folders, at_once))
+        shutil.rmtree(scratch)
+    return statistics.median(samples)

@@ -34,7 +34,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +44,20 @@ from pathlib import Path
 
 import orjson
 import yaml
-from common import GIT_ENV, ROOT, git, git_source, make_repo, ms, results_table, start_worker, verdict, wait
+from common import (
+    GIT_ENV,
+    ROOT,
+    git,
+    git_source,
+    make_repo,
+    ms,
+    results_table,
+    rsync_fresh,
+    rsyncs,
+    start_worker,
+    verdict,
+    wait,
+)
 from rich.console import Console
 
 sys.path.insert(0, str(ROOT))
@@ -219,33 +231,6 @@ def with_documents(fleet: Fleet, moved: Moved, snapshot: str, before: str | None
     return replace(moved, document_bytes=hosts * size)
 
 
-def rsyncs(tree: Path, folders: list[Path], at_once: bool) -> float:
-    """Seconds for `rsync -a tree/ folder/` to each folder, one after another or all at once."""
-    os.sync()                                   # each measurement starts with no dirty pages
-    started = time.perf_counter()
-    commands = [["rsync", "-a", f"{tree}/", f"{folder}/"] for folder in folders]
-    if at_once:
-        for proc in [subprocess.Popen(c) for c in commands]:
-            if proc.wait():
-                raise RuntimeError("rsync failed")
-    else:
-        for c in commands:
-            subprocess.run(c, check=True)
-    return time.perf_counter() - started
-
-
-def rsync_fresh(tree: Path, scratch: Path, hosts: int, at_once: bool) -> float:
-    """Median of rsync -a of the tree into `hosts` empty folders."""
-    samples = []
-    for _ in range(BASELINE_RUNS):
-        folders = [scratch / f"h{i}" for i in range(hosts)]
-        for f in folders:
-            f.mkdir(parents=True)
-        samples.append(rsyncs(tree, folders, at_once))
-        shutil.rmtree(scratch)
-    return statistics.median(samples)
-
-
 def change(i: int, n: int) -> tuple[str, bytes]:
     return rel_path((i * 7919 + 11) % n), b"# change %d\n" % i + os.urandom(200)
 
@@ -327,8 +312,8 @@ def bench(base: Path, args) -> dict:
     tree = base / "tree"
     shutil.copytree(base / "repos" / apps[0], tree, ignore=shutil.ignore_patterns(".git"))
     return {"hosts": args.hosts, "tree": trees[apps[0]], "first": first, "changes": changes, "trash": trash,
-            "rsync_fresh": (rsync_fresh(tree, base / "scratch", args.hosts, False),
-                            rsync_fresh(tree, base / "scratch", args.hosts, True)),
+            "rsync_fresh": (rsync_fresh(tree, base / "scratch", args.hosts, False, BASELINE_RUNS),
+                            rsync_fresh(tree, base / "scratch", args.hosts, True, BASELINE_RUNS)),
             "rsync_change": rsync_changes(tree, base / "scratch", args.files, args.hosts, args.warm_up, args.runs)}
 
 
