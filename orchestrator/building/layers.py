@@ -24,7 +24,7 @@ _TREE = WHOLE_TREE[0]       # the input standing for every file of the source
 KEY_SCHEMA = 1              # raised when what goes into a key changes: old layers then miss
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 
-__all__ = ["TARGET", "LayerCache", "collect_output", "layer_key", "overlay",
+__all__ = ["TARGET", "Digest", "LayerCache", "collect_output", "layer_key", "overlay",
            "scratch_copy"]
 
 
@@ -104,6 +104,13 @@ def _input(name: str, files: Mapping[str, bytes | str]) -> str | None:
     return _identity(files[name]) if name in files else None
 
 
+class Digest(str):
+    """An input's sha256, known without reading it (a store blob's name): the same identity
+    as its bytes hashed, so a key does not change with how its input was given."""
+
+
 def _identity(value: bytes | str) -> str:
     """Bytes are hashed; text is already an identity (a snapshot id, a blob's sha256)."""
+    if isinstance(value, Digest):
+        return f"sha256:{value}"
     return f"sha256:{hashlib.sha256(value).hexdigest()}" if isinstance(value, bytes) else f"id:{value}"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.building.command import build_environment, run_build_command, sandbox_for
-from orchestrator.building.layers import LayerCache, collect_output, layer_key, overlay, scratch_copy
+from orchestrator.building.layers import Digest, LayerCache, collect_output, layer_key, overlay, scratch_copy
 from orchestrator.building.plan import TARGET, WHOLE_TREE, BuildStep, plan_build, require_tools
 from orchestrator.config.settings import AppConfig, config_file
 from orchestrator.core import events as ev
@@ -92,18 +92,20 @@ def _build(ctx: BuildContext, source: Snapshot, told: Telling) -> Snapshot | Non
                       lambda path: ctx.store.read_blob(manifest.files[path].sha256))
     if plan is None:
         return None
-    require_tools(plan)
-    told.unsaid.append((ev.BuildStarted, {"steps": [s.name for s in plan.steps], "why": plan.why}))
+    begun: ToRecord | None = (ev.BuildStarted, {"steps": [s.name for s in plan.steps], "why": plan.why})
     started, steps = time.monotonic(), dict[str, float | str]()
     cache, scratch, keys, layers = LayerCache(ctx.store), Scratch(ctx), list[str](), list[Manifest]()
     try:
         for step in plan.steps:
-            key = layer_key(step, settings, _inputs(ctx.store, manifest, step, source.id),
+            key = layer_key(step, settings, _inputs(manifest, step, source.id),
                             tool_version(step.tool), PLATFORM)
             keys.append(key)
             layer = None if ctx.rebuild else cache.get(key)
             if layer is None:
-                told.now()
+                if begun is not None:   # not before: a build that runs nothing needs no tool
+                    require_tools(plan)
+                    told.now(begun)
+                    begun = None
                 ran = time.monotonic()
                 layer = scratch.run(step, manifest, last=step is plan.steps[-1])
                 cache.put(key, layer)
@@ -116,11 +118,11 @@ def _build(ctx: BuildContext, source: Snapshot, told: Telling) -> Snapshot | Non
     finally:
         scratch.remove()
     manifest = _sharing(ctx, source, manifest, keys)
-    # on disk by the switch (runner), not before the deployment goes on: a crash before the
-    # switch leaves no release of it live, and its next deployment saves it again
+    # not fsynced: it can be made again from the source's snapshot and the layers (one cut
+    # short by a crash reads as missing: the next deployment then starts afresh)
     built = Snapshot(ctx.store.save_manifest(manifest, durable=False), manifest, 0, 0)
     files_added, bytes_added = _added(source.manifest, manifest, layers)
-    told.now((ev.BuildSucceeded, {
+    told.now(*([begun] if begun else []), (ev.BuildSucceeded, {
         "snapshot": built.id, "cached": all(v == "cached" for v in steps.values()),
         "seconds": round(time.monotonic() - started, 3), "files_added": files_added,
         "bytes_added": bytes_added, "steps": steps, "layers": keys}))
@@ -165,10 +167,10 @@ def _sharing(ctx: BuildContext, source: Snapshot, built: Manifest, keys: list[st
     return live_built.derive(built.files, built.links, source.manifest.changed(live_source))
 
 
-def _inputs(store: SnapshotStore, manifest: Manifest, step: BuildStep, source_id: str) -> dict[str, bytes | str]:
+def _inputs(manifest: Manifest, step: BuildStep, source_id: str) -> dict[str, bytes | str]:
     if step.inputs == WHOLE_TREE:
         return {WHOLE_TREE[0]: source_id}
-    return {p: store.read_blob(manifest.files[p].sha256) for p in step.inputs if p in manifest.files}
+    return {p: Digest(manifest.files[p].sha256) for p in step.inputs if p in manifest.files}
 
 
 @dataclass

@@ -23,6 +23,7 @@ from pathlib import Path
 from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.files import write_whole
 from orchestrator.releases.integrity import check_blob
+from orchestrator.releases.manifests import Buckets, FileEntry
 from orchestrator.releases.removal import remove_tree
 from orchestrator.releases.snapshots import Manifest, SnapshotStore
 from orchestrator.releases.spares import take_spare, to_trash
@@ -53,7 +54,7 @@ def materialise(store: SnapshotStore, manifest: Manifest, release: Path,
     remove_tree(building)
     building.parent.mkdir(parents=True, exist_ok=True)
     touched: Iterable[str]
-    recycled = _recycle(store, building)
+    recycled = _recycle(store, building, manifest)
     if recycled is not None:
         touched = _patch(store, str(building), recycled, manifest, fresh)
     elif previous and _hardlink_copy(previous.release, building):
@@ -67,19 +68,39 @@ def materialise(store: SnapshotStore, manifest: Manifest, release: Path,
     return release
 
 
-def _recycle(store: SnapshotStore, building: Path) -> Manifest | None:
-    """The app's spare renamed to `building`, and the manifest it holds; None without one
-    (or when the store no longer has its manifest: then it goes to the trash)."""
+def _recycle(store: SnapshotStore, building: Path, new: Manifest) -> Manifest | None:
+    """The app's spare renamed to `building`, and the manifest it holds as far as it can
+    differ from `new`; None without one (or when the store no longer has its manifest: then
+    it goes to the trash)."""
     spare = take_spare(building.parent)
     if spare is None:
         return None
     try:
-        manifest = store.manifest(spare[1])
+        manifest = _as_far_as_it_differs(store, spare[1], new)
     except (FileNotFoundError, ValueError):
         to_trash(spare[0])
         return None
     os.rename(spare[0], building)
     return manifest
+
+
+def _as_far_as_it_differs(store: SnapshotStore, snapshot_id: str, other: Manifest) -> Manifest:
+    """The snapshot's manifest as far as it can differ from `other` (stored, so its buckets'
+    ids are known): only the buckets whose ids differ are read (a bucket of the same id holds
+    the same entries, so `other.changed(it)` is exact), not the whole tree; the whole
+    manifest when the two are not bucketed alike."""
+    ids, theirs = store.bucket_ids(snapshot_id), other.buckets()
+    if len(ids) != theirs.count or None in theirs.ids:
+        return store.manifest(snapshot_id)
+    files: dict[str, FileEntry] = {}
+    links: dict[str, str] = {}
+    members = list(theirs.members)
+    for b, bucket_id in enumerate(ids):
+        if bucket_id != theirs.ids[b]:
+            bucket_files, bucket_links, members[b] = store.bucket(bucket_id)
+            files.update(bucket_files)
+            links.update(bucket_links)
+    return Manifest(files, links, Buckets(tuple(members), tuple(ids)))
 
 
 def _hardlink_copy(source: Path, dest: Path) -> bool:

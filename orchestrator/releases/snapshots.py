@@ -234,13 +234,13 @@ class SnapshotStore:
         links: dict[str, str] = {}
         members = []
         for bucket_id in doc["buckets"]:
-            bucket_files, bucket_links, paths = self._bucket(bucket_id)
+            bucket_files, bucket_links, paths = self.bucket(bucket_id)
             files.update(bucket_files)
             links.update(bucket_links)
             members.append(paths)
         return Manifest(files, links, Buckets(tuple(members), tuple(doc["buckets"])))
 
-    def _bucket(self, bucket_id: str) -> tuple[dict[str, FileEntry], dict[str, str], frozenset[str]]:
+    def bucket(self, bucket_id: str) -> tuple[dict[str, FileEntry], dict[str, str], frozenset[str]]:
         parsed = self._parsed.get(bucket_id)
         if parsed is None:
             files, links = parse_entries(orjson.loads((self.buckets / f"{bucket_id}.json").read_bytes()))

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from orchestrator.building.layers import (
+    Digest,
     LayerCache,
     collect_output,
     layer_key,
@@ -286,6 +287,11 @@ def key(step=PIP, config=CONFIG, files=FILES, tool="Python 3.11.2", platform="li
 def test_a_layer_key_is_the_same_for_the_same_inputs_and_ignores_unrelated_files():
     assert key() == key(files={**FILES})
     assert key() == key(files={**FILES, "app.py": b"print(2)\n", "new.py": b""})
+
+
+def test_a_layer_key_given_an_inputs_digest_is_the_key_given_its_bytes():
+    digest = Digest(hashlib.sha256(FILES["requirements.txt"]).hexdigest())     # the store blob's name
+    assert key(files={**FILES, "requirements.txt": digest}) == key()
 
 
 def test_a_layer_key_changes_with_an_inputs_bytes():

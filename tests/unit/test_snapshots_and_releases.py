@@ -14,6 +14,7 @@ from orchestrator.releases.materialise import (
 from orchestrator.releases.removal import remove_tree
 from orchestrator.releases.retention import collect_garbage
 from orchestrator.releases.snapshots import SnapshotStore
+from orchestrator.releases.spares import make_spare
 from orchestrator.releases.tree_checks import safe_path
 
 
@@ -219,3 +220,30 @@ def test_garbage_collection_removes_what_a_killed_writer_left_in_the_stores_tmp(
     collect_garbage(store, set())
 
     assert not orphan.exists() and fresh.exists()
+
+
+class CountingStore(SnapshotStore):
+    """Counts the buckets read from disk (no cache: a process that never saw the snapshot)."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.read: list[str] = []
+
+    def bucket(self, bucket_id):
+        self.read.append(bucket_id)
+        return super().bucket(bucket_id)
+
+
+def test_a_spare_is_patched_reading_only_the_buckets_that_differ_and_equals_a_release_built_afresh(store, tmp_path):
+    old_files = {f"site/page{n:04}.html": f"<p>{n}</p>".encode() for n in range(1000)}     # 4 buckets
+    new_files = {**old_files, "site/page0007.html": b"<p>seven</p>"}
+    del new_files["site/page0500.html"]
+    old, new = snapshot(store, old_files), snapshot(store, new_files, {"latest": "site/page0007.html"})
+    apps = tmp_path / "releases" / "web"
+    make_spare(materialise(store, old.manifest, apps / "d1"), old.id)
+    another_process = CountingStore(tmp_path / "store")
+
+    patched = materialise(another_process, new.manifest, apps / "d2")
+
+    assert listing(patched) == listing(materialise(store, new.manifest, tmp_path / "fresh"))
+    assert 1 <= len(another_process.read) <= 3 < len(store.bucket_ids(old.id))
