@@ -8,10 +8,10 @@ by `GET /store/blobs/{sha256}`), several requests at once. Everything is named b
 and refused unless it hashes to that name (`ContentMismatch`, naming both hashes): a blob
 streams into a scratch file in the store's tmp, hashed as it comes, and is renamed to its
 name only once it matched, so the store never holds a blob that is not what its name says,
-nor a half-written one. The root is written last: a
-root in the local store means the whole snapshot is there. Afterwards the local store holds
-the snapshot as the server's does and materialise works on it unchanged (`Fetched.fresh`:
-the blobs hashed here, which it need not hash again).
+nor a half-written one. The root is written last: a root in the local store means the whole
+snapshot is there. Afterwards the local store holds the snapshot as the server's does and
+materialise works on it unchanged (`Fetched.fresh`: the blobs hashed here, which it need not
+hash again).
 """
 from __future__ import annotations
 
@@ -208,29 +208,32 @@ def _fetch_batch(store: SnapshotStore, remote: RemoteStore, batch: list[tuple[st
 
 
 class Frames:
-    """A batch answer read as it arrives: a header line, then exactly that many bytes."""
+    """A batch answer read as it arrives: a header line, then exactly that many bytes. What
+    is read is taken from the chunk by an offset: hundreds of small blobs in one chunk cost
+    one copy of it, not one of the rest of it each."""
 
     def __init__(self, chunks: Iterator[bytes]):
-        self.chunks, self.pending = chunks, b""
+        self.chunks, self.buffer, self.at = chunks, b"", 0
 
     def line(self) -> str:
-        while b"\n" not in self.pending:
-            if not self._more() or len(self.pending) > 200:
+        while (end := self.buffer.find(b"\n", self.at)) < 0:
+            if len(self.buffer) - self.at > 200 or not self._more():
                 return ""
-        line, _, self.pending = self.pending.partition(b"\n")
+        line, self.at = self.buffer[self.at:end], end + 1
         return line.decode(errors="replace")
 
     def take(self, size: int, what: str) -> Iterator[bytes]:
         while size > 0:
-            if not self.pending and not self._more():
+            if self.at >= len(self.buffer) and not self._more():
                 raise ContentMismatch(f"blob {what}: the API's answer was cut short {size} bytes before its end")
-            piece, self.pending = self.pending[:size], self.pending[size:]
+            piece = self.buffer[self.at:self.at + size]
+            self.at += len(piece)
             size -= len(piece)
             yield piece
 
     def _more(self) -> bool:
         chunk = next(self.chunks, b"")
-        self.pending += chunk
+        self.buffer, self.at = self.buffer[self.at:] + chunk, 0
         return bool(chunk)
 
 
