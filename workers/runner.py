@@ -262,10 +262,9 @@ def _build(ctx: WorkerContext, app: str, config: AppConfig, d: DeploymentView,
             raise TransientError("the deployment ended while it was building")
     built = LiveBuild(live.snapshot, live.source_snapshot, live.layers) \
         if live and live.snapshot and live.source_snapshot and live.layers else None
-    return build(BuildContext(ctx.store, ctx.services.config.data_dir, app, d.id, config,
-                              lambda event_type, **fields: record_all([(event_type, fields)]),
-                              ctx.services.config.worker.build_concurrency, d.rebuild, built,
-                              record_all), source, [unsaid])
+    return build(BuildContext(ctx.store, ctx.services.config.data_dir, app, d.id, config, record_all,
+                              ctx.services.config.worker.build_concurrency, d.rebuild, built),
+                 source, [unsaid])
 
 
 def _preset(ctx: WorkerContext, d: DeploymentView) -> Snapshot | None:

@@ -86,11 +86,13 @@ class ServedStore:
         return self._document("bucket", bucket_id, self.store.buckets / f"{bucket_id}.json",
                               KeptContent.holds_bucket)
 
-    def open_blob(self, sha256: str, checked: bool = False) -> tuple[IO[bytes], int]:
-        """The blob opened (a collection after this cannot take it from under the answer);
-        `checked`: check_blobs said it is held already."""
-        if not checked:
-            self._check("blob", [sha256], KeptContent.holds_blob)
+    def open_blob(self, sha256: str) -> tuple[IO[bytes], int]:
+        """The blob opened (a collection after this cannot take it from under the answer)."""
+        self.check_blobs([sha256])
+        return self.open_held_blob(sha256)
+
+    def open_held_blob(self, sha256: str) -> tuple[IO[bytes], int]:
+        """A blob check_blobs said a kept snapshot holds, opened."""
         try:
             blob = os.fdopen(os.open(self.store.blob_path(sha256), os.O_RDONLY | os.O_NOFOLLOW), "rb")
         except FileNotFoundError:
@@ -172,7 +174,7 @@ def _frames(served: ServedStore, ids: list[str]) -> Iterator[bytes]:
     and asks again."""
     for sha256 in ids:
         try:
-            opened, size = served.open_blob(sha256, checked=True)
+            opened, size = served.open_held_blob(sha256)
         except NotFound:
             return
         served.served.count("blobs", size)

@@ -51,18 +51,13 @@ class BuildContext:
     app: str
     deployment_id: str
     config: AppConfig
-    record: Record
+    record_all: RecordAll
     build_concurrency: int = 1
     rebuild: bool = False
     live: LiveBuild | None = None
-    record_together: RecordAll | None = None
 
-    def record_all(self, events: Events) -> None:
-        if self.record_together is not None:
-            self.record_together(events)
-        else:
-            for event_type, fields in events:
-                self.record(event_type, **fields)
+    def record(self, event_type: Callable[..., ev.Event], **fields: Any) -> None:
+        self.record_all([(event_type, fields)])
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,7 @@ def rollback(services: Services, app: str, to: str | None = None, holder: str = 
         execute(services.projections, app, lambda v: [
             ev.DeploymentSucceeded(app=app, at=done, deployment_id=rollback_id,
                                    snapshot=snapshot, release=release),
-            *([] if v.paused else [ev.AppPaused(app=app, at=done,
-                                                reason=f"rolled back to {chosen.id}")])])
+            *_paused(v, done, chosen)])
     return services.projections.app(app).deployments[rollback_id]
 
 
@@ -62,9 +61,13 @@ def _roll_out_again(services: Services, app: str, to: str | None) -> DeploymentV
     if queued.deployment_id is None:
         raise PermanentError(f"app {app!r}: the rollback to {chosen.id} was not queued: {queued.reason}")
     now = services.clock.now()
-    execute(services.projections, app, lambda v: [] if v.paused else [
-        ev.AppPaused(app=app, at=now, reason=f"rolled back to {chosen.id}")])
+    execute(services.projections, app, lambda v: _paused(v, now, chosen))
     return services.projections.app(app).deployments[queued.deployment_id]
+
+
+def _paused(view: AppView, now: float, chosen: DeploymentView) -> list[ev.Event]:
+    """The app paused, unless it is already, so the next poll does not undo the rollback."""
+    return [] if view.paused else [ev.AppPaused(app=view.name, at=now, reason=f"rolled back to {chosen.id}")]
 
 
 def _corrupt_files(services: Services):
